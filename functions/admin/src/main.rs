@@ -1,0 +1,9 @@
+//! The `admin` Lambda function: serves mPanel's admin routes (and health checks).
+
+use mpanel::{Function, http::function_app};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    let state = mpanel::init_function(Function::Admin.needs()).await;
+    lambda_http::run(function_app(Function::Admin, state)).await
+}

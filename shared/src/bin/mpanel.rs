@@ -1,0 +1,12 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    mpanel::telemetry::init();
+    let cli = mpanel::cli::Cli::parse();
+    if let Err(err) = mpanel::cli::run(cli).await {
+        // One line with the whole cause chain, and a failing exit status.
+        eprintln!("mpanel: error: {err:#}");
+        std::process::exit(1);
+    }
+}

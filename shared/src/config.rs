@@ -1,0 +1,630 @@
+//! Typed configuration, loaded once per process (once per Lambda container).
+//!
+//! Every secret may be given directly (`JWT_SECRET=...`) or as a Secrets
+//! Manager ARN (`JWT_SECRET_ARN=arn:...`); the database also accepts an
+//! RDS-style JSON secret (`DATABASE_URL_ARN`). Missing or malformed values
+//! fail at start with one line naming the variable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use base64::Engine;
+use serde::Deserialize;
+
+use crate::secrets::Secret;
+
+/// A config problem, always naming the variable so the fix is obvious.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    pub var: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(var: &str, reason: impl Into<String>) -> Self {
+        Self {
+            var: var.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Which optional parts a process needs. Each Lambda function asks only for
+/// what it uses, so it is granted (and loads) only those secrets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub jwt: bool,
+    pub webhook: bool,
+    pub pdns: bool,
+    pub sqs: bool,
+    pub ssh: bool,
+}
+
+impl Needs {
+    pub const NONE: Needs = Needs {
+        jwt: false,
+        webhook: false,
+        pdns: false,
+        sqs: false,
+        ssh: false,
+    };
+    pub const ALL: Needs = Needs {
+        jwt: true,
+        webhook: true,
+        pdns: true,
+        sqs: true,
+        ssh: true,
+    };
+}
+
+#[derive(Debug, Clone)]
+pub struct PdnsConfig {
+    pub api_url: String,
+    pub api_key: Secret<String>,
+    pub server_id: String,
+    /// Fully qualified, each ending with a dot.
+    pub nameservers: Vec<String>,
+}
+
+/// Where the worker's SSH private key comes from.
+#[derive(Debug, Clone)]
+pub enum SshKeySource {
+    File(PathBuf),
+    /// Key material from Secrets Manager; written 0600 under the temp dir when used.
+    Inline(Secret<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    pub max_requests: u32,
+    pub window: Duration,
+    pub login_failures: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: Secret<tokio_postgres::Config>,
+    pub db_pool_size: usize,
+    pub redis_url: Secret<String>,
+    /// Prefix of every Redis key; tests give each test its own.
+    pub redis_key_prefix: String,
+    pub http_addr: SocketAddr,
+    pub rate_limits: RateLimits,
+    pub jwt_secret: Option<Secret<Vec<u8>>>,
+    pub webhook_secret: Option<Secret<Vec<u8>>>,
+    pub pdns: Option<PdnsConfig>,
+    pub sqs_queue_url: Option<String>,
+    pub ssh_private_key: Option<SshKeySource>,
+    pub aws: aws_config::SdkConfig,
+}
+
+/// The environment the config is read from: the process env in production,
+/// a plain map in tests (mutating the process env is not thread-safe).
+pub type Env = HashMap<String, String>;
+
+pub fn process_env() -> Env {
+    std::env::vars().collect()
+}
+
+impl Config {
+    /// Loads from the process environment.
+    pub async fn from_env(needs: Needs) -> Result<Config, ConfigError> {
+        Config::load(&process_env(), needs).await
+    }
+
+    pub async fn load(env: &Env, needs: Needs) -> Result<Config, ConfigError> {
+        let aws = aws_sdk_config(env).await;
+        let secrets = SecretSource::new(env, &aws);
+
+        let database = match secrets.get("DATABASE_URL").await? {
+            Some(SecretValue::Plain(url)) => parse_database_url("DATABASE_URL", &url)?,
+            Some(SecretValue::FromManager(json)) => parse_rds_secret("DATABASE_URL_ARN", &json)?,
+            None => {
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    "is required (or DATABASE_URL_ARN)",
+                ));
+            }
+        };
+
+        let on_lambda = env.contains_key("AWS_LAMBDA_FUNCTION_NAME");
+        // One request at a time per Lambda container: a tiny pool behind RDS Proxy.
+        let default_pool = if on_lambda { 2 } else { 16 };
+        let db_pool_size = parse_or(env, "DB_POOL_SIZE", default_pool)?;
+        if db_pool_size == 0 {
+            return Err(ConfigError::new("DB_POOL_SIZE", "must be at least 1"));
+        }
+
+        let redis_url = secrets
+            .get("REDIS_URL")
+            .await?
+            .map(SecretValue::into_string)
+            .ok_or_else(|| ConfigError::new("REDIS_URL", "is required (or REDIS_URL_ARN)"))?;
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
+            return Err(ConfigError::new(
+                "REDIS_URL",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        let redis_key_prefix = env
+            .get("REDIS_KEY_PREFIX")
+            .cloned()
+            .unwrap_or_else(|| "mpanel:".to_string());
+
+        let http_addr = parse_or(
+            env,
+            "MPANEL_HTTP_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 3000)),
+        )?;
+
+        let rate_limits = RateLimits {
+            max_requests: parse_or(env, "RATE_LIMIT_MAX", 100u32)?,
+            window: Duration::from_secs(parse_or(env, "RATE_LIMIT_WINDOW_SECS", 900u64)?),
+            login_failures: parse_or(env, "LOGIN_FAILURE_LIMIT", 10u32)?,
+        };
+        if rate_limits.window.is_zero() {
+            return Err(ConfigError::new(
+                "RATE_LIMIT_WINDOW_SECS",
+                "must be at least 1",
+            ));
+        }
+
+        let jwt_secret = if needs.jwt {
+            let raw = secrets
+                .get("JWT_SECRET")
+                .await?
+                .map(SecretValue::into_string)
+                .ok_or_else(|| ConfigError::new("JWT_SECRET", "is required (or JWT_SECRET_ARN)"))?;
+            if raw.len() < 32 {
+                return Err(ConfigError::new("JWT_SECRET", "must be at least 32 bytes"));
+            }
+            Some(Secret::new(raw.into_bytes()))
+        } else {
+            None
+        };
+
+        let webhook_secret = if needs.webhook {
+            let raw = secrets
+                .get("MARKETING_WEBHOOK_SECRET")
+                .await?
+                .map(SecretValue::into_string)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "MARKETING_WEBHOOK_SECRET",
+                        "is required (or MARKETING_WEBHOOK_SECRET_ARN)",
+                    )
+                })?;
+            Some(Secret::new(parse_webhook_secret(&raw)?))
+        } else {
+            None
+        };
+
+        let pdns = if needs.pdns {
+            let api_url = required(env, "PDNS_API_URL")?;
+            if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+                return Err(ConfigError::new("PDNS_API_URL", "must be an http(s) URL"));
+            }
+            let api_key = secrets
+                .get("PDNS_API_KEY")
+                .await?
+                .map(SecretValue::into_string)
+                .ok_or_else(|| {
+                    ConfigError::new("PDNS_API_KEY", "is required (or PDNS_API_KEY_ARN)")
+                })?;
+            let server_id = env
+                .get("PDNS_SERVER_ID")
+                .cloned()
+                .unwrap_or_else(|| "localhost".into());
+            let nameservers = parse_nameservers(&required(env, "PDNS_NAMESERVERS")?)?;
+            Some(PdnsConfig {
+                api_url: api_url.trim_end_matches('/').to_string(),
+                api_key: Secret::new(api_key),
+                server_id,
+                nameservers,
+            })
+        } else {
+            None
+        };
+
+        let sqs_queue_url = if needs.sqs {
+            Some(required(env, "SQS_QUEUE_URL")?)
+        } else {
+            None
+        };
+
+        let ssh_private_key = if needs.ssh {
+            match (
+                env.get("SSH_PRIVATE_KEY_FILE"),
+                env.get("SSH_PRIVATE_KEY_ARN"),
+            ) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::new(
+                        "SSH_PRIVATE_KEY_FILE",
+                        "set either SSH_PRIVATE_KEY_FILE or SSH_PRIVATE_KEY_ARN, not both",
+                    ));
+                }
+                (Some(path), None) => {
+                    let path = PathBuf::from(path);
+                    if !path.is_file() {
+                        return Err(ConfigError::new(
+                            "SSH_PRIVATE_KEY_FILE",
+                            "is not a readable file",
+                        ));
+                    }
+                    Some(SshKeySource::File(path))
+                }
+                (None, Some(_)) => {
+                    let key = secrets
+                        .get("SSH_PRIVATE_KEY")
+                        .await?
+                        .map(SecretValue::into_string)
+                        .ok_or_else(|| ConfigError::new("SSH_PRIVATE_KEY_ARN", "is empty"))?;
+                    Some(SshKeySource::Inline(Secret::new(key)))
+                }
+                (None, None) => {
+                    return Err(ConfigError::new(
+                        "SSH_PRIVATE_KEY_FILE",
+                        "is required (or SSH_PRIVATE_KEY_ARN)",
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+
+        Ok(Config {
+            database,
+            db_pool_size,
+            redis_url: Secret::new(redis_url),
+            redis_key_prefix,
+            http_addr,
+            rate_limits,
+            jwt_secret,
+            webhook_secret,
+            pdns,
+            sqs_queue_url,
+            ssh_private_key,
+            aws,
+        })
+    }
+}
+
+/// AWS SDK config from the same env map (region and endpoint), so moto works
+/// locally and the real endpoints are used on Lambda.
+pub async fn aws_sdk_config(env: &Env) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = env
+        .get("AWS_REGION")
+        .or_else(|| env.get("AWS_DEFAULT_REGION"))
+    {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(endpoint) = env.get("AWS_ENDPOINT_URL") {
+        loader = loader.endpoint_url(endpoint.clone());
+    }
+    if let (Some(id), Some(key)) = (
+        env.get("AWS_ACCESS_KEY_ID"),
+        env.get("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        let creds = aws_sdk_secretsmanager::config::Credentials::new(
+            id.clone(),
+            key.clone(),
+            env.get("AWS_SESSION_TOKEN").cloned(),
+            None,
+            "mpanel-env",
+        );
+        loader = loader.credentials_provider(creds);
+    }
+    loader.load().await
+}
+
+enum SecretValue {
+    Plain(String),
+    FromManager(String),
+}
+
+impl SecretValue {
+    fn into_string(self) -> String {
+        match self {
+            SecretValue::Plain(s) | SecretValue::FromManager(s) => s,
+        }
+    }
+}
+
+/// Resolves `NAME` from the env or `NAME_ARN` from Secrets Manager.
+struct SecretSource<'a> {
+    env: &'a Env,
+    client: aws_sdk_secretsmanager::Client,
+}
+
+impl<'a> SecretSource<'a> {
+    fn new(env: &'a Env, aws: &aws_config::SdkConfig) -> Self {
+        Self {
+            env,
+            client: aws_sdk_secretsmanager::Client::new(aws),
+        }
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<SecretValue>, ConfigError> {
+        let arn_var = format!("{name}_ARN");
+        let plain = self.env.get(name).filter(|v| !v.is_empty());
+        let arn = self.env.get(&arn_var).filter(|v| !v.is_empty());
+        match (plain, arn) {
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                name,
+                format!("set either {name} or {arn_var}, not both"),
+            )),
+            (Some(value), None) => Ok(Some(SecretValue::Plain(value.clone()))),
+            (None, Some(arn)) => {
+                let out = self
+                    .client
+                    .get_secret_value()
+                    .secret_id(arn)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        ConfigError::new(
+                            &arn_var,
+                            format!(
+                                "cannot read the secret from Secrets Manager: {}",
+                                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                            ),
+                        )
+                    })?;
+                let value = out
+                    .secret_string()
+                    .ok_or_else(|| ConfigError::new(&arn_var, "the secret has no string value"))?;
+                Ok(Some(SecretValue::FromManager(value.to_string())))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+fn required(env: &Env, var: &str) -> Result<String, ConfigError> {
+    env.get(var)
+        .filter(|v| !v.trim().is_empty())
+        .cloned()
+        .ok_or_else(|| ConfigError::new(var, "is required"))
+}
+
+fn parse_or<T: FromStr>(env: &Env, var: &str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match env.get(var).filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| ConfigError::new(var, format!("cannot parse {raw:?}: {e}"))),
+    }
+}
+
+fn parse_database_url(var: &str, url: &str) -> Result<Secret<tokio_postgres::Config>, ConfigError> {
+    let mut cfg = tokio_postgres::Config::from_str(url)
+        // The parse error can echo the URL (with its password): keep it out.
+        .map_err(|_| ConfigError::new(var, "is not a valid postgres:// URL"))?;
+    if cfg.get_hosts().is_empty() {
+        return Err(ConfigError::new(var, "has no host"));
+    }
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(Duration::from_secs(5));
+    }
+    Ok(Secret::new(cfg))
+}
+
+/// The JSON shape of an RDS-managed database secret.
+#[derive(Deserialize)]
+struct RdsSecret {
+    username: String,
+    password: String,
+    host: String,
+    port: Option<u16>,
+    dbname: Option<String>,
+}
+
+fn parse_rds_secret(var: &str, json: &str) -> Result<Secret<tokio_postgres::Config>, ConfigError> {
+    let secret: RdsSecret = serde_json::from_str(json).map_err(|_| {
+        ConfigError::new(
+            var,
+            "is not an RDS secret {username,password,host,port,dbname}",
+        )
+    })?;
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.user(&secret.username)
+        .password(&secret.password)
+        .host(&secret.host)
+        .port(secret.port.unwrap_or(5432))
+        .dbname(secret.dbname.as_deref().unwrap_or("postgres"))
+        .connect_timeout(Duration::from_secs(5));
+    Ok(Secret::new(cfg))
+}
+
+/// `whsec_` + base64 of at least 24 random bytes (Standard Webhooks).
+pub fn parse_webhook_secret(raw: &str) -> Result<Vec<u8>, ConfigError> {
+    const VAR: &str = "MARKETING_WEBHOOK_SECRET";
+    let encoded = raw
+        .trim()
+        .strip_prefix("whsec_")
+        .ok_or_else(|| ConfigError::new(VAR, "must start with whsec_"))?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| ConfigError::new(VAR, "is not valid base64 after whsec_"))?;
+    if key.len() < 24 {
+        return Err(ConfigError::new(VAR, "must encode at least 24 bytes"));
+    }
+    Ok(key)
+}
+
+fn parse_nameservers(raw: &str) -> Result<Vec<String>, ConfigError> {
+    let names: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if names.is_empty() {
+        return Err(ConfigError::new(
+            "PDNS_NAMESERVERS",
+            "needs at least one name",
+        ));
+    }
+    for name in &names {
+        let valid = name.ends_with('.')
+            && name.len() > 1
+            && name.trim_end_matches('.').split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            return Err(ConfigError::new(
+                "PDNS_NAMESERVERS",
+                format!("{name:?} is not a fully qualified host name ending with a dot"),
+            ));
+        }
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base_env() -> Env {
+        [
+            ("DATABASE_URL", "postgres://u:p@127.0.0.1:5432/db"),
+            ("REDIS_URL", "redis://127.0.0.1:6379/"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn minimal_env_loads_with_defaults() {
+        let cfg = Config::load(&base_env(), Needs::NONE).await.unwrap();
+        assert_eq!(cfg.rate_limits.max_requests, 100);
+        assert_eq!(cfg.rate_limits.window, Duration::from_secs(900));
+        assert_eq!(cfg.rate_limits.login_failures, 10);
+        assert_eq!(cfg.http_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(cfg.db_pool_size, 16);
+        assert!(cfg.jwt_secret.is_none());
+    }
+
+    #[tokio::test]
+    async fn lambda_gets_a_small_pool() {
+        let mut env = base_env();
+        env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), "auth".into());
+        let cfg = Config::load(&env, Needs::NONE).await.unwrap();
+        assert_eq!(cfg.db_pool_size, 2);
+    }
+
+    #[tokio::test]
+    async fn missing_database_names_the_variable() {
+        let mut env = base_env();
+        env.remove("DATABASE_URL");
+        let err = Config::load(&env, Needs::NONE).await.unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert!(!err.to_string().contains('\n'));
+    }
+
+    #[tokio::test]
+    async fn malformed_number_names_the_variable() {
+        let mut env = base_env();
+        env.insert("RATE_LIMIT_MAX".into(), "lots".into());
+        let err = Config::load(&env, Needs::NONE).await.unwrap_err();
+        assert_eq!(err.var, "RATE_LIMIT_MAX");
+    }
+
+    #[tokio::test]
+    async fn bad_database_url_does_not_echo_password() {
+        let mut env = base_env();
+        env.insert(
+            "DATABASE_URL".into(),
+            "postgres://u:s3cr3t@host:notaport/db".into(),
+        );
+        let err = Config::load(&env, Needs::NONE).await.unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert!(!err.to_string().contains("s3cr3t"));
+    }
+
+    #[tokio::test]
+    async fn required_secrets_are_enforced_per_need() {
+        let env = base_env();
+        let err = Config::load(
+            &env,
+            Needs {
+                jwt: true,
+                ..Needs::NONE
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.var, "JWT_SECRET");
+
+        let mut env = base_env();
+        env.insert("JWT_SECRET".into(), "too-short".into());
+        let err = Config::load(
+            &env,
+            Needs {
+                jwt: true,
+                ..Needs::NONE
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("32 bytes"));
+    }
+
+    #[tokio::test]
+    async fn plain_and_arn_together_is_an_error() {
+        let mut env = base_env();
+        env.insert(
+            "REDIS_URL_ARN".into(),
+            "arn:aws:secretsmanager:us-east-1:1:secret:x".into(),
+        );
+        let err = Config::load(&env, Needs::NONE).await.unwrap_err();
+        assert_eq!(err.var, "REDIS_URL");
+    }
+
+    #[test]
+    fn webhook_secret_rules() {
+        assert!(parse_webhook_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
+        assert!(parse_webhook_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+        assert!(parse_webhook_secret("whsec_!!!").is_err());
+        // 12 bytes is too short.
+        assert!(parse_webhook_secret("whsec_AAAAAAAAAAAAAAAA").is_err());
+    }
+
+    #[test]
+    fn nameservers_must_be_fqdn() {
+        assert_eq!(
+            parse_nameservers("ns1.example.com., NS2.example.com.").unwrap(),
+            vec!["ns1.example.com.", "ns2.example.com."]
+        );
+        assert!(parse_nameservers("ns1.example.com").is_err());
+        assert!(parse_nameservers("").is_err());
+        assert!(parse_nameservers("ns1;rm -rf.example.").is_err());
+    }
+
+    #[test]
+    fn rds_secret_is_parsed() {
+        let cfg = parse_rds_secret(
+            "DATABASE_URL_ARN",
+            r#"{"username":"app","password":"pw","host":"db.internal","port":6543,"dbname":"mp"}"#,
+        )
+        .unwrap();
+        let cfg = cfg.expose();
+        assert_eq!(cfg.get_user(), Some("app"));
+        assert_eq!(cfg.get_ports(), &[6543]);
+        assert_eq!(cfg.get_dbname(), Some("mp"));
+        assert!(parse_rds_secret("DATABASE_URL_ARN", "not json").is_err());
+    }
+}

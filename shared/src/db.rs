@@ -1,0 +1,119 @@
+//! Postgres: the pool, migrations, a transaction helper, and the map from
+//! unique constraints to the API field they protect.
+//!
+//! Queries use `query_typed*` / `execute_typed`-style calls (unnamed
+//! statements, one round trip) rather than `prepare`, because named prepared
+//! statements pin connections in RDS Proxy.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::future::BoxFuture;
+use tokio_postgres::NoTls;
+
+use crate::error::AppResult;
+use crate::secrets::Secret;
+
+pub use deadpool_postgres::Pool as DbPool;
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// How long a request waits for a pooled connection before answering 503.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+
+pub fn pool(config: &Secret<tokio_postgres::Config>, size: usize) -> anyhow::Result<Pool> {
+    let manager = Manager::from_config(
+        config.expose().clone(),
+        NoTls,
+        ManagerConfig {
+            // A cheap liveness check before handing out a recycled connection,
+            // so a Postgres restart costs failed requests, not a dead pool.
+            recycling_method: RecyclingMethod::Verified,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(POOL_WAIT))
+        .recycle_timeout(Some(POOL_WAIT))
+        .build()?)
+}
+
+/// The embedded migrations (`migrations/V*.sql`).
+pub fn migrations() -> Vec<refinery::Migration> {
+    embedded::migrations::runner().get_migrations().clone()
+}
+
+/// Applies the given migrations, refusing when an applied one was changed
+/// (checksum) or is missing. Serialised with an advisory lock so concurrent
+/// deploys or test processes do not race.
+pub async fn migrate_with(
+    config: &Secret<tokio_postgres::Config>,
+    migrations: &[refinery::Migration],
+) -> anyhow::Result<refinery::Report> {
+    const MIGRATION_LOCK: i64 = 0x6d70_616e_656c; // "mpanel"
+    let (mut client, connection) = config.expose().connect(NoTls).await?;
+    let conn_task = tokio::spawn(connection);
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = refinery::Runner::new(migrations)
+        .set_abort_divergent(true)
+        .set_abort_missing(true)
+        .run_async(&mut client)
+        .await;
+    // The lock dies with the session anyway; unlocking is a courtesy.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    drop(client);
+    let _ = conn_task.await;
+    Ok(result?)
+}
+
+pub async fn migrate(config: &Secret<tokio_postgres::Config>) -> anyhow::Result<refinery::Report> {
+    migrate_with(config, &migrations()).await
+}
+
+/// Runs `work` in one transaction: commit on `Ok`, roll back on `Err` (the
+/// transaction is dropped unfinished, which rolls it back).
+pub async fn in_transaction<T, F>(pool: &Pool, work: F) -> AppResult<T>
+where
+    T: Send,
+    F: for<'t> FnOnce(&'t tokio_postgres::Transaction<'_>) -> BoxFuture<'t, AppResult<T>> + Send,
+{
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let value = work(&tx).await?;
+    tx.commit().await?;
+    Ok(value)
+}
+
+/// Cheap readiness probe.
+pub async fn ping(pool: &Pool) -> AppResult<()> {
+    let client = pool.get().await?;
+    client.query_typed("SELECT 1", &[]).await?;
+    Ok(())
+}
+
+/// Maps a unique constraint (or unique index) name to the API field it
+/// protects, so a clash becomes a 409 that names the field.
+pub fn constraint_field(constraint: &str) -> Option<&'static str> {
+    Some(match constraint {
+        "tenants_slug_key" => "slug",
+        "users_email_key" => "email",
+        "servers_tenant_name_key" => "name",
+        "products_tenant_slug_key" => "slug",
+        "prices_tenant_slug_key" => "slug",
+        "customers_tenant_email_key" => "customer.email",
+        "orders_tenant_external_id_key" => "externalOrderId",
+        "domains_name_held_key" => "domain",
+        "dns_zones_name_key" => "domain",
+        "mail_accounts_address_key" => "address",
+        "webhook_deliveries_source_webhook_id_key" => "webhook-id",
+        _ => return None,
+    })
+}

@@ -1,0 +1,48 @@
+//! `GET /api/health` (the process answers) and `GET /api/ready` (Postgres and
+//! Redis answer too). Every HTTP function serves both.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::error::{AppError, AppResult};
+
+/// A readiness probe must answer quickly even when a dependency hangs.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/ready", get(ready))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn ready(State(state): State<AppState>) -> AppResult<Json<Value>> {
+    let (postgres, redis) = tokio::join!(
+        tokio::time::timeout(CHECK_TIMEOUT, crate::db::ping(&state.db)),
+        tokio::time::timeout(CHECK_TIMEOUT, state.kv.ping()),
+    );
+    let mut failed = Vec::new();
+    match postgres {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => failed.push(format!("postgres: {e}")),
+        Err(_) => failed.push("postgres: timed out".to_string()),
+    }
+    match redis {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => failed.push(format!("redis: {e}")),
+        Err(_) => failed.push("redis: timed out".to_string()),
+    }
+    if failed.is_empty() {
+        Ok(Json(json!({ "status": "ready" })))
+    } else {
+        Err(AppError::Unavailable(failed.join("; ")))
+    }
+}

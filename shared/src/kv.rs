@@ -1,0 +1,49 @@
+//! Redis: a lazily connected, self-reconnecting handle with a key prefix.
+//!
+//! Connecting lazily means a process starts (and answers `/api/health`) while
+//! Redis is down, and recovers by itself once Redis is back.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::error::AppResult;
+use crate::secrets::Secret;
+
+#[derive(Clone)]
+pub struct Kv {
+    manager: ConnectionManager,
+    prefix: String,
+}
+
+impl Kv {
+    pub fn new(url: &Secret<String>, prefix: &str) -> anyhow::Result<Kv> {
+        let client = redis::Client::open(url.expose().as_str())?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Kv {
+            manager,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// The full key for a logical name (`rl:login:…` → `mpanel:rl:login:…`).
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+
+    /// A connection handle; cheap to clone, multiplexed.
+    pub fn conn(&self) -> ConnectionManager {
+        self.manager.clone()
+    }
+
+    pub async fn ping(&self) -> AppResult<()> {
+        let mut conn = self.conn();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+}

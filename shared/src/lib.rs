@@ -1,0 +1,42 @@
+//! mPanel: the billing + provisioning backend of a web-hosting company.
+//!
+//! This library holds all domain logic, storage, HTTP routers and job
+//! handling; the Lambda functions in `functions/` and the `mpanel` CLI are
+//! thin shells around it.
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod kv;
+pub mod lambda;
+pub mod secrets;
+pub mod telemetry;
+pub mod tenants;
+pub mod types;
+pub mod users;
+
+pub use config::{Config, Needs};
+pub use error::{AppError, AppResult};
+pub use http::{AppState, Function};
+
+/// Builds the state a Lambda function needs, once per container, or exits
+/// with one line naming what is wrong (the runtime logs it as an init error).
+pub async fn init_function(needs: Needs) -> AppState {
+    telemetry::init();
+    let built = match Config::from_env(needs).await {
+        Ok(config) => AppState::new(config),
+        Err(e) => Err(e.into()),
+    };
+    match built {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("mpanel: config error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Tenants: the hosting companies that share one mPanel.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use tokio_postgres::types::Type;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use crate::audit::{self, Actor, AuditEntry};
+use crate::error::AppResult;
+use crate::types::{DisplayName, Slug};
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tenant {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Tenant {
+    fn from_row(row: &Row) -> AppResult<Tenant> {
+        Ok(Tenant {
+            id: row.try_get("id")?,
+            slug: row.try_get("slug")?,
+            name: row.try_get("name")?,
+            status: row.try_get("status")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, slug, name, status, created_at";
+
+/// Creates a tenant and its audit row (run inside the caller's transaction).
+pub async fn create(
+    client: &impl GenericClient,
+    slug: &Slug,
+    name: &DisplayName,
+    actor: Actor,
+) -> AppResult<Tenant> {
+    let row = client
+        .query_typed_one(
+            &format!("INSERT INTO tenants (slug, name) VALUES ($1, $2) RETURNING {COLUMNS}"),
+            &[(&slug.as_str(), Type::TEXT), (&name.as_str(), Type::TEXT)],
+        )
+        .await?;
+    let tenant = Tenant::from_row(&row)?;
+    audit::record(
+        client,
+        &AuditEntry::new(Some(tenant.id), actor, "tenant.created")
+            .target("tenant", tenant.id)
+            .details(json!({ "slug": tenant.slug, "name": tenant.name })),
+    )
+    .await?;
+    Ok(tenant)
+}
+
+pub async fn find_by_slug(client: &impl GenericClient, slug: &str) -> AppResult<Option<Tenant>> {
+    let row = client
+        .query_typed_opt(
+            &format!("SELECT {COLUMNS} FROM tenants WHERE lower(slug) = lower($1)"),
+            &[(&slug, Type::TEXT)],
+        )
+        .await?;
+    row.as_ref().map(Tenant::from_row).transpose()
+}

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::audit::Actor;
 use crate::auth::{Role, password};
-use crate::config::{Config, Needs};
+use crate::config::{Config, Env, Needs};
 use crate::error::AppError;
 use crate::http::{AppState, combined_app};
 use crate::secrets::Secret;
@@ -59,10 +59,12 @@ pub enum Command {
     SeedDemo,
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs one command with configuration read from `env` (the process env in
+/// the binary, a per-test map in tests).
+pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => {
-            let config = Config::from_env(Needs::NONE).await?;
+            let config = Config::load(env, Needs::NONE).await?;
             let report = crate::db::migrate(&config.database)
                 .await
                 .context("migration failed")?;
@@ -76,7 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { addr, no_worker } => {
-            let config = Config::from_env(Needs::ALL).await?;
+            let config = Config::load(env, Needs::ALL).await?;
             let addr = addr.unwrap_or(config.http_addr);
             crate::db::migrate(&config.database)
                 .await
@@ -102,7 +104,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CreateTenant { slug, name } => {
             let slug = Slug::parse(&slug).map_err(|e| anyhow::anyhow!("--slug {e}"))?;
             let name = DisplayName::parse(&name).map_err(|e| anyhow::anyhow!("--name {e}"))?;
-            let state = state_for_cli().await?;
+            let state = state_for_cli(env).await?;
             let client = state.db.get().await.map_err(|e| app_error(e.into()))?;
             let tenant = tenants::create(&**client, &slug, &name, Actor::System)
                 .await
@@ -122,10 +124,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|n| DisplayName::parse(&n))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--display-name {e}"))?;
-            let password = read_password()?;
+            let password = read_password(env)?;
             password::check_rules("password", &password)
                 .map_err(|e| anyhow::anyhow!("password {}", e.message))?;
-            let state = state_for_cli().await?;
+            let state = state_for_cli(env).await?;
             let client = state.db.get().await.map_err(|e| app_error(e.into()))?;
             let tenant = tenants::find_by_slug(&**client, &tenant)
                 .await
@@ -151,10 +153,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::SeedDemo => {
-            let state = state_for_cli().await?;
-            let seeded = demo::seed(&state.db, &crate::config::process_env())
-                .await
-                .map_err(app_error)?;
+            let state = state_for_cli(env).await?;
+            let seeded = demo::seed(&state.db, env).await.map_err(app_error)?;
             println!("demo tenant:    {}", seeded.tenant_slug);
             println!("admin email:    {}", seeded.admin_email);
             println!("admin password: {}", seeded.admin_password.expose());
@@ -163,8 +163,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn state_for_cli() -> anyhow::Result<AppState> {
-    let config = Config::from_env(Needs::NONE).await?;
+async fn state_for_cli(env: &Env) -> anyhow::Result<AppState> {
+    let config = Config::load(env, Needs::NONE).await?;
     AppState::new(config)
 }
 
@@ -186,9 +186,9 @@ fn app_error(err: AppError) -> anyhow::Error {
     }
 }
 
-fn read_password() -> anyhow::Result<String> {
-    if let Ok(password) = std::env::var("MPANEL_PASSWORD") {
-        return Ok(password);
+fn read_password(env: &Env) -> anyhow::Result<String> {
+    if let Some(password) = env.get("MPANEL_PASSWORD") {
+        return Ok(password.clone());
     }
     let mut input = String::new();
     std::io::stdin()

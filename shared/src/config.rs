@@ -99,7 +99,8 @@ pub struct Config {
     pub pdns: Option<PdnsConfig>,
     pub sqs_queue_url: Option<String>,
     pub ssh_private_key: Option<SshKeySource>,
-    pub aws: aws_config::SdkConfig,
+    /// Present when SQS or Secrets Manager is used.
+    pub aws: Option<aws_config::SdkConfig>,
 }
 
 /// The environment the config is read from: the process env in production,
@@ -117,8 +118,18 @@ impl Config {
     }
 
     pub async fn load(env: &Env, needs: Needs) -> Result<Config, ConfigError> {
-        let aws = aws_sdk_config(env).await;
-        let secrets = SecretSource::new(env, &aws);
+        // The AWS SDK is only set up when something needs it, so a process
+        // that uses no AWS service never looks for credentials or a region.
+        let uses_aws = needs.sqs
+            || env
+                .iter()
+                .any(|(k, v)| k.ends_with("_ARN") && !v.is_empty());
+        let aws = if uses_aws {
+            Some(aws_sdk_config(env).await?)
+        } else {
+            None
+        };
+        let secrets = SecretSource::new(env, aws.as_ref());
 
         let database = match secrets.get("DATABASE_URL").await? {
             Some(SecretValue::Plain(url)) => parse_database_url("DATABASE_URL", &url)?,
@@ -295,14 +306,21 @@ impl Config {
 
 /// AWS SDK config from the same env map (region and endpoint), so moto works
 /// locally and the real endpoints are used on Lambda.
-pub async fn aws_sdk_config(env: &Env) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = env
+/// The region is required (Lambda always sets it): looking it up from
+/// instance metadata would be slow and wrong outside AWS.
+pub async fn aws_sdk_config(env: &Env) -> Result<aws_config::SdkConfig, ConfigError> {
+    let region = env
         .get("AWS_REGION")
         .or_else(|| env.get("AWS_DEFAULT_REGION"))
-    {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
+        .filter(|r| !r.trim().is_empty())
+        .ok_or_else(|| {
+            ConfigError::new(
+                "AWS_REGION",
+                "is required when SQS or a *_ARN secret is used",
+            )
+        })?;
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.clone()));
     if let Some(endpoint) = env.get("AWS_ENDPOINT_URL") {
         loader = loader.endpoint_url(endpoint.clone());
     }
@@ -319,7 +337,7 @@ pub async fn aws_sdk_config(env: &Env) -> aws_config::SdkConfig {
         );
         loader = loader.credentials_provider(creds);
     }
-    loader.load().await
+    Ok(loader.load().await)
 }
 
 enum SecretValue {
@@ -338,14 +356,14 @@ impl SecretValue {
 /// Resolves `NAME` from the env or `NAME_ARN` from Secrets Manager.
 struct SecretSource<'a> {
     env: &'a Env,
-    client: aws_sdk_secretsmanager::Client,
+    client: Option<aws_sdk_secretsmanager::Client>,
 }
 
 impl<'a> SecretSource<'a> {
-    fn new(env: &'a Env, aws: &aws_config::SdkConfig) -> Self {
+    fn new(env: &'a Env, aws: Option<&aws_config::SdkConfig>) -> Self {
         Self {
             env,
-            client: aws_sdk_secretsmanager::Client::new(aws),
+            client: aws.map(aws_sdk_secretsmanager::Client::new),
         }
     }
 
@@ -360,8 +378,10 @@ impl<'a> SecretSource<'a> {
             )),
             (Some(value), None) => Ok(Some(SecretValue::Plain(value.clone()))),
             (None, Some(arn)) => {
-                let out = self
-                    .client
+                let client = self.client.as_ref().ok_or_else(|| {
+                    ConfigError::new(&arn_var, "needs the AWS SDK (set AWS_REGION)")
+                })?;
+                let out = client
                     .get_secret_value()
                     .secret_id(arn)
                     .send()

@@ -15,6 +15,8 @@ use crate::error::AppResult;
 use crate::secrets::Secret;
 
 pub use deadpool_postgres::Pool as DbPool;
+/// A connection borrowed from the pool (derefs to `tokio_postgres::Client`).
+pub type PooledClient = deadpool_postgres::Object;
 
 mod embedded {
     refinery::embed_migrations!("../migrations");

@@ -1,1 +1,245 @@
+//! Test harness: every test gets its own freshly migrated database (cloned
+//! from a migrated template, so it takes milliseconds), its own Redis key
+//! prefix, and the real routers called in-process.
+//!
+//! The services come from `./scripts/stack up`; `./scripts/test` exports
+//! `.stack/env` before running the tests.
 
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use axum::Router;
+use axum::body::Body;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use mpanel::config::{Env, Needs};
+use mpanel::{AppState, Config};
+use sha2::{Digest, Sha256};
+use tokio_postgres::NoTls;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+/// Advisory lock that serialises template creation and cloning across
+/// test processes.
+const TEMPLATE_LOCK: i64 = 0x6d70_7465_6d70; // "mptemp"
+
+pub struct TestApp {
+    pub env: Env,
+    pub state: AppState,
+    pub router: Router,
+    pub db_name: String,
+}
+
+/// The stack's environment, or a clear panic telling how to get it.
+pub fn stack_env() -> Env {
+    let env: Env = std::env::vars().collect();
+    assert!(
+        env.contains_key("DATABASE_URL") && env.contains_key("REDIS_URL"),
+        "DATABASE_URL / REDIS_URL missing: run `./scripts/stack up && . .stack/env` (./scripts/test does this)"
+    );
+    env
+}
+
+/// A test app on its own database and Redis prefix, configured with every need.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with a chance to change the env first (e.g. point
+/// Redis at a dead port).
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Env)) -> TestApp {
+    let mut env = stack_env();
+    let db_name = fresh_database(&env).await;
+    env.insert("DATABASE_URL".into(), database_url(&env, &db_name));
+    env.insert(
+        "REDIS_KEY_PREFIX".into(),
+        format!("test:{}:", Uuid::new_v4().simple()),
+    );
+    adjust(&mut env);
+    let config = Config::load(&env, Needs::ALL)
+        .await
+        .expect("test config loads");
+    let state = AppState::new(config).expect("test state builds");
+    let router = mpanel::http::combined_app(state.clone());
+    TestApp {
+        env,
+        state,
+        router,
+        db_name,
+    }
+}
+
+/// `DATABASE_URL` of the stack with another database name.
+pub fn database_url(env: &Env, db_name: &str) -> String {
+    let base = &env["DATABASE_URL"];
+    let without_db = base.rsplit_once('/').map(|(head, _)| head).unwrap_or(base);
+    format!("{without_db}/{db_name}")
+}
+
+pub async fn admin_client(env: &Env) -> tokio_postgres::Client {
+    let config =
+        tokio_postgres::Config::from_str(&env["DATABASE_URL"]).expect("DATABASE_URL parses");
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .expect("connect to the stack's database");
+    tokio::spawn(connection);
+    client
+}
+
+/// A new empty database (no migrations), for migration tests.
+pub async fn empty_database(env: &Env) -> String {
+    let name = format!("mpanel_test_{}", Uuid::new_v4().simple());
+    let client = admin_client(env).await;
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create empty database");
+    name
+}
+
+async fn fresh_database(env: &Env) -> String {
+    let template = template_name();
+    let name = format!("mpanel_test_{}", Uuid::new_v4().simple());
+    let client = admin_client(env).await;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
+        .await
+        .expect("template lock");
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+        .await
+        .expect("look up template")
+        .is_some();
+    if !exists {
+        let building = format!("{template}_building");
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {building}"))
+            .await
+            .expect("drop a half-built template");
+        client
+            .batch_execute(&format!("CREATE DATABASE {building}"))
+            .await
+            .expect("create template database");
+        let config = mpanel::secrets::Secret::new(
+            tokio_postgres::Config::from_str(&database_url(env, &building)).expect("template url"),
+        );
+        mpanel::db::migrate(&config)
+            .await
+            .expect("migrate template");
+        // Renamed only when complete, so a crashed build is never cloned.
+        client
+            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+            .await
+            .expect("publish template");
+    }
+    client
+        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+        .await
+        .expect("clone template database");
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK])
+        .await
+        .expect("template unlock");
+    name
+}
+
+/// The template's name changes whenever any migration changes.
+fn template_name() -> String {
+    let mut hasher = Sha256::new();
+    for m in mpanel::db::migrations() {
+        hasher.update(m.name().as_bytes());
+        hasher.update(m.sql().unwrap_or_default().as_bytes());
+    }
+    format!("mpanel_tpl_{}", &hex::encode(hasher.finalize())[..16])
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestApp {
+    /// Calls the in-process router.
+    pub async fn request(&self, request: Request<Body>) -> TestResponse {
+        call(&self.router, request).await
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.request(
+            Request::builder()
+                .uri(path)
+                .body(Body::empty())
+                .expect("request builds"),
+        )
+        .await
+    }
+
+    pub async fn db(&self) -> mpanel::db::PooledClient {
+        self.state.db.get().await.expect("pooled connection")
+    }
+}
+
+/// Calls any router in-process.
+pub async fn call(router: &Router, request: Request<Body>) -> TestResponse {
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("router is infallible");
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .expect("body reads")
+        .to_bytes()
+        .to_vec();
+    TestResponse {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub fn request(
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    match body {
+        Some(json) => builder
+            .header("content-type", "application/json")
+            .body(Body::from(json.to_string()))
+            .expect("request builds"),
+        None => builder.body(Body::empty()).expect("request builds"),
+    }
+}
+
+/// Environment map helper for tests that build config by hand.
+pub fn env_from(pairs: &[(&str, &str)]) -> Env {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<HashMap<_, _>>()
+}

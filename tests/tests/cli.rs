@@ -1,0 +1,188 @@
+//! The operator CLI, run in-process with each test's own database.
+
+use clap::Parser;
+use mpanel::cli::{Cli, run};
+use mpanel_tests::spawn_app;
+
+async fn mpanel(env: &mpanel::config::Env, args: &[&str]) -> anyhow::Result<()> {
+    let cli = Cli::try_parse_from(std::iter::once("mpanel").chain(args.iter().copied()))?;
+    run(cli, env).await
+}
+
+#[tokio::test]
+async fn create_tenant_and_user() {
+    let app = spawn_app().await;
+    let mut env = app.env.clone();
+    mpanel(
+        &env,
+        &["create-tenant", "--slug", "acme", "--name", "Acme Hosting"],
+    )
+    .await
+    .expect("tenant");
+
+    let dup = mpanel(
+        &env,
+        &["create-tenant", "--slug", "acme", "--name", "Again"],
+    )
+    .await;
+    assert!(format!("{:#}", dup.expect_err("duplicate slug")).contains("slug"));
+    let bad = mpanel(
+        &env,
+        &["create-tenant", "--slug", "Not A Slug", "--name", "x"],
+    )
+    .await;
+    assert!(format!("{:#}", bad.expect_err("bad slug")).contains("--slug"));
+
+    env.insert(
+        "MPANEL_PASSWORD".into(),
+        "a long and unusual passphrase".into(),
+    );
+    mpanel(
+        &env,
+        &[
+            "create-user",
+            "--tenant",
+            "acme",
+            "--email",
+            "Ops@Acme.example",
+            "--role",
+            "ADMIN",
+        ],
+    )
+    .await
+    .expect("user");
+
+    let client = app.db().await;
+    let row = client
+        .query_one("SELECT email, role, password_hash FROM users", &[])
+        .await
+        .expect("user row");
+    assert_eq!(row.get::<_, String>(0), "ops@acme.example");
+    assert_eq!(row.get::<_, String>(1), "ADMIN");
+    let hash: String = row.get(2);
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+    let audited: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_logs WHERE action IN ('tenant.created', 'user.created')",
+            &[],
+        )
+        .await
+        .expect("audit")
+        .get(0);
+    assert_eq!(audited, 2);
+
+    let unknown_role = mpanel(
+        &env,
+        &[
+            "create-user",
+            "--tenant",
+            "acme",
+            "--email",
+            "b@acme.example",
+            "--role",
+            "admin",
+        ],
+    )
+    .await;
+    assert!(format!("{:#}", unknown_role.expect_err("lower-case role")).contains("--role"));
+    let unknown_tenant = mpanel(
+        &env,
+        &[
+            "create-user",
+            "--tenant",
+            "nope",
+            "--email",
+            "c@acme.example",
+            "--role",
+            "ADMIN",
+        ],
+    )
+    .await;
+    assert!(format!("{:#}", unknown_tenant.expect_err("unknown tenant")).contains("--tenant"));
+    env.insert("MPANEL_PASSWORD".into(), "short".into());
+    let weak = mpanel(
+        &env,
+        &[
+            "create-user",
+            "--tenant",
+            "acme",
+            "--email",
+            "d@acme.example",
+            "--role",
+            "ADMIN",
+        ],
+    )
+    .await;
+    assert!(format!("{:#}", weak.expect_err("weak password")).contains("password"));
+    let users: i64 = client
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(users, 1, "failed commands wrote nothing");
+}
+
+#[tokio::test]
+async fn seed_demo_is_repeatable_and_resets_the_admin_password() {
+    let app = spawn_app().await;
+    let mut env = app.env.clone();
+    env.insert(
+        "MPANEL_DEMO_PASSWORD".into(),
+        "first demo passphrase".into(),
+    );
+    mpanel(&env, &["seed-demo"]).await.expect("first seed");
+    env.insert(
+        "MPANEL_DEMO_PASSWORD".into(),
+        "second demo passphrase".into(),
+    );
+    mpanel(&env, &["seed-demo"]).await.expect("second seed");
+
+    let client = app.db().await;
+    let counts: (i64, i64, i64, i64) = {
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM users),
+                        (SELECT count(*) FROM products), (SELECT count(*) FROM prices)",
+                &[],
+            )
+            .await
+            .expect("counts");
+        (row.get(0), row.get(1), row.get(2), row.get(3))
+    };
+    assert_eq!(counts.0, 1);
+    assert_eq!(counts.1, 1);
+    assert!(counts.2 >= 2 && counts.3 >= 3, "{counts:?}");
+    let servers: i64 = client
+        .query_one("SELECT count(*) FROM servers WHERE role = 'WEB'", &[])
+        .await
+        .expect("servers")
+        .get(0);
+    assert_eq!(servers, 1, "the local sshd is registered as a WEB server");
+
+    let hash: String = client
+        .query_one("SELECT password_hash FROM users", &[])
+        .await
+        .expect("hash")
+        .get(0);
+    let secret = |s: &str| mpanel::secrets::Secret::new(s.to_string());
+    assert!(
+        mpanel::auth::password::verify(secret("second demo passphrase"), Some(hash.clone()))
+            .await
+            .expect("verify")
+    );
+    assert!(
+        !mpanel::auth::password::verify(secret("first demo passphrase"), Some(hash))
+            .await
+            .expect("verify")
+    );
+}
+
+#[tokio::test]
+async fn migrate_reports_up_to_date() {
+    let app = spawn_app().await;
+    // The test database is a migrated clone: nothing to apply, and no error.
+    mpanel(&app.env, &["migrate"]).await.expect("migrate");
+}

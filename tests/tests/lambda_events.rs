@@ -1,0 +1,122 @@
+//! Every sample event in `events/` goes through its function's real Lambda
+//! handler path: HTTP events through `lambda_http`'s adapter (what
+//! `lambda_http::run` wraps around the router), SQS and scheduled events
+//! through the handlers the worker and scheduler binaries run.
+//!
+//! File names carry the expectation: `<name>.<status>.json` for HTTP,
+//! `<name>.failures-<n>.json` for SQS batches, `<name>.ok.json` for the
+//! scheduler. A file that matches no pattern fails the test.
+
+use std::path::{Path, PathBuf};
+
+use lambda_http::request::LambdaRequest;
+use lambda_runtime::{Context, LambdaEvent};
+use mpanel::Function;
+use mpanel::http::function_app;
+use mpanel_tests::spawn_app;
+use tower::{Service, ServiceExt};
+
+fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// `health.200.json` → ("health", "200")
+fn expectation(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("utf-8 name");
+    stem.rsplit_once('.')
+        .map(|(_, exp)| exp.to_string())
+        .unwrap_or_else(|| panic!("{}: name must be <name>.<expectation>.json", path.display()))
+}
+
+#[tokio::test]
+async fn every_event_runs_through_its_function() {
+    let app = spawn_app().await;
+    let mut seen = 0;
+    for entry in std::fs::read_dir(events_dir()).expect("events/ exists") {
+        let dir = entry.expect("dir entry").path();
+        let function = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8")
+            .to_string();
+        for file in json_files(&dir) {
+            let raw = std::fs::read_to_string(&file).expect("readable");
+            let expected = expectation(&file);
+            let label = file.display().to_string();
+            match function.as_str() {
+                "worker" => {
+                    let event =
+                        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{label}: {e}"));
+                    let failures: usize = expected
+                        .strip_prefix("failures-")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_else(|| panic!("{label}: expectation must be failures-<n>"));
+                    let response = mpanel::lambda::handle_jobs_batch(
+                        &app.state,
+                        LambdaEvent::new(event, Context::default()),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                    assert_eq!(response.batch_item_failures.len(), failures, "{label}");
+                }
+                "scheduler" => {
+                    assert_eq!(expected, "ok", "{label}: expectation must be ok");
+                    let event =
+                        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{label}: {e}"));
+                    mpanel::lambda::handle_schedule(
+                        &app.state,
+                        LambdaEvent::new(event, Context::default()),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                }
+                name => {
+                    let function = Function::from_name(name)
+                        .unwrap_or_else(|| panic!("{label}: unknown function {name}"));
+                    let status: u16 = expected
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{label}: expectation must be a status"));
+                    let request: LambdaRequest =
+                        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{label}: {e}"));
+                    let mut adapter =
+                        lambda_http::Adapter::from(function_app(function, app.state.clone()));
+                    let response = adapter
+                        .ready()
+                        .await
+                        .expect("ready")
+                        .call(LambdaEvent::new(request, Context::default()))
+                        .await
+                        .unwrap_or_else(|e| panic!("{label}: {e}"));
+                    let value = serde_json::to_value(&response).expect("response serialises");
+                    assert_eq!(value["statusCode"], status, "{label}: {value}");
+                    let headers = &value["headers"];
+                    assert!(
+                        headers.get("x-request-id").is_some(),
+                        "{label}: no x-request-id in {value}"
+                    );
+                    if status >= 400 {
+                        assert_eq!(
+                            headers["content-type"], "application/problem+json",
+                            "{label}"
+                        );
+                    }
+                }
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 10, "expected the sample events, found {seen}");
+}

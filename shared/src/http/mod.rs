@@ -14,7 +14,7 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::config::{Config, Needs};
 use crate::db::DbPool;
@@ -125,7 +125,12 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
                 // Outermost first: the id exists before the span opens, so
                 // every log line of the request carries it.
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        // One access-log line per request; 5xx are logged as errors.
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
                 .layer(PropagateRequestIdLayer::x_request_id()),
         )
         .with_state(state)

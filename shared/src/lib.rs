@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod kv;
 pub mod lambda;
+pub mod ratelimit;
 pub mod secrets;
 pub mod telemetry;
 pub mod tenants;

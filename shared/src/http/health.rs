@@ -3,21 +3,35 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::http::Method;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::routes::{ApiRoutes, Limited};
+use crate::auth::Permission;
 use crate::error::{AppError, AppResult};
 
 /// A readiness probe must answer quickly even when a dependency hangs.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/health", get(health))
-        .route("/api/ready", get(ready))
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .add(
+            Method::GET,
+            "/api/health",
+            Permission::Public,
+            Limited::No,
+            health,
+        )
+        .add(
+            Method::GET,
+            "/api/ready",
+            Permission::Public,
+            Limited::No,
+            ready,
+        )
 }
 
 async fn health() -> Json<Value> {

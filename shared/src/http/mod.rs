@@ -4,7 +4,10 @@
 //! Each Lambda function serves `function_app(Function::X, state)`; `mpanel
 //! serve` serves `combined_app(state)`, the same routes merged.
 
+pub mod extract;
 pub mod health;
+pub mod pagination;
+pub mod routes;
 
 use std::sync::Arc;
 
@@ -16,10 +19,14 @@ use tower_http::request_id::{
 };
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+use crate::auth::principal::authenticate;
+use crate::auth::tokens::TokenKeys;
 use crate::config::{Config, Needs};
 use crate::db::DbPool;
 use crate::error::AppError;
 use crate::kv::Kv;
+use crate::ratelimit::RateLimiter;
+use routes::ApiRoutes;
 
 /// What every handler can reach. Built once per process / Lambda container.
 #[derive(Clone)]
@@ -27,16 +34,25 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: DbPool,
     pub kv: Kv,
+    pub limiter: RateLimiter,
+    /// Present when the process has a JWT secret (every HTTP function does).
+    pub tokens: Option<Arc<TokenKeys>>,
 }
 
 impl AppState {
     pub fn new(config: Config) -> anyhow::Result<AppState> {
         let db = crate::db::pool(&config.database, config.db_pool_size)?;
         let kv = Kv::new(&config.redis_url, &config.redis_key_prefix)?;
+        let tokens = config
+            .jwt_secret
+            .as_ref()
+            .map(|s| Arc::new(TokenKeys::new(s)));
         Ok(AppState {
             config: Arc::new(config),
             db,
+            limiter: RateLimiter::new(kv.clone()),
             kv,
+            tokens,
         })
     }
 }
@@ -93,31 +109,39 @@ impl Function {
     }
 
     /// The function's own routes, without the shared health routes.
-    fn routes(self) -> Router<AppState> {
+    pub fn routes(self) -> ApiRoutes {
         match self {
-            Function::Auth | Function::Products | Function::Orders | Function::Admin => {
-                Router::new()
-            }
+            Function::Auth => crate::auth::api::routes(),
+            Function::Products | Function::Orders => ApiRoutes::new(),
+            Function::Admin => crate::users::api::routes()
+                .merge(crate::tenants::api::routes())
+                .merge(crate::audit::api::routes()),
         }
     }
 }
 
+/// Every route of every function (health included once), for tests and docs.
+pub fn all_routes() -> ApiRoutes {
+    Function::ALL
+        .into_iter()
+        .fold(health::routes(), |acc, function| {
+            acc.merge(function.routes())
+        })
+}
+
 /// The router one Lambda function serves.
 pub fn function_app(function: Function, state: AppState) -> Router {
-    finish(function.routes(), state)
+    finish(health::routes().merge(function.routes()), state)
 }
 
 /// Every function's routes merged: what `mpanel serve` serves.
 pub fn combined_app(state: AppState) -> Router {
-    let routes = Function::ALL
-        .into_iter()
-        .fold(Router::new(), |acc, function| acc.merge(function.routes()));
-    finish(routes, state)
+    finish(all_routes(), state)
 }
 
-fn finish(routes: Router<AppState>, state: AppState) -> Router {
+fn finish(routes: ApiRoutes, state: AppState) -> Router {
     routes
-        .merge(health::routes())
+        .into_router()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
@@ -131,7 +155,11 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
                         // One access-log line per request; 5xx are logged as errors.
                         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
                 )
-                .layer(PropagateRequestIdLayer::x_request_id()),
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    authenticate,
+                )),
         )
         .with_state(state)
 }

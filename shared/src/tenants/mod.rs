@@ -68,3 +68,25 @@ pub async fn find_by_slug(client: &impl GenericClient, slug: &str) -> AppResult<
         .await?;
     row.as_ref().map(Tenant::from_row).transpose()
 }
+
+pub mod api;
+
+pub async fn list(
+    client: &impl GenericClient,
+    page: &crate::http::pagination::PageRequest,
+) -> AppResult<Vec<Tenant>> {
+    let rows = client
+        .query_typed(
+            &format!(
+                "SELECT {COLUMNS} FROM tenants WHERE (created_at, id) < ($1, $2)
+                 ORDER BY created_at DESC, id DESC LIMIT $3"
+            ),
+            &[
+                (&page.after.created_at, Type::TIMESTAMPTZ),
+                (&page.after.id, Type::UUID),
+                (&page.fetch(), Type::INT8),
+            ],
+        )
+        .await?;
+    rows.iter().map(Tenant::from_row).collect()
+}

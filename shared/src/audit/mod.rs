@@ -98,3 +98,5 @@ pub async fn record(client: &impl GenericClient, entry: &AuditEntry) -> AppResul
         .await?;
     Ok(())
 }
+
+pub mod api;

@@ -1,0 +1,123 @@
+//! `/api/audit-logs` (ADMIN+): the acting tenant's audit trail, newest first.
+
+use axum::extract::State;
+use axum::http::Method;
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::Row;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::auth::Permission;
+use crate::auth::principal::Principal;
+use crate::error::{AppError, AppResult, FieldError};
+use crate::http::AppState;
+use crate::http::extract::Query;
+use crate::http::pagination::{Page, PageParams, PageRequest, Position, parse_time, validated};
+use crate::http::routes::ApiRoutes;
+
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new().route(Method::GET, "/api/audit-logs", Permission::ReadAudit, list)
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditLog {
+    pub id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    pub actor_type: String,
+    pub actor_user_id: Option<Uuid>,
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub details: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl AuditLog {
+    fn from_row(row: &Row) -> AppResult<AuditLog> {
+        Ok(AuditLog {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            actor_type: row.try_get("actor_type")?,
+            actor_user_id: row.try_get("actor_user_id")?,
+            action: row.try_get("action")?,
+            target_type: row.try_get("target_type")?,
+            target_id: row.try_get("target_id")?,
+            ip: row.try_get("ip")?,
+            user_agent: row.try_get("user_agent")?,
+            details: row.try_get("details")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Filters {
+    action: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(flatten)]
+    page: PageParams,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(filters): Query<Filters>,
+) -> AppResult<axum::Json<Page<AuditLog>>> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let page = PageRequest::parse(&filters.page)
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let from = parse_time("from", filters.from.as_deref(), &mut errors);
+    let to = parse_time("to", filters.to.as_deref(), &mut errors);
+    let action = filters.action.filter(|a| !a.is_empty());
+    if let Some(a) = &action
+        && (a.len() > 100
+            || !a
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_'))
+    {
+        errors.push(FieldError::new(
+            "action",
+            "must be an action name like auth.login",
+        ));
+    }
+    let Some(page) = validated(page, errors)? else {
+        return Err(AppError::validation("cursor", "is invalid"));
+    };
+    let from = from.unwrap_or_else(|| Utc.timestamp_opt(0, 0).single().unwrap_or_else(Utc::now));
+    let to = to.unwrap_or(page.after.created_at);
+    let client = state.db.get().await?;
+    let rows = client
+        .query_typed(
+            "SELECT id, tenant_id, actor_type, actor_user_id, action, target_type, target_id,
+                    host(ip) AS ip, user_agent, details, created_at
+             FROM audit_logs
+             WHERE tenant_id = $1 AND ($2::text IS NULL OR action = $2)
+               AND created_at >= $3 AND created_at < $4 AND (created_at, id) < ($5, $6)
+             ORDER BY created_at DESC, id DESC LIMIT $7",
+            &[
+                (&principal.tenant_id, Type::UUID),
+                (&action, Type::TEXT),
+                (&from, Type::TIMESTAMPTZ),
+                (&to, Type::TIMESTAMPTZ),
+                (&page.after.created_at, Type::TIMESTAMPTZ),
+                (&page.after.id, Type::UUID),
+                (&page.fetch(), Type::INT8),
+            ],
+        )
+        .await?;
+    let logs = rows
+        .iter()
+        .map(AuditLog::from_row)
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(axum::Json(Page::from_rows(logs, &page, |l| Position {
+        created_at: l.created_at,
+        id: l.id,
+    })))
+}

@@ -1,0 +1,248 @@
+//! Extractors whose rejections are problem+json naming the field, instead of
+//! axum's plain-text defaults.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::{CONTENT_TYPE, USER_AGENT};
+use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::error::{AppError, FieldError};
+
+/// A JSON body. Wrong content type → 415, unreadable JSON → 400, a value of
+/// the wrong shape → 422 naming the field's path.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        if !is_json(
+            req.headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+        ) {
+            return Err(AppError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::BadRequest("The request body could not be read.".into())
+            }
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+fn is_json(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else { return false };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Parses JSON into `T`, turning serde's errors into field errors.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = strip_position(&inner.to_string());
+        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+            return AppError::BadRequest(format!("Malformed JSON: {message}."));
+        }
+        AppError::Validation(vec![field_error(&path, &message)])
+    })?;
+    de.end().map_err(|e| {
+        AppError::BadRequest(format!(
+            "Malformed JSON: {}.",
+            strip_position(&e.to_string())
+        ))
+    })?;
+    Ok(value)
+}
+
+/// serde says "missing field `email`" at the parent's path: name the field itself.
+fn field_error(path: &str, message: &str) -> FieldError {
+    let parent = if path == "." { "" } else { path };
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match missing {
+        Some(name) if parent.is_empty() => FieldError::new(name, "is required"),
+        Some(name) => FieldError::new(format!("{parent}.{name}"), "is required"),
+        None if parent.is_empty() => FieldError::new("body", message),
+        None => FieldError::new(parent, message),
+    }
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// A UUID path segment. Anything that is not a UUID cannot name a resource: 404.
+pub struct IdPath(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| AppError::NotFound)?;
+        Uuid::parse_str(&raw)
+            .map(IdPath)
+            .map_err(|_| AppError::NotFound)
+    }
+}
+
+/// Query parameters; an unparseable query string is a 400.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|e| AppError::Validation(vec![FieldError::new("query", e.body_text())]))
+    }
+}
+
+/// Who is calling, for rate limits and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl ClientMeta {
+    pub fn from_parts(parts: &Parts) -> ClientMeta {
+        ClientMeta::read(&parts.headers, &parts.extensions)
+    }
+
+    pub fn from_request(req: &Request) -> ClientMeta {
+        ClientMeta::read(req.headers(), req.extensions())
+    }
+
+    fn read(headers: &HeaderMap, extensions: &Extensions) -> ClientMeta {
+        ClientMeta {
+            ip: client_ip(extensions),
+            user_agent: headers
+                .get(USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(1000).collect()),
+        }
+    }
+
+    /// The rate-limit key for an anonymous caller.
+    pub fn ip_key(&self) -> String {
+        self.ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+/// The peer address as the platform saw it: API Gateway's `sourceIp` on
+/// Lambda, the TCP peer locally. `X-Forwarded-For` is never trusted: anyone
+/// can send it.
+fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
+    match extensions.get::<lambda_http::request::RequestContext>() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => {
+            return ctx.http.source_ip.as_deref().and_then(|ip| ip.parse().ok());
+        }
+        Some(lambda_http::request::RequestContext::ApiGatewayV1(ctx)) => {
+            return ctx
+                .identity
+                .source_ip
+                .as_deref()
+                .and_then(|ip| ip.parse().ok());
+        }
+        _ => {}
+    }
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientMeta::from_parts(parts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Customer {
+        email: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Order {
+        customer: Customer,
+        amount: u32,
+    }
+
+    fn err(body: &str) -> AppError {
+        parse_json::<Order>(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn field_paths_are_named() {
+        match err(r#"{"customer": {}, "amount": 1}"#) {
+            AppError::Validation(e) => assert_eq!(e[0].field, "customer.email"),
+            other => panic!("{other:?}"),
+        }
+        match err(r#"{"customer": {"email": "a@b.co"}, "amount": -1}"#) {
+            AppError::Validation(e) => assert_eq!(e[0].field, "amount"),
+            other => panic!("{other:?}"),
+        }
+        match err(r#"{"customer": {"email": "a@b.co"}}"#) {
+            AppError::Validation(e) => assert_eq!(e[0].field, "amount"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(err("[]"), AppError::Validation(_)));
+    }
+
+    #[test]
+    fn malformed_json_is_400() {
+        assert!(matches!(err("{"), AppError::BadRequest(_)));
+        assert!(matches!(err("{\"customer\": }"), AppError::BadRequest(_)));
+        assert!(matches!(
+            err(r#"{"customer": {"email": "a@b.co"}, "amount": 1} trailing"#),
+            AppError::BadRequest(_)
+        ));
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json(Some("application/json")));
+        assert!(is_json(Some("application/json; charset=utf-8")));
+        assert!(is_json(Some("application/problem+json")));
+        assert!(!is_json(Some("text/plain")));
+        assert!(!is_json(None));
+    }
+}

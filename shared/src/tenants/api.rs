@@ -1,0 +1,70 @@
+//! `/api/tenants` (SUPER_ADMIN): list and create tenants.
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use serde::Deserialize;
+
+use super::Tenant;
+use crate::audit::Actor;
+use crate::auth::Permission;
+use crate::auth::principal::Principal;
+use crate::error::{AppError, AppResult, FieldError};
+use crate::http::AppState;
+use crate::http::extract::{Json, Query};
+use crate::http::pagination::{Page, PageParams, PageRequest, Position};
+use crate::http::routes::ApiRoutes;
+use crate::types::{DisplayName, Slug};
+
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .route(Method::GET, "/api/tenants", Permission::ManageTenants, list)
+        .route(
+            Method::POST,
+            "/api/tenants",
+            Permission::ManageTenants,
+            create,
+        )
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<PageParams>,
+) -> AppResult<axum::Json<Page<Tenant>>> {
+    let page = PageRequest::parse(&params).map_err(AppError::Validation)?;
+    let client = state.db.get().await?;
+    let rows = super::list(&**client, &page).await?;
+    Ok(axum::Json(Page::from_rows(rows, &page, |t| Position {
+        created_at: t.created_at,
+        id: t.id,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    slug: String,
+    name: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateBody>,
+) -> AppResult<(StatusCode, axum::Json<Tenant>)> {
+    let mut errors = Vec::new();
+    let slug = Slug::parse(&body.slug)
+        .map_err(|e| errors.push(FieldError::new("slug", e)))
+        .ok();
+    let name = DisplayName::parse(&body.name)
+        .map_err(|e| errors.push(FieldError::new("name", e)))
+        .ok();
+    let (Some(slug), Some(name)) = (slug, name) else {
+        return Err(AppError::Validation(errors));
+    };
+    let actor = Actor::User(principal.user_id);
+    let tenant = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move { super::create(tx, &slug, &name, actor).await })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(tenant)))
+}

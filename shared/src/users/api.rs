@@ -1,0 +1,246 @@
+//! `/api/users`: staff management within the acting tenant (ADMIN+).
+//! Nobody creates, promotes or edits a user above their own role, and
+//! nobody disables themself.
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use serde::Deserialize;
+
+use super::{NewUser, User, UserChanges};
+use crate::audit::Actor;
+use crate::auth::principal::Principal;
+use crate::auth::{Permission, Role, password};
+use crate::error::{AppError, AppResult, FieldError};
+use crate::http::AppState;
+use crate::http::extract::{IdPath, Json, Query};
+use crate::http::pagination::{Page, PageParams, PageRequest, Position};
+use crate::http::routes::ApiRoutes;
+use crate::secrets::Secret;
+use crate::types::{DisplayName, EmailAddress};
+
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .route(Method::GET, "/api/users", Permission::ManageUsers, list)
+        .route(Method::POST, "/api/users", Permission::ManageUsers, create)
+        .route(Method::GET, "/api/users/{id}", Permission::ManageUsers, get)
+        .route(
+            Method::PATCH,
+            "/api/users/{id}",
+            Permission::ManageUsers,
+            patch,
+        )
+        .route(
+            Method::DELETE,
+            "/api/users/{id}",
+            Permission::ManageUsers,
+            disable,
+        )
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<PageParams>,
+) -> AppResult<axum::Json<Page<User>>> {
+    let page = PageRequest::parse(&params).map_err(AppError::Validation)?;
+    let client = state.db.get().await?;
+    let rows = super::list(&**client, principal.tenant_id, &page).await?;
+    Ok(axum::Json(Page::from_rows(rows, &page, |u| Position {
+        created_at: u.created_at,
+        id: u.id,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateBody {
+    email: String,
+    password: String,
+    role: String,
+    display_name: Option<String>,
+}
+
+fn above_own_role() -> AppError {
+    AppError::Forbidden("You cannot grant a role above your own.".into())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateBody>,
+) -> AppResult<(StatusCode, axum::Json<User>)> {
+    let mut errors = Vec::new();
+    let email = EmailAddress::parse(&body.email)
+        .map_err(|e| errors.push(FieldError::new("email", e)))
+        .ok();
+    let role = body
+        .role
+        .parse::<Role>()
+        .map_err(|e| errors.push(FieldError::new("role", e)))
+        .ok();
+    let display_name = match body.display_name.as_deref() {
+        None => None,
+        Some(raw) => DisplayName::parse(raw)
+            .map_err(|e| errors.push(FieldError::new("displayName", e)))
+            .ok(),
+    };
+    if let Err(e) = password::check_rules("password", &body.password) {
+        errors.push(e);
+    }
+    let (Some(email), Some(role), true) = (email, role, errors.is_empty()) else {
+        return Err(AppError::Validation(errors));
+    };
+    if role > principal.role {
+        return Err(above_own_role());
+    }
+    let password_hash = password::hash(Secret::new(body.password)).await?;
+    let new = NewUser {
+        tenant_id: principal.tenant_id,
+        email,
+        role,
+        display_name,
+        password_hash,
+    };
+    let actor = Actor::User(principal.user_id);
+    let user = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move { super::create(tx, &new, actor).await })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(user)))
+}
+
+async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> AppResult<axum::Json<User>> {
+    let client = state.db.get().await?;
+    let user = super::find_in_tenant(&**client, principal.tenant_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(axum::Json(user))
+}
+
+/// `Some(None)` for an explicit `null`, `None` when the field is absent.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PatchBody {
+    #[serde(default, deserialize_with = "present")]
+    display_name: Option<Option<String>>,
+    role: Option<String>,
+    status: Option<String>,
+    password: Option<String>,
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+    Json(body): Json<PatchBody>,
+) -> AppResult<axum::Json<User>> {
+    let mut errors = Vec::new();
+    let mut changes = UserChanges::default();
+    if let Some(name) = body.display_name {
+        changes.display_name = Some(match name {
+            None => None,
+            Some(raw) => DisplayName::parse(&raw)
+                .map_err(|e| errors.push(FieldError::new("displayName", e)))
+                .ok(),
+        });
+    }
+    if let Some(raw) = body.role.as_deref() {
+        changes.role = raw
+            .parse::<Role>()
+            .map_err(|e| errors.push(FieldError::new("role", e)))
+            .ok();
+    }
+    if let Some(raw) = body.status.as_deref() {
+        changes.active = match raw {
+            "ACTIVE" => Some(true),
+            "DISABLED" => Some(false),
+            _ => {
+                errors.push(FieldError::new("status", "must be ACTIVE or DISABLED"));
+                None
+            }
+        };
+    }
+    if let Some(pw) = body.password.as_deref()
+        && let Err(e) = password::check_rules("password", pw)
+    {
+        errors.push(e);
+    }
+    if changes.active == Some(false) && id == principal.user_id {
+        errors.push(FieldError::new("status", "you cannot disable yourself"));
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    if let Some(pw) = body.password {
+        changes.password_hash = Some(password::hash(Secret::new(pw)).await?);
+    }
+    apply(&state, &principal, id, changes).await.map(axum::Json)
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> AppResult<StatusCode> {
+    if id == principal.user_id {
+        return Err(AppError::validation("id", "you cannot disable yourself"));
+    }
+    let changes = UserChanges {
+        active: Some(false),
+        ..UserChanges::default()
+    };
+    apply(&state, &principal, id, changes).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Loads the target under a row lock, checks role ceilings, applies.
+async fn apply(
+    state: &AppState,
+    principal: &Principal,
+    id: uuid::Uuid,
+    changes: UserChanges,
+) -> AppResult<User> {
+    let principal = principal.clone();
+    crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let locked = tx
+                .query_typed_opt(
+                    "SELECT role FROM users WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+                    &[
+                        (&id, tokio_postgres::types::Type::UUID),
+                        (&principal.tenant_id, tokio_postgres::types::Type::UUID),
+                    ],
+                )
+                .await?
+                .ok_or(AppError::NotFound)?;
+            let current: Role = locked
+                .try_get::<_, String>(0)?
+                .parse()
+                .map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?;
+            if current > principal.role || changes.role.is_some_and(|r| r > principal.role) {
+                return Err(above_own_role());
+            }
+            super::update(
+                tx,
+                principal.tenant_id,
+                id,
+                &changes,
+                Actor::User(principal.user_id),
+            )
+            .await
+        })
+    })
+    .await
+}

@@ -243,3 +243,107 @@ pub fn env_from(pairs: &[(&str, &str)]) -> Env {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect::<HashMap<_, _>>()
 }
+
+/// A staff user created for a test, with the password it was created with.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub email: String,
+    pub password: String,
+    pub role: mpanel::auth::Role,
+}
+
+impl TestApp {
+    /// A second app instance on the same database and Redis prefix, like a
+    /// second Lambda container or `mpanel serve` process.
+    pub async fn another_instance(&self) -> TestApp {
+        let config = Config::load(&self.env, Needs::ALL).await.expect("config");
+        let state = AppState::new(config).expect("state");
+        TestApp {
+            env: self.env.clone(),
+            router: mpanel::http::combined_app(state.clone()),
+            state,
+            db_name: self.db_name.clone(),
+        }
+    }
+
+    pub async fn create_tenant(&self, slug: &str) -> Uuid {
+        let client = self.db().await;
+        let tenant = mpanel::tenants::create(
+            &**client,
+            &mpanel::types::Slug::parse(slug).expect("slug"),
+            &mpanel::types::DisplayName::parse(slug).expect("name"),
+            mpanel::audit::Actor::System,
+        )
+        .await
+        .expect("tenant");
+        tenant.id
+    }
+
+    pub async fn create_user(&self, tenant_id: Uuid, role: mpanel::auth::Role) -> TestUser {
+        let email = format!("{}-{}@example.org", role.as_str().to_lowercase(), Uuid::new_v4().simple());
+        let password = format!("pass phrase {}", Uuid::new_v4().simple());
+        let hash = mpanel::auth::password::hash(mpanel::secrets::Secret::new(password.clone()))
+            .await
+            .expect("hash");
+        let client = self.db().await;
+        let user = mpanel::users::create(
+            &**client,
+            &mpanel::users::NewUser {
+                tenant_id,
+                email: mpanel::types::EmailAddress::parse(&email).expect("email"),
+                role,
+                display_name: None,
+                password_hash: hash,
+            },
+            mpanel::audit::Actor::System,
+        )
+        .await
+        .expect("user");
+        TestUser {
+            id: user.id,
+            tenant_id,
+            email,
+            password,
+            role,
+        }
+    }
+
+    /// Logs in and returns the token pair body.
+    pub async fn login(&self, user: &TestUser) -> serde_json::Value {
+        let response = self
+            .request(request(
+                Method::POST,
+                "/api/auth/login",
+                &[],
+                Some(serde_json::json!({"email": user.email, "password": user.password})),
+            ))
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "login: {}", String::from_utf8_lossy(&response.body));
+        response.json()
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn token(&self, user: &TestUser) -> String {
+        self.login(user).await["accessToken"]
+            .as_str()
+            .expect("accessToken")
+            .to_string()
+    }
+
+    /// A request with a bearer token (and JSON body if given).
+    pub async fn authed(&self, method: Method, path: &str, token: &str, body: Option<serde_json::Value>) -> TestResponse {
+        let auth = format!("Bearer {token}");
+        self.request(request(method, path, &[("authorization", auth.as_str())], body))
+            .await
+    }
+}
+
+/// Adds the TCP peer address a local server would see, for per-IP limits.
+pub fn from_ip(mut request: Request<Body>, ip: [u8; 4]) -> Request<Body> {
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((ip, 40_000))));
+    request
+}

@@ -201,7 +201,8 @@ mod tests {
             limit: 2,
             after: Position::start(),
         };
-        let now = Utc::now();
+        // Postgres keeps microseconds; so do cursors.
+        let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
         let rows: Vec<Position> = (0..3)
             .map(|_| Position {
                 created_at: now,

@@ -282,7 +282,11 @@ impl TestApp {
     }
 
     pub async fn create_user(&self, tenant_id: Uuid, role: mpanel::auth::Role) -> TestUser {
-        let email = format!("{}-{}@example.org", role.as_str().to_lowercase(), Uuid::new_v4().simple());
+        let email = format!(
+            "{}-{}@example.org",
+            role.as_str().to_lowercase(),
+            Uuid::new_v4().simple()
+        );
         let password = format!("pass phrase {}", Uuid::new_v4().simple());
         let hash = mpanel::auth::password::hash(mpanel::secrets::Secret::new(password.clone()))
             .await
@@ -320,7 +324,12 @@ impl TestApp {
                 Some(serde_json::json!({"email": user.email, "password": user.password})),
             ))
             .await;
-        assert_eq!(response.status, StatusCode::OK, "login: {}", String::from_utf8_lossy(&response.body));
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "login: {}",
+            String::from_utf8_lossy(&response.body)
+        );
         response.json()
     }
 
@@ -333,10 +342,21 @@ impl TestApp {
     }
 
     /// A request with a bearer token (and JSON body if given).
-    pub async fn authed(&self, method: Method, path: &str, token: &str, body: Option<serde_json::Value>) -> TestResponse {
+    pub async fn authed(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> TestResponse {
         let auth = format!("Bearer {token}");
-        self.request(request(method, path, &[("authorization", auth.as_str())], body))
-            .await
+        self.request(request(
+            method,
+            path,
+            &[("authorization", auth.as_str())],
+            body,
+        ))
+        .await
     }
 }
 
@@ -344,6 +364,8 @@ impl TestApp {
 pub fn from_ip(mut request: Request<Body>, ip: [u8; 4]) -> Request<Body> {
     request
         .extensions_mut()
-        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((ip, 40_000))));
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            ip, 40_000,
+        ))));
     request
 }

@@ -14,6 +14,7 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/api/ready"),
     ("POST", "/api/auth/login"),
     ("POST", "/api/auth/refresh"),
+    ("GET", "/api/public/products"),
 ];
 
 fn concrete(path: &str) -> String {

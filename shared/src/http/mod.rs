@@ -5,6 +5,7 @@
 //! serve` serves `combined_app(state)`, the same routes merged.
 
 pub mod extract;
+pub mod fields;
 pub mod health;
 pub mod pagination;
 pub mod routes;
@@ -112,7 +113,10 @@ impl Function {
     pub fn routes(self) -> ApiRoutes {
         match self {
             Function::Auth => crate::auth::api::routes(),
-            Function::Products | Function::Orders => ApiRoutes::new(),
+            Function::Products => {
+                crate::catalog::public::routes().merge(crate::catalog::api::routes())
+            }
+            Function::Orders => ApiRoutes::new(),
             Function::Admin => crate::users::api::routes()
                 .merge(crate::tenants::api::routes())
                 .merge(crate::audit::api::routes()),

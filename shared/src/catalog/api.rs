@@ -1,0 +1,670 @@
+//! Admin catalogue: `/api/products`, `/api/products/{id}/prices`,
+//! `/api/prices/{id}`. Reads for every role, writes for BILLING and up;
+//! every change writes an audit row in the same transaction.
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::{ToSql, Type};
+use uuid::Uuid;
+
+use super::{
+    Currency, Interval, PRICE_COLUMNS, PRODUCT_COLUMNS, Price, Product, ProductType, parse_limits,
+};
+use crate::audit::{self, Actor, AuditEntry};
+use crate::auth::Permission;
+use crate::auth::principal::Principal;
+use crate::error::{AppError, AppResult, FieldError};
+use crate::http::AppState;
+use crate::http::extract::{IdPath, Json, Query};
+use crate::http::fields::Fields;
+use crate::http::pagination::{Page, PageParams, PageRequest, Position};
+use crate::http::routes::ApiRoutes;
+use crate::types::{DisplayName, Slug};
+
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .route(Method::GET, "/api/products", Permission::ReadData, list)
+        .route(
+            Method::POST,
+            "/api/products",
+            Permission::WriteCatalog,
+            create,
+        )
+        .route(Method::GET, "/api/products/{id}", Permission::ReadData, get)
+        .route(
+            Method::PATCH,
+            "/api/products/{id}",
+            Permission::WriteCatalog,
+            patch,
+        )
+        .route(
+            Method::DELETE,
+            "/api/products/{id}",
+            Permission::WriteCatalog,
+            deactivate,
+        )
+        .route(
+            Method::POST,
+            "/api/products/{id}/prices",
+            Permission::WriteCatalog,
+            create_price,
+        )
+        .route(
+            Method::PATCH,
+            "/api/prices/{id}",
+            Permission::WriteCatalog,
+            patch_price,
+        )
+        .route(
+            Method::DELETE,
+            "/api/prices/{id}",
+            Permission::WriteCatalog,
+            deactivate_price,
+        )
+}
+
+const MAX_DESCRIPTION: usize = 5000;
+
+fn parse_description(raw: &str) -> Result<String, String> {
+    let text = raw.trim();
+    if text.chars().count() > MAX_DESCRIPTION {
+        return Err(format!("must be at most {MAX_DESCRIPTION} characters"));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err("must not contain control characters".into());
+    }
+    Ok(text.to_string())
+}
+
+fn parse_name(raw: &str) -> Result<String, String> {
+    DisplayName::parse(raw).map(|n| n.as_str().to_string())
+}
+
+fn parse_slug(raw: &str) -> Result<String, String> {
+    Slug::parse(raw).map(|s| s.as_str().to_string())
+}
+
+fn parse_amount(amount: i64) -> Result<i64, String> {
+    if amount < 0 {
+        Err("must be an integer of at least 0".into())
+    } else {
+        Ok(amount)
+    }
+}
+
+// ------------------------------------------------------------------ reads
+
+#[derive(Debug, Deserialize)]
+struct ListFilters {
+    #[serde(rename = "type")]
+    product_type: Option<String>,
+    active: Option<String>,
+    #[serde(flatten)]
+    page: PageParams,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(filters): Query<ListFilters>,
+) -> AppResult<axum::Json<Page<Product>>> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let page = PageRequest::parse(&filters.page)
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let product_type = filters
+        .product_type
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .and_then(|t| {
+            t.parse::<ProductType>()
+                .map_err(|e| errors.push(FieldError::new("type", e)))
+                .ok()
+        });
+    let active = match filters.active.as_deref() {
+        None | Some("") => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => {
+            errors.push(FieldError::new("active", "must be true or false"));
+            None
+        }
+    };
+    let page = match page {
+        Some(p) if errors.is_empty() => p,
+        _ => return Err(AppError::Validation(errors)),
+    };
+    let type_text = product_type.map(ProductType::as_str);
+    let client = state.db.get().await?;
+    let rows = client
+        .query_typed(
+            &format!(
+                "SELECT {PRODUCT_COLUMNS} FROM products
+                 WHERE tenant_id = $1 AND ($2::text IS NULL OR type = $2) AND ($3::bool IS NULL OR is_active = $3)
+                   AND (created_at, id) < ($4, $5)
+                 ORDER BY created_at DESC, id DESC LIMIT $6"
+            ),
+            &[
+                (&principal.tenant_id, Type::UUID),
+                (&type_text, Type::TEXT),
+                (&active, Type::BOOL),
+                (&page.after.created_at, Type::TIMESTAMPTZ),
+                (&page.after.id, Type::UUID),
+                (&page.fetch(), Type::INT8),
+            ],
+        )
+        .await?;
+    let mut products = rows
+        .iter()
+        .map(Product::from_row)
+        .collect::<AppResult<Vec<_>>>()?;
+    attach_prices(&**client, principal.tenant_id, &mut products).await?;
+    Ok(axum::Json(Page::from_rows(products, &page, |p| Position {
+        created_at: p.created_at,
+        id: p.id,
+    })))
+}
+
+/// All prices (active or not) of the given products, cheapest first.
+async fn attach_prices(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    products: &mut [Product],
+) -> AppResult<()> {
+    if products.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = products.iter().map(|p| p.id).collect();
+    let rows = client
+        .query_typed(
+            &format!(
+                "SELECT {PRICE_COLUMNS} FROM prices WHERE tenant_id = $1 AND product_id = ANY($2)
+                 ORDER BY is_popular DESC, amount_cents ASC, created_at ASC"
+            ),
+            &[(&tenant_id, Type::UUID), (&ids, Type::UUID_ARRAY)],
+        )
+        .await?;
+    for row in &rows {
+        let price = Price::from_row(row)?;
+        if let Some(product) = products.iter_mut().find(|p| p.id == price.product_id) {
+            product.prices.push(price);
+        }
+    }
+    Ok(())
+}
+
+async fn load_product(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> AppResult<Product> {
+    let row = client
+        .query_typed_opt(
+            &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1 AND tenant_id = $2"),
+            &[(&id, Type::UUID), (&tenant_id, Type::UUID)],
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let mut products = [Product::from_row(&row)?];
+    attach_prices(client, tenant_id, &mut products).await?;
+    let [product] = products;
+    Ok(product)
+}
+
+async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> AppResult<axum::Json<Product>> {
+    let client = state.db.get().await?;
+    Ok(axum::Json(
+        load_product(&**client, principal.tenant_id, id).await?,
+    ))
+}
+
+// ------------------------------------------------------------------ product writes
+
+const PRODUCT_FIELDS: [&str; 6] = ["name", "slug", "type", "description", "limits", "isActive"];
+
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<Value>,
+) -> AppResult<(StatusCode, axum::Json<Product>)> {
+    let mut f = Fields::new(&body)?;
+    let name = f
+        .string("name")
+        .and_then(|raw| f.parse("name", Some(raw), parse_name));
+    let slug = f
+        .string("slug")
+        .and_then(|raw| f.parse("slug", Some(raw), parse_slug));
+    let product_type = f
+        .string("type")
+        .and_then(|raw| f.parse("type", Some(raw), |s| s.parse::<ProductType>()));
+    let description = f
+        .opt_string("description")
+        .flatten()
+        .and_then(|raw| f.parse("description", Some(raw), parse_description));
+    let limits = match f.raw("limits") {
+        None | Some(Value::Null) => Some(Value::Object(Map::new())),
+        Some(v) => f.check("limits", parse_limits(v)),
+    };
+    let is_active = f.opt_bool("isActive").unwrap_or(true);
+    f.finish(&PRODUCT_FIELDS)?;
+    let (Some(name), Some(slug), Some(product_type), Some(limits)) =
+        (name, slug, product_type, limits)
+    else {
+        return Err(AppError::internal(anyhow::anyhow!(
+            "validated product fields missing"
+        )));
+    };
+    let tenant_id = principal.tenant_id;
+    let actor = Actor::User(principal.user_id);
+    let product = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let row = tx
+                .query_typed_one(
+                    &format!(
+                        "INSERT INTO products (tenant_id, name, slug, type, description, limits, is_active)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {PRODUCT_COLUMNS}"
+                    ),
+                    &[
+                        (&tenant_id, Type::UUID),
+                        (&name, Type::TEXT),
+                        (&slug, Type::TEXT),
+                        (&product_type.as_str(), Type::TEXT),
+                        (&description, Type::TEXT),
+                        (&limits, Type::JSONB),
+                        (&is_active, Type::BOOL),
+                    ],
+                )
+                .await?;
+            let product = Product::from_row(&row)?;
+            audit::record(
+                tx,
+                &AuditEntry::new(Some(tenant_id), actor, "product.created")
+                    .target("product", product.id)
+                    .details(json!({ "slug": product.slug, "type": product.product_type })),
+            )
+            .await?;
+            Ok(product)
+        })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(product)))
+}
+
+/// A column assignment in an UPDATE built from the fields a PATCH sent.
+struct Assignment {
+    column: &'static str,
+    field: &'static str,
+    value: Box<dyn ToSql + Sync + Send>,
+    ty: Type,
+    audit: Value,
+}
+
+fn assign<T: ToSql + Sync + Send + serde::Serialize + 'static>(
+    column: &'static str,
+    field: &'static str,
+    value: T,
+    ty: Type,
+) -> Assignment {
+    let audit = serde_json::to_value(&value).unwrap_or(Value::Null);
+    Assignment {
+        column,
+        field,
+        value: Box::new(value),
+        ty,
+        audit,
+    }
+}
+
+/// `UPDATE <table> SET <assignments>, updated_at = now() WHERE id = $1 AND tenant_id = $2 RETURNING <columns>`,
+/// plus an audit row naming the changed fields. Only the fields sent change.
+async fn apply_update(
+    client: &impl GenericClient,
+    table: &'static str,
+    columns: &str,
+    id: Uuid,
+    principal: &Principal,
+    assignments: Vec<Assignment>,
+    action: &'static str,
+) -> AppResult<tokio_postgres::Row> {
+    let mut sets: Vec<String> = Vec::new();
+    let mut params: Vec<(&(dyn ToSql + Sync), Type)> =
+        vec![(&id, Type::UUID), (&principal.tenant_id, Type::UUID)];
+    let mut changed = Map::new();
+    for (i, a) in assignments.iter().enumerate() {
+        sets.push(format!("{} = ${}", a.column, i + 3));
+        params.push((a.value.as_ref() as &(dyn ToSql + Sync), a.ty.clone()));
+        changed.insert(a.field.to_string(), a.audit.clone());
+    }
+    sets.push("updated_at = now()".into());
+    let sql = format!(
+        "UPDATE {table} SET {} WHERE id = $1 AND tenant_id = $2 RETURNING {columns}",
+        sets.join(", ")
+    );
+    let row = client
+        .query_typed_opt(&sql, &params)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    audit::record(
+        client,
+        &AuditEntry::new(
+            Some(principal.tenant_id),
+            Actor::User(principal.user_id),
+            action,
+        )
+        .target(table.trim_end_matches('s'), id)
+        .details(Value::Object(changed)),
+    )
+    .await?;
+    Ok(row)
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+    Json(body): Json<Value>,
+) -> AppResult<axum::Json<Product>> {
+    let mut f = Fields::new(&body)?;
+    let mut changes = Vec::new();
+    if f.has("name")
+        && let Some(v) = f
+            .string("name")
+            .and_then(|raw| f.parse("name", Some(raw), parse_name))
+    {
+        changes.push(assign("name", "name", v, Type::TEXT));
+    }
+    if f.has("slug")
+        && let Some(v) = f
+            .string("slug")
+            .and_then(|raw| f.parse("slug", Some(raw), parse_slug))
+    {
+        changes.push(assign("slug", "slug", v, Type::TEXT));
+    }
+    if f.has("type")
+        && let Some(v) = f
+            .string("type")
+            .and_then(|raw| f.parse("type", Some(raw), |s| s.parse::<ProductType>()))
+    {
+        changes.push(assign("type", "type", v.as_str().to_string(), Type::TEXT));
+    }
+    match f.opt_string("description") {
+        Some(None) => changes.push(assign(
+            "description",
+            "description",
+            None::<String>,
+            Type::TEXT,
+        )),
+        Some(Some(raw)) => {
+            if let Some(v) = f.parse("description", Some(raw), parse_description) {
+                changes.push(assign("description", "description", Some(v), Type::TEXT));
+            }
+        }
+        None => {}
+    }
+    if let Some(v) = f.raw("limits")
+        && let Some(limits) = f.check("limits", parse_limits(v))
+    {
+        changes.push(assign("limits", "limits", limits, Type::JSONB));
+    }
+    if let Some(active) = f.opt_bool("isActive") {
+        changes.push(assign("is_active", "isActive", active, Type::BOOL));
+    }
+    f.finish(&PRODUCT_FIELDS)?;
+    let product = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            if !changes.is_empty() {
+                apply_update(
+                    tx,
+                    "products",
+                    PRODUCT_COLUMNS,
+                    id,
+                    &principal,
+                    changes,
+                    "product.updated",
+                )
+                .await?;
+            }
+            load_product(tx, principal.tenant_id, id).await
+        })
+    })
+    .await?;
+    Ok(axum::Json(product))
+}
+
+/// Soft delete: the product becomes inactive (and leaves the public listing);
+/// orders and subscriptions keep pointing at it.
+async fn deactivate(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> AppResult<StatusCode> {
+    crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let changes = vec![assign("is_active", "isActive", false, Type::BOOL)];
+            apply_update(
+                tx,
+                "products",
+                PRODUCT_COLUMNS,
+                id,
+                &principal,
+                changes,
+                "product.deleted",
+            )
+            .await?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------ price writes
+
+const PRICE_FIELDS: [&str; 7] = [
+    "name",
+    "slug",
+    "interval",
+    "amountCents",
+    "currency",
+    "isPopular",
+    "isActive",
+];
+
+async fn create_price(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(product_id): IdPath,
+    Json(body): Json<Value>,
+) -> AppResult<(StatusCode, axum::Json<Price>)> {
+    let mut f = Fields::new(&body)?;
+    let name = f
+        .string("name")
+        .and_then(|raw| f.parse("name", Some(raw), parse_name));
+    let slug = f
+        .string("slug")
+        .and_then(|raw| f.parse("slug", Some(raw), parse_slug));
+    let interval = f
+        .string("interval")
+        .and_then(|raw| f.parse("interval", Some(raw), |s| s.parse::<Interval>()));
+    let amount = f
+        .int("amountCents")
+        .and_then(|n| f.check("amountCents", parse_amount(n)));
+    let currency = f
+        .string("currency")
+        .and_then(|raw| f.parse("currency", Some(raw), Currency::parse));
+    let is_popular = f.opt_bool("isPopular").unwrap_or(false);
+    let is_active = f.opt_bool("isActive").unwrap_or(true);
+    f.finish(&PRICE_FIELDS)?;
+    let (Some(name), Some(slug), Some(interval), Some(amount), Some(currency)) =
+        (name, slug, interval, amount, currency)
+    else {
+        return Err(AppError::internal(anyhow::anyhow!(
+            "validated price fields missing"
+        )));
+    };
+    let tenant_id = principal.tenant_id;
+    let actor = Actor::User(principal.user_id);
+    let price = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            // The product must be this tenant's (404 otherwise), locked so a
+            // concurrent delete cannot interleave.
+            tx.query_typed_opt(
+                "SELECT 1 FROM products WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+                &[(&product_id, Type::UUID), (&tenant_id, Type::UUID)],
+            )
+            .await?
+            .ok_or(AppError::NotFound)?;
+            let row = tx
+                .query_typed_one(
+                    &format!(
+                        "INSERT INTO prices (tenant_id, product_id, name, slug, interval, amount_cents, currency, is_popular, is_active)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {PRICE_COLUMNS}"
+                    ),
+                    &[
+                        (&tenant_id, Type::UUID),
+                        (&product_id, Type::UUID),
+                        (&name, Type::TEXT),
+                        (&slug, Type::TEXT),
+                        (&interval.as_str(), Type::TEXT),
+                        (&amount, Type::INT8),
+                        (&currency.code(), Type::TEXT),
+                        (&is_popular, Type::BOOL),
+                        (&is_active, Type::BOOL),
+                    ],
+                )
+                .await?;
+            let price = Price::from_row(&row)?;
+            audit::record(
+                tx,
+                &AuditEntry::new(Some(tenant_id), actor, "price.created")
+                    .target("price", price.id)
+                    .details(json!({
+                        "productId": product_id, "slug": price.slug, "amountCents": price.amount_cents,
+                        "currency": price.currency, "interval": price.interval
+                    })),
+            )
+            .await?;
+            Ok(price)
+        })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(price)))
+}
+
+async fn patch_price(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+    Json(body): Json<Value>,
+) -> AppResult<axum::Json<Price>> {
+    let mut f = Fields::new(&body)?;
+    let mut changes = Vec::new();
+    if f.has("name")
+        && let Some(v) = f
+            .string("name")
+            .and_then(|raw| f.parse("name", Some(raw), parse_name))
+    {
+        changes.push(assign("name", "name", v, Type::TEXT));
+    }
+    if f.has("slug")
+        && let Some(v) = f
+            .string("slug")
+            .and_then(|raw| f.parse("slug", Some(raw), parse_slug))
+    {
+        changes.push(assign("slug", "slug", v, Type::TEXT));
+    }
+    if f.has("interval")
+        && let Some(v) = f
+            .string("interval")
+            .and_then(|raw| f.parse("interval", Some(raw), |s| s.parse::<Interval>()))
+    {
+        changes.push(assign(
+            "interval",
+            "interval",
+            v.as_str().to_string(),
+            Type::TEXT,
+        ));
+    }
+    if f.has("amountCents")
+        && let Some(v) = f
+            .int("amountCents")
+            .and_then(|n| f.check("amountCents", parse_amount(n)))
+    {
+        changes.push(assign("amount_cents", "amountCents", v, Type::INT8));
+    }
+    if f.has("currency")
+        && let Some(v) = f
+            .string("currency")
+            .and_then(|raw| f.parse("currency", Some(raw), Currency::parse))
+    {
+        changes.push(assign("currency", "currency", v.code(), Type::TEXT));
+    }
+    if let Some(v) = f.opt_bool("isPopular") {
+        changes.push(assign("is_popular", "isPopular", v, Type::BOOL));
+    }
+    if let Some(v) = f.opt_bool("isActive") {
+        changes.push(assign("is_active", "isActive", v, Type::BOOL));
+    }
+    f.finish(&PRICE_FIELDS)?;
+    let price = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let row = if changes.is_empty() {
+                tx.query_typed_opt(
+                    &format!("SELECT {PRICE_COLUMNS} FROM prices WHERE id = $1 AND tenant_id = $2"),
+                    &[(&id, Type::UUID), (&principal.tenant_id, Type::UUID)],
+                )
+                .await?
+                .ok_or(AppError::NotFound)?
+            } else {
+                apply_update(
+                    tx,
+                    "prices",
+                    PRICE_COLUMNS,
+                    id,
+                    &principal,
+                    changes,
+                    "price.updated",
+                )
+                .await?
+            };
+            Price::from_row(&row)
+        })
+    })
+    .await?;
+    Ok(axum::Json(price))
+}
+
+async fn deactivate_price(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> AppResult<StatusCode> {
+    crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let changes = vec![assign("is_active", "isActive", false, Type::BOOL)];
+            apply_update(
+                tx,
+                "prices",
+                PRICE_COLUMNS,
+                id,
+                &principal,
+                changes,
+                "price.deleted",
+            )
+            .await?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

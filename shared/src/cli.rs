@@ -35,6 +35,8 @@ pub enum Command {
         #[arg(long)]
         no_worker: bool,
     },
+    /// One scheduler pass: dispatch every due job whose hint was never sent or was lost.
+    Sweep,
     /// Create a tenant.
     CreateTenant {
         #[arg(long)]
@@ -99,6 +101,31 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
             )
             .with_graceful_shutdown(shutdown_signal())
             .await?;
+            Ok(())
+        }
+        Command::Sweep => {
+            let config = Config::load(
+                env,
+                Needs {
+                    sqs: true,
+                    ..Needs::NONE
+                },
+            )
+            .await?;
+            let state = AppState::new(config)?;
+            let report = crate::dispatch::sweep(&state.db, &state.dispatcher)
+                .await
+                .map_err(app_error)?;
+            println!(
+                "dispatched {} job(s); {} undelivered",
+                report.dispatched, report.undelivered
+            );
+            if report.undelivered > 0 {
+                bail!(
+                    "{} job(s) could not be dispatched (Redis and SQS unreachable)",
+                    report.undelivered
+                );
+            }
             Ok(())
         }
         Command::CreateTenant { slug, name } => {

@@ -319,8 +319,17 @@ pub async fn aws_sdk_config(env: &Env) -> Result<aws_config::SdkConfig, ConfigEr
                 "is required when SQS or a *_ARN secret is used",
             )
         })?;
+    // Short timeouts and few retries: a dispatch must not hold a request for
+    // long when SQS is unreachable (the sweep resends later anyway).
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .operation_attempt_timeout(std::time::Duration::from_secs(3))
+        .operation_timeout(std::time::Duration::from_secs(7))
+        .build();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.clone()));
+        .region(aws_config::Region::new(region.clone()))
+        .timeout_config(timeouts)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2));
     if let Some(endpoint) = env.get("AWS_ENDPOINT_URL") {
         loader = loader.endpoint_url(endpoint.clone());
     }

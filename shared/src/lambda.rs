@@ -7,6 +7,7 @@ use lambda_runtime::LambdaEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::dispatch::SweepReport;
 use crate::http::AppState;
 
 /// The body of every jobs-queue message: ids of jobs whose rows in Postgres
@@ -49,22 +50,21 @@ pub async fn handle_jobs_batch(
     Ok(response)
 }
 
-/// What one scheduler pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SweepReport {
-    pub database_ok: bool,
-}
-
-/// The EventBridge-scheduled pass. Accepts any scheduled-event shape (the
-/// classic "Scheduled Event" or an EventBridge Scheduler target input).
+/// The EventBridge-scheduled pass: re-dispatches every due job whose hint
+/// was never sent or was lost. Accepts any scheduled-event shape (the classic
+/// "Scheduled Event" or an EventBridge Scheduler target input).
 pub async fn handle_schedule(
     state: &AppState,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<SweepReport, lambda_runtime::Error> {
     tracing::info!(request_id = %event.context.request_id, "scheduler pass");
-    crate::db::ping(&state.db)
+    let report = crate::dispatch::sweep(&state.db, &state.dispatcher)
         .await
         .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
-    Ok(SweepReport { database_ok: true })
+    tracing::info!(
+        dispatched = report.dispatched,
+        undelivered = report.undelivered,
+        "scheduler pass done"
+    );
+    Ok(report)
 }

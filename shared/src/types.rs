@@ -110,6 +110,96 @@ impl DisplayName {
     }
 }
 
+/// A registrable domain name, ready for PowerDNS and a shell argument:
+/// trimmed, lower-cased, converted to ASCII with strict IDNA (UTS #46 with
+/// STD3 rules, hyphen checks and DNS lengths), letters/digits/hyphens only,
+/// at most 253 characters, under a known public suffix and exactly one
+/// label below it (not itself a public suffix, not a subdomain).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct DomainName(String);
+
+impl DomainName {
+    pub fn parse(raw: &str) -> Result<DomainName, String> {
+        let trimmed = raw.trim();
+        // One trailing dot is the fully qualified spelling of the same name.
+        let trimmed = trimmed.strip_suffix('.').unwrap_or(trimmed);
+        if trimmed.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if trimmed.len() > 1000 {
+            return Err("is too long".into());
+        }
+        let ascii = idna::domain_to_ascii_strict(&trimmed.to_lowercase())
+            .map_err(|_| "is not a valid domain name".to_string())?;
+        if ascii.is_empty() || ascii.len() > 253 {
+            return Err("must be 1 to 253 characters".into());
+        }
+        for label in ascii.split('.') {
+            let ldh = !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-');
+            if !ldh {
+                return Err("must be letters, digits and hyphens in dot-separated labels".into());
+            }
+        }
+        let known_suffix = psl::suffix(ascii.as_bytes()).is_some_and(|s| s.is_known());
+        if !known_suffix {
+            return Err("must end in a known public suffix (e.g. .com)".into());
+        }
+        match psl::domain(ascii.as_bytes()) {
+            Some(registrable) if registrable.as_bytes() == ascii.as_bytes() => {
+                Ok(DomainName(ascii))
+            }
+            Some(_) => Err("must be a registrable domain, not a subdomain".into()),
+            None => Err("is a public suffix, not a domain".into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The fully qualified form PowerDNS uses (`example.com.`).
+    pub fn fqdn(&self) -> String {
+        format!("{}.", self.0)
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A phone number as people type it: digits with optional `+`, spaces,
+/// dots, hyphens and parentheses; 3 to 32 characters, at least 3 digits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(raw: &str) -> Result<Phone, String> {
+        let trimmed = raw.trim();
+        let allowed = trimmed.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')') || (c == '+' && i == 0)
+        });
+        let digits = trimmed.chars().filter(char::is_ascii_digit).count();
+        if !allowed || !(3..=32).contains(&trimmed.len()) || digits < 3 {
+            return Err("must be a phone number like +15550100".into());
+        }
+        Ok(Phone(trimmed.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +244,61 @@ mod tests {
             "Jo <jo@example.org>",
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn domains() {
+        assert_eq!(
+            DomainName::parse(" Jo-Example.COM ").unwrap().as_str(),
+            "jo-example.com"
+        );
+        assert_eq!(
+            DomainName::parse("example.com.").unwrap().fqdn(),
+            "example.com."
+        );
+        assert_eq!(
+            DomainName::parse("bücher.de").unwrap().as_str(),
+            "xn--bcher-kva.de"
+        );
+        assert_eq!(
+            DomainName::parse("example.co.uk").unwrap().as_str(),
+            "example.co.uk"
+        );
+        for bad in [
+            "",
+            ".",
+            "com",
+            "co.uk",
+            "localhost",
+            "example",
+            "example.invalidtld",
+            "www.example.com",
+            "-example.com",
+            "example-.com",
+            "exa_mple.com",
+            "exa mple.com",
+            "example..com",
+            "example.com;rm -rf /",
+            "$(reboot).com",
+            "../../etc/passwd",
+            "example.com\0",
+            "exam\u{0}ple.com",
+            "ex\u{202e}ample.com",
+            "a\r\nb.com",
+        ] {
+            assert!(DomainName::parse(bad).is_err(), "{bad:?}");
+        }
+        let long_label = format!("{}.com", "a".repeat(64));
+        assert!(DomainName::parse(&long_label).is_err());
+    }
+
+    #[test]
+    fn phones() {
+        assert!(Phone::parse("+15550100").is_ok());
+        assert!(Phone::parse("+1 (555) 010-0100").is_ok());
+        for bad in ["", "12", "call me", "+1+2+3", "555\n0100", &"1".repeat(33)] {
+            assert!(Phone::parse(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -55,6 +55,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Env)) -> TestApp {
         "REDIS_KEY_PREFIX".into(),
         format!("test:{}:", Uuid::new_v4().simple()),
     );
+    env.insert("SQS_QUEUE_URL".into(), fresh_queue(&env).await);
     adjust(&mut env);
     let config = Config::load(&env, Needs::ALL)
         .await
@@ -67,6 +68,22 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Env)) -> TestApp {
         router,
         db_name,
     }
+}
+
+/// A queue of this test's own in moto, so it reads only its own messages.
+async fn fresh_queue(env: &Env) -> String {
+    let aws = mpanel::config::aws_sdk_config(env)
+        .await
+        .expect("aws config");
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    sqs.create_queue()
+        .queue_name(format!("test-{}", Uuid::new_v4().simple()))
+        .send()
+        .await
+        .expect("create a test queue in moto")
+        .queue_url()
+        .expect("queue url")
+        .to_string()
 }
 
 /// `DATABASE_URL` of the stack with another database name.
@@ -368,4 +385,121 @@ pub fn from_ip(mut request: Request<Body>, ip: [u8; 4]) -> Request<Body> {
             ip, 40_000,
         ))));
     request
+}
+
+impl TestApp {
+    /// Job ids the dispatcher pushed to this test's Redis list.
+    pub async fn redis_job_ids(&self) -> Vec<Uuid> {
+        let client = redis::Client::open(self.env["REDIS_URL"].as_str()).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let ids: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.state.dispatcher.redis_queue_key())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .expect("lrange");
+        ids.iter()
+            .map(|id| Uuid::parse_str(id).expect("uuid"))
+            .collect()
+    }
+
+    /// Job ids in every message waiting in this test's SQS queue (consumed).
+    pub async fn sqs_job_ids(&self) -> Vec<Uuid> {
+        let aws = mpanel::config::aws_sdk_config(&stack_env())
+            .await
+            .expect("aws config");
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let mut ids = Vec::new();
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&self.env["SQS_QUEUE_URL"])
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive");
+            let messages = out.messages();
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                let body: mpanel::lambda::JobsMessage =
+                    serde_json::from_str(m.body().expect("body")).expect("jobs message");
+                ids.extend(body.job_ids);
+                sqs.delete_message()
+                    .queue_url(&self.env["SQS_QUEUE_URL"])
+                    .receipt_handle(m.receipt_handle().expect("handle"))
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+        ids
+    }
+
+    /// A webhook request signed with the stack's marketing secret.
+    pub fn signed_order(&self, webhook_id: &str, body: &serde_json::Value) -> Request<Body> {
+        let raw = serde_json::to_vec(body).expect("json");
+        signed_request(&self.env, webhook_id, chrono::Utc::now().timestamp(), raw)
+    }
+
+    /// Creates an active product with one active price, returns the price id.
+    pub async fn catalog_price(
+        &self,
+        tenant_id: Uuid,
+        slug: &str,
+        product_type: &str,
+        limits: serde_json::Value,
+        amount: i64,
+    ) -> Uuid {
+        let client = self.db().await;
+        let product: Uuid = client
+            .query_one(
+                "INSERT INTO products (tenant_id, name, slug, type, limits) VALUES ($1, $2, $2, $3, $4) RETURNING id",
+                &[&tenant_id, &slug, &product_type, &limits],
+            )
+            .await
+            .expect("product")
+            .get(0);
+        client
+            .query_one(
+                "INSERT INTO prices (tenant_id, product_id, name, slug, interval, amount_cents, currency)
+                 VALUES ($1, $2, $3, $3, 'MONTHLY', $4, 'USD') RETURNING id",
+                &[&tenant_id, &product, &format!("{slug}-monthly"), &amount],
+            )
+            .await
+            .expect("price")
+            .get(0)
+    }
+
+    /// How many rows a table has (tests assert nothing was written).
+    pub async fn count(&self, table: &str) -> i64 {
+        self.db()
+            .await
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count")
+            .get(0)
+    }
+}
+
+/// A Standard Webhooks request with the given id and timestamp.
+pub fn signed_request(env: &Env, webhook_id: &str, timestamp: i64, raw: Vec<u8>) -> Request<Body> {
+    let key = mpanel::config::parse_webhook_secret(&env["MARKETING_WEBHOOK_SECRET"])
+        .expect("webhook secret");
+    let signature = mpanel::webhooks::sign(webhook_id, timestamp, &raw, &key);
+    Request::builder()
+        .method(Method::POST)
+        .uri("/api/orders")
+        .header("content-type", "application/json")
+        .header("webhook-id", webhook_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(Body::from(raw))
+        .expect("request builds")
 }

@@ -15,6 +15,7 @@ const PUBLIC: &[(&str, &str)] = &[
     ("POST", "/api/auth/login"),
     ("POST", "/api/auth/refresh"),
     ("GET", "/api/public/products"),
+    ("POST", "/api/orders"),
 ];
 
 fn concrete(path: &str) -> String {

@@ -24,6 +24,7 @@ use crate::auth::principal::authenticate;
 use crate::auth::tokens::TokenKeys;
 use crate::config::{Config, Needs};
 use crate::db::DbPool;
+use crate::dispatch::Dispatcher;
 use crate::error::AppError;
 use crate::kv::Kv;
 use crate::ratelimit::RateLimiter;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub db: DbPool,
     pub kv: Kv,
     pub limiter: RateLimiter,
+    pub dispatcher: Dispatcher,
     /// Present when the process has a JWT secret (every HTTP function does).
     pub tokens: Option<Arc<TokenKeys>>,
 }
@@ -48,10 +50,16 @@ impl AppState {
             .jwt_secret
             .as_ref()
             .map(|s| Arc::new(TokenKeys::new(s)));
+        let dispatcher = Dispatcher::new(
+            kv.clone(),
+            config.aws.as_ref(),
+            config.sqs_queue_url.clone(),
+        );
         Ok(AppState {
             config: Arc::new(config),
             db,
             limiter: RateLimiter::new(kv.clone()),
+            dispatcher,
             kv,
             tokens,
         })
@@ -116,8 +124,10 @@ impl Function {
             Function::Products => {
                 crate::catalog::public::routes().merge(crate::catalog::api::routes())
             }
-            Function::Orders => ApiRoutes::new(),
+            Function::Orders => crate::orders::api::routes(),
             Function::Admin => crate::users::api::routes()
+                .merge(crate::customers::routes())
+                .merge(crate::subscriptions::api::routes())
                 .merge(crate::tenants::api::routes())
                 .merge(crate::audit::api::routes()),
         }

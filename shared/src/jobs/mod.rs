@@ -1,0 +1,132 @@
+//! Jobs: units of provisioning work, stored in Postgres (the truth) and
+//! dispatched as hints through Redis and SQS.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::error::AppResult;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobType {
+    ProvisionDns,
+    ProvisionHosting,
+    ProvisionMail,
+    SuspendService,
+    UnsuspendService,
+    TerminateService,
+}
+
+impl JobType {
+    pub const ALL: [JobType; 6] = [
+        JobType::ProvisionDns,
+        JobType::ProvisionHosting,
+        JobType::ProvisionMail,
+        JobType::SuspendService,
+        JobType::UnsuspendService,
+        JobType::TerminateService,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobType::ProvisionDns => "PROVISION_DNS",
+            JobType::ProvisionHosting => "PROVISION_HOSTING",
+            JobType::ProvisionMail => "PROVISION_MAIL",
+            JobType::SuspendService => "SUSPEND_SERVICE",
+            JobType::UnsuspendService => "UNSUSPEND_SERVICE",
+            JobType::TerminateService => "TERMINATE_SERVICE",
+        }
+    }
+}
+
+impl FromStr for JobType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        JobType::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
+            "must be one of PROVISION_DNS, PROVISION_HOSTING, PROVISION_MAIL, SUSPEND_SERVICE, UNSUSPEND_SERVICE, TERMINATE_SERVICE"
+                .into()
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Retrying,
+    Succeeded,
+    Dead,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Retrying,
+        JobStatus::Succeeded,
+        JobStatus::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "PENDING",
+            JobStatus::Running => "RUNNING",
+            JobStatus::Retrying => "RETRYING",
+            JobStatus::Succeeded => "SUCCEEDED",
+            JobStatus::Dead => "DEAD",
+        }
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| "must be one of PENDING, RUNNING, RETRYING, SUCCEEDED, DEAD".into())
+    }
+}
+
+/// A job as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    pub id: Uuid,
+    pub subscription_id: Option<Uuid>,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_after: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+pub const JOB_COLUMNS: &str = "id, subscription_id, type, status, attempts, max_attempts, run_after, last_error, created_at, updated_at, finished_at";
+
+impl JobView {
+    pub fn from_row(row: &Row) -> AppResult<JobView> {
+        Ok(JobView {
+            id: row.try_get("id")?,
+            subscription_id: row.try_get("subscription_id")?,
+            job_type: row.try_get("type")?,
+            status: row.try_get("status")?,
+            attempts: row.try_get("attempts")?,
+            max_attempts: row.try_get("max_attempts")?,
+            run_after: row.try_get("run_after")?,
+            last_error: row.try_get("last_error")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            finished_at: row.try_get("finished_at")?,
+        })
+    }
+}

@@ -1,0 +1,261 @@
+//! `POST /api/orders` (the signed marketing webhook) and the admin reads
+//! `GET /api/orders`, `GET /api/orders/{id}`.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::Row;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::{IntakeOutcome, intake, parse_order};
+use crate::auth::Permission;
+use crate::auth::principal::Principal;
+use crate::customers::{CUSTOMER_COLUMNS, Customer};
+use crate::error::{AppError, AppResult, FieldError};
+use crate::http::AppState;
+use crate::http::extract::{IdPath, Query, parse_json};
+use crate::http::pagination::{Page, PageParams, PageRequest, Position, parse_time, validated};
+use crate::http::routes::{ApiRoutes, Limited};
+use crate::jobs::{JOB_COLUMNS, JobView};
+use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
+
+/// Webhook bodies are small; anything larger is refused before parsing.
+pub const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
+
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        // Authenticated by its signature, not a session; exempt from the
+        // per-client limit (the marketing site is one client).
+        .add(
+            Method::POST,
+            "/api/orders",
+            Permission::Public,
+            Limited::No,
+            receive,
+        )
+        .route(Method::GET, "/api/orders", Permission::ReadData, list)
+        .route(Method::GET, "/api/orders/{id}", Permission::ReadData, get)
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult<Response> {
+    let bytes = axum::body::to_bytes(body, WEBHOOK_BODY_LIMIT)
+        .await
+        .map_err(|_| AppError::PayloadTooLarge)?;
+    let key = state.config.webhook_secret.as_ref().ok_or_else(|| {
+        AppError::internal(anyhow::anyhow!("MARKETING_WEBHOOK_SECRET not configured"))
+    })?;
+    let webhook = crate::webhooks::verify(&headers, &bytes, key.expose(), Utc::now().timestamp())?;
+    let json_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json_type {
+        return Err(AppError::UnsupportedMediaType);
+    }
+    let value: Value = parse_json(&bytes)?;
+    let order = parse_order(&value)?;
+    let outcome = intake(&state, &webhook, order).await?;
+    let (body, replayed) = match outcome {
+        IntakeOutcome::Created(response) => {
+            let ids: Vec<Uuid> = response.jobs.iter().map(|j| j.id).collect();
+            // After commit; a failure here is the sweep's to repair.
+            state.dispatcher.dispatch(&state.db, &ids).await;
+            (
+                serde_json::to_value(&response).map_err(AppError::internal)?,
+                false,
+            )
+        }
+        IntakeOutcome::Replayed(first) => (first, true),
+    };
+    let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    pub id: Uuid,
+    pub external_order_id: String,
+    pub status: String,
+    pub customer_id: Uuid,
+    pub price_id: Uuid,
+    pub total_amount_cents: i64,
+    pub currency: String,
+    pub domain: Option<String>,
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+const ORDER_COLUMNS: &str = "id, external_order_id, status, customer_id, price_id, total_amount_cents, currency, domain, metadata, created_at";
+
+impl OrderView {
+    fn from_row(row: &Row) -> AppResult<OrderView> {
+        Ok(OrderView {
+            id: row.try_get("id")?,
+            external_order_id: row.try_get("external_order_id")?,
+            status: row.try_get("status")?,
+            customer_id: row.try_get("customer_id")?,
+            price_id: row.try_get("price_id")?,
+            total_amount_cents: row.try_get("total_amount_cents")?,
+            currency: row.try_get("currency")?,
+            domain: row.try_get("domain")?,
+            metadata: row.try_get("metadata")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Filters {
+    status: Option<String>,
+    customer_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(flatten)]
+    page: PageParams,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(filters): Query<Filters>,
+) -> AppResult<axum::Json<Page<OrderView>>> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let page = PageRequest::parse(&filters.page)
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let status = filters.status.filter(|s| !s.is_empty());
+    if let Some(s) = &status
+        && !["PAID", "CANCELLED", "REFUNDED"].contains(&s.as_str())
+    {
+        errors.push(FieldError::new(
+            "status",
+            "must be one of PAID, CANCELLED, REFUNDED",
+        ));
+    }
+    let customer_id = match filters.customer_id.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => Uuid::parse_str(raw)
+            .map_err(|_| errors.push(FieldError::new("customerId", "must be a UUID")))
+            .ok(),
+    };
+    let from = parse_time("from", filters.from.as_deref(), &mut errors);
+    let to = parse_time("to", filters.to.as_deref(), &mut errors);
+    let Some(page) = validated(page, errors)? else {
+        return Err(AppError::validation("cursor", "is invalid"));
+    };
+    let client = state.db.get().await?;
+    let rows = client
+        .query_typed(
+            &format!(
+                "SELECT {ORDER_COLUMNS} FROM orders
+                 WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR customer_id = $3)
+                   AND ($4::timestamptz IS NULL OR created_at >= $4) AND ($5::timestamptz IS NULL OR created_at < $5)
+                   AND (created_at, id) < ($6, $7)
+                 ORDER BY created_at DESC, id DESC LIMIT $8"
+            ),
+            &[
+                (&principal.tenant_id, Type::UUID),
+                (&status, Type::TEXT),
+                (&customer_id, Type::UUID),
+                (&from, Type::TIMESTAMPTZ),
+                (&to, Type::TIMESTAMPTZ),
+                (&page.after.created_at, Type::TIMESTAMPTZ),
+                (&page.after.id, Type::UUID),
+                (&page.fetch(), Type::INT8),
+            ],
+        )
+        .await?;
+    let orders = rows
+        .iter()
+        .map(OrderView::from_row)
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(axum::Json(Page::from_rows(orders, &page, |o| Position {
+        created_at: o.created_at,
+        id: o.id,
+    })))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderDetail {
+    #[serde(flatten)]
+    order: OrderView,
+    customer: Customer,
+    subscription: Option<SubscriptionView>,
+    jobs: Vec<JobView>,
+}
+
+async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> AppResult<axum::Json<OrderDetail>> {
+    let client = state.db.get().await?;
+    let tenant = principal.tenant_id;
+    let row = client
+        .query_typed_opt(
+            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND tenant_id = $2"),
+            &[(&id, Type::UUID), (&tenant, Type::UUID)],
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let order = OrderView::from_row(&row)?;
+    let customer = Customer::from_row(
+        &client
+            .query_typed_one(
+                &format!(
+                    "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND tenant_id = $2"
+                ),
+                &[(&order.customer_id, Type::UUID), (&tenant, Type::UUID)],
+            )
+            .await?,
+    )?;
+    let subscription = client
+        .query_typed_opt(
+            &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.order_id = $1 AND s.tenant_id = $2"),
+            &[(&id, Type::UUID), (&tenant, Type::UUID)],
+        )
+        .await?
+        .as_ref()
+        .map(SubscriptionView::from_row)
+        .transpose()?;
+    let jobs = match &subscription {
+        None => Vec::new(),
+        Some(s) => client
+            .query_typed(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE subscription_id = $1 AND tenant_id = $2 ORDER BY created_at, id"),
+                &[(&s.id, Type::UUID), (&tenant, Type::UUID)],
+            )
+            .await?
+            .iter()
+            .map(JobView::from_row)
+            .collect::<AppResult<Vec<_>>>()?,
+    };
+    Ok(axum::Json(OrderDetail {
+        order,
+        customer,
+        subscription,
+        jobs,
+    }))
+}

@@ -1,0 +1,635 @@
+//! Order intake: a signed webhook becomes customer, order, subscription,
+//! domain and jobs in ONE transaction (the transactional outbox), idempotent
+//! by `webhook-id` and by `(tenant, externalOrderId)`.
+
+pub mod api;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::audit::{self, Actor, AuditEntry};
+use crate::catalog::{Currency, Interval, ProductType};
+use crate::error::{AppError, AppResult, FieldError};
+use crate::http::AppState;
+use crate::http::fields::Fields;
+use crate::jobs::JobType;
+use crate::types::{DisplayName, DomainName, EmailAddress, Phone, Slug};
+use crate::webhooks::VerifiedWebhook;
+
+/// Largest `metadata` object accepted, serialized.
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// A webhook payload that passed every syntactic check.
+#[derive(Debug, Clone)]
+pub struct OrderRequest {
+    pub tenant_slug: Slug,
+    pub external_order_id: String,
+    pub email: EmailAddress,
+    pub full_name: DisplayName,
+    pub phone: Option<Phone>,
+    pub price_slug: Slug,
+    pub total_amount_cents: i64,
+    pub currency: Currency,
+    pub domain: Option<DomainName>,
+    pub metadata: Value,
+    /// SHA-256 of the canonical (key-sorted) body: tells a replay from a
+    /// conflicting reuse of the same `externalOrderId`.
+    pub request_hash: [u8; 32],
+}
+
+fn parse_external_id(raw: &str) -> Result<String, String> {
+    let id = raw.trim();
+    if id.is_empty() || id.chars().count() > 200 {
+        return Err("must be 1 to 200 characters".into());
+    }
+    if id.chars().any(|c| c.is_control()) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(id.to_string())
+}
+
+/// Parses the whole body into an [`OrderRequest`], naming every bad field.
+pub fn parse_order(body: &Value) -> AppResult<OrderRequest> {
+    let mut f = Fields::new(body)?;
+    let tenant_slug = f
+        .string("tenantSlug")
+        .and_then(|raw| f.parse("tenantSlug", Some(raw), Slug::parse));
+    let external_order_id = f
+        .string("externalOrderId")
+        .and_then(|raw| f.parse("externalOrderId", Some(raw), parse_external_id));
+    let mut customer = (None, None, None);
+    match f.raw("customer") {
+        None | Some(Value::Null) => f.error("customer", "is required"),
+        Some(value) => match Fields::nested(value, "customer") {
+            Ok(mut c) => {
+                customer.0 = c
+                    .string("email")
+                    .and_then(|raw| c.parse("email", Some(raw), EmailAddress::parse));
+                customer.1 = c
+                    .string("fullName")
+                    .and_then(|raw| c.parse("fullName", Some(raw), DisplayName::parse));
+                customer.2 = match c.opt_string("phone") {
+                    Some(Some(raw)) => c.parse("phone", Some(raw), Phone::parse).map(Some),
+                    _ => Some(None),
+                };
+                let errors = c.finish_nested(&["email", "fullName", "phone"]);
+                f.push_errors(errors);
+            }
+            Err(_) => f.error("customer", "must be an object"),
+        },
+    }
+    let price_slug = f
+        .string("priceSlug")
+        .and_then(|raw| f.parse("priceSlug", Some(raw), Slug::parse));
+    let total = f.int("totalAmountCents").and_then(|n| {
+        f.check(
+            "totalAmountCents",
+            if n >= 0 {
+                Ok(n)
+            } else {
+                Err("must be at least 0".to_string())
+            },
+        )
+    });
+    let currency = f
+        .string("currency")
+        .and_then(|raw| f.parse("currency", Some(raw), Currency::parse));
+    let domain = match f.opt_string("domain") {
+        Some(Some(raw)) => f.parse("domain", Some(raw), DomainName::parse).map(Some),
+        _ => Some(None),
+    };
+    let metadata = match f.raw("metadata") {
+        None | Some(Value::Null) => Some(json!({})),
+        Some(v @ Value::Object(_)) => {
+            let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+            f.check(
+                "metadata",
+                if size <= MAX_METADATA_BYTES {
+                    Ok(v.clone())
+                } else {
+                    Err("must be at most 16 KiB".to_string())
+                },
+            )
+        }
+        Some(_) => {
+            f.error("metadata", "must be an object");
+            None
+        }
+    };
+    f.finish(&[
+        "tenantSlug",
+        "externalOrderId",
+        "customer",
+        "priceSlug",
+        "totalAmountCents",
+        "currency",
+        "domain",
+        "metadata",
+    ])?;
+    let canonical = serde_json::to_vec(body).map_err(AppError::internal)?;
+    match (
+        tenant_slug,
+        external_order_id,
+        customer,
+        price_slug,
+        total,
+        currency,
+        domain,
+        metadata,
+    ) {
+        (
+            Some(tenant_slug),
+            Some(external_order_id),
+            (Some(email), Some(full_name), Some(phone)),
+            Some(price_slug),
+            Some(total_amount_cents),
+            Some(currency),
+            Some(domain),
+            Some(metadata),
+        ) => Ok(OrderRequest {
+            tenant_slug,
+            external_order_id,
+            email,
+            full_name,
+            phone,
+            price_slug,
+            total_amount_cents,
+            currency,
+            domain,
+            metadata,
+            request_hash: Sha256::digest(&canonical).into(),
+        }),
+        _ => Err(AppError::internal(anyhow::anyhow!(
+            "order fields validated but missing"
+        ))),
+    }
+}
+
+/// The webhook's answer; stored and replayed verbatim for duplicates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntakeResponse {
+    pub order_id: Uuid,
+    pub subscription_id: Uuid,
+    pub customer_id: Uuid,
+    /// The subscription's status (PENDING, or ACTIVE for products without jobs).
+    pub status: String,
+    pub order_status: String,
+    pub jobs: Vec<IntakeJob>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IntakeJob {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub status: String,
+}
+
+pub enum IntakeOutcome {
+    Created(IntakeResponse),
+    /// A duplicate delivery: the first response, nothing new written.
+    Replayed(Value),
+}
+
+/// The price an order names, with its product.
+struct PriceRow {
+    price_id: Uuid,
+    product_id: Uuid,
+    amount_cents: i64,
+    currency: String,
+    interval: Interval,
+    product_type: ProductType,
+    emails: i64,
+}
+
+/// Jobs that provision a product type.
+pub fn jobs_for(product_type: ProductType, emails: i64) -> Vec<JobType> {
+    match product_type {
+        ProductType::SharedHosting if emails > 0 => {
+            vec![
+                JobType::ProvisionDns,
+                JobType::ProvisionHosting,
+                JobType::ProvisionMail,
+            ]
+        }
+        ProductType::SharedHosting => vec![JobType::ProvisionDns, JobType::ProvisionHosting],
+        ProductType::Dns => vec![JobType::ProvisionDns],
+        ProductType::Email => vec![JobType::ProvisionDns, JobType::ProvisionMail],
+        // Nothing to set up automatically: active at once.
+        ProductType::Vps | ProductType::Addon => Vec::new(),
+    }
+}
+
+/// A previously recorded answer for this webhook id, if any.
+pub async fn replay_by_webhook_id(
+    client: &impl GenericClient,
+    webhook_id: &str,
+) -> AppResult<Option<Value>> {
+    let row = client
+        .query_typed_opt(
+            "SELECT response_body FROM webhook_deliveries WHERE source = 'ORDERS' AND webhook_id = $1",
+            &[(&webhook_id, Type::TEXT)],
+        )
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// Validates against the tenant's catalogue, then writes everything in one
+/// transaction. Nothing is written unless everything is.
+pub async fn intake(
+    state: &AppState,
+    webhook: &VerifiedWebhook,
+    order: OrderRequest,
+) -> AppResult<IntakeOutcome> {
+    let client = state.db.get().await?;
+    // Fast path for redeliveries; the check is repeated under the lock.
+    if let Some(previous) = replay_by_webhook_id(&**client, &webhook.id).await? {
+        return Ok(IntakeOutcome::Replayed(previous));
+    }
+    let tenant = client
+        .query_typed_opt(
+            "SELECT id FROM tenants WHERE lower(slug) = lower($1) AND status = 'ACTIVE'",
+            &[(&order.tenant_slug.as_str(), Type::TEXT)],
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let tenant_id: Uuid = tenant.try_get(0)?;
+    let price = load_price(&**client, tenant_id, &order).await?;
+    drop(client);
+
+    let webhook_id = webhook.id.clone();
+    crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move { write_order(tx, tenant_id, &webhook_id, &order, &price).await })
+    })
+    .await
+}
+
+async fn load_price(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    order: &OrderRequest,
+) -> AppResult<PriceRow> {
+    let row = client
+        .query_typed_opt(
+            "SELECT pr.id, p.id, pr.amount_cents, pr.currency, pr.interval, p.type,
+                    COALESCE((p.limits->>'emails')::bigint, 0)
+             FROM prices pr JOIN products p ON p.id = pr.product_id AND p.tenant_id = pr.tenant_id
+             WHERE pr.tenant_id = $1 AND lower(pr.slug) = lower($2) AND pr.is_active AND p.is_active",
+            &[(&tenant_id, Type::UUID), (&order.price_slug.as_str(), Type::TEXT)],
+        )
+        .await?
+        .ok_or_else(|| AppError::validation("priceSlug", "is not an active price of this tenant"))?;
+    let interval: String = row.try_get(4)?;
+    let product_type: String = row.try_get(5)?;
+    let price = PriceRow {
+        price_id: row.try_get(0)?,
+        product_id: row.try_get(1)?,
+        amount_cents: row.try_get(2)?,
+        currency: row.try_get(3)?,
+        interval: interval
+            .parse()
+            .map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?,
+        product_type: product_type
+            .parse()
+            .map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?,
+        emails: row.try_get(6)?,
+    };
+    let mut errors = Vec::new();
+    if order.total_amount_cents != price.amount_cents {
+        errors.push(FieldError::new(
+            "totalAmountCents",
+            format!("must equal the price's amount ({})", price.amount_cents),
+        ));
+    }
+    if order.currency.code() != price.currency {
+        errors.push(FieldError::new(
+            "currency",
+            format!("must equal the price's currency ({})", price.currency),
+        ));
+    }
+    let needs_domain = matches!(
+        price.product_type,
+        ProductType::SharedHosting | ProductType::Dns | ProductType::Email
+    );
+    if needs_domain && order.domain.is_none() {
+        errors.push(FieldError::new(
+            "domain",
+            format!("is required for {}", price.product_type.as_str()),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(price)
+    } else {
+        Err(AppError::Validation(errors))
+    }
+}
+
+async fn write_order(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant_id: Uuid,
+    webhook_id: &str,
+    order: &OrderRequest,
+    price: &PriceRow,
+) -> AppResult<IntakeOutcome> {
+    // Serialises deliveries of the same order (the 50-duplicates case); the
+    // losers then find the winner's rows below.
+    tx.query_typed(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 0))",
+        &[
+            (&tenant_id.to_string(), Type::TEXT),
+            (&order.external_order_id, Type::TEXT),
+        ],
+    )
+    .await?;
+    if let Some(previous) = replay_by_webhook_id(tx, webhook_id).await? {
+        return Ok(IntakeOutcome::Replayed(previous));
+    }
+    if let Some(existing) = tx
+        .query_typed_opt(
+            "SELECT id, request_hash FROM orders WHERE tenant_id = $1 AND external_order_id = $2",
+            &[
+                (&tenant_id, Type::UUID),
+                (&order.external_order_id, Type::TEXT),
+            ],
+        )
+        .await?
+    {
+        let order_id: Uuid = existing.try_get(0)?;
+        let hash: Vec<u8> = existing.try_get(1)?;
+        if hash != order.request_hash {
+            return Err(AppError::conflict(
+                "externalOrderId",
+                "this externalOrderId was already used with a different order",
+            ));
+        }
+        let first: Value = tx
+            .query_typed_one(
+                "SELECT response_body FROM webhook_deliveries WHERE order_id = $1 ORDER BY received_at LIMIT 1",
+                &[(&order_id, Type::UUID)],
+            )
+            .await?
+            .try_get(0)?;
+        record_delivery(
+            tx,
+            tenant_id,
+            webhook_id,
+            &order.request_hash,
+            &first,
+            order_id,
+        )
+        .await?;
+        return Ok(IntakeOutcome::Replayed(first));
+    }
+
+    let customer_id = find_or_create_customer(tx, tenant_id, order).await?;
+    let now = Utc::now();
+    let order_row = tx
+        .query_typed_one(
+            "INSERT INTO orders (tenant_id, customer_id, price_id, external_order_id, status, total_amount_cents,
+                                 currency, domain, metadata, request_hash)
+             VALUES ($1, $2, $3, $4, 'PAID', $5, $6, $7, $8, $9) RETURNING id",
+            &[
+                (&tenant_id, Type::UUID),
+                (&customer_id, Type::UUID),
+                (&price.price_id, Type::UUID),
+                (&order.external_order_id, Type::TEXT),
+                (&order.total_amount_cents, Type::INT8),
+                (&order.currency.code(), Type::TEXT),
+                (&order.domain.as_ref().map(DomainName::as_str), Type::TEXT),
+                (&order.metadata, Type::JSONB),
+                (&order.request_hash.as_slice(), Type::BYTEA),
+            ],
+        )
+        .await?;
+    let order_id: Uuid = order_row.try_get(0)?;
+
+    let job_types = jobs_for(price.product_type, price.emails);
+    let active_at_once = job_types.is_empty();
+    let status = if active_at_once { "ACTIVE" } else { "PENDING" };
+    let subscription_id: Uuid = tx
+        .query_typed_one(
+            "INSERT INTO subscriptions (tenant_id, customer_id, order_id, product_id, price_id, status,
+                                        current_period_start, current_period_end, activated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $6 = 'ACTIVE' THEN $7 END) RETURNING id",
+            &[
+                (&tenant_id, Type::UUID),
+                (&customer_id, Type::UUID),
+                (&order_id, Type::UUID),
+                (&price.product_id, Type::UUID),
+                (&price.price_id, Type::UUID),
+                (&status, Type::TEXT),
+                (&now, Type::TIMESTAMPTZ),
+                (&price.interval.period_end(now), Type::TIMESTAMPTZ),
+            ],
+        )
+        .await?
+        .try_get(0)?;
+
+    if let Some(domain) = &order.domain {
+        // The partial unique index holds one live holder per domain across
+        // all tenants; a clash is a 409 naming `domain` and rolls all back.
+        tx.query_typed(
+            "INSERT INTO domains (tenant_id, subscription_id, name, status) VALUES ($1, $2, $3, $4)",
+            &[
+                (&tenant_id, Type::UUID),
+                (&subscription_id, Type::UUID),
+                (&domain.as_str(), Type::TEXT),
+                (&if active_at_once { "ACTIVE" } else { "PENDING" }, Type::TEXT),
+            ],
+        )
+        .await
+        .map_err(|e| match AppError::from(e) {
+            AppError::Conflict { .. } => {
+                AppError::conflict("domain", "this domain already belongs to an active or pending subscription")
+            }
+            other => other,
+        })?;
+    }
+
+    let mut jobs = Vec::new();
+    for job_type in job_types {
+        let payload = json!({ "domain": order.domain.as_ref().map(DomainName::as_str) });
+        let id: Uuid = tx
+            .query_typed_one(
+                "INSERT INTO jobs (tenant_id, subscription_id, type, payload) VALUES ($1, $2, $3, $4) RETURNING id",
+                &[
+                    (&tenant_id, Type::UUID),
+                    (&subscription_id, Type::UUID),
+                    (&job_type.as_str(), Type::TEXT),
+                    (&payload, Type::JSONB),
+                ],
+            )
+            .await?
+            .try_get(0)?;
+        jobs.push(IntakeJob {
+            id,
+            job_type: job_type.as_str().into(),
+            status: "PENDING".into(),
+        });
+    }
+
+    let response = IntakeResponse {
+        order_id,
+        subscription_id,
+        customer_id,
+        status: status.into(),
+        order_status: "PAID".into(),
+        jobs,
+    };
+    audit::record(
+        tx,
+        &AuditEntry::new(Some(tenant_id), Actor::Webhook, "order.created")
+            .target("order", order_id)
+            .details(json!({
+                "externalOrderId": order.external_order_id, "webhookId": webhook_id,
+                "subscriptionId": subscription_id, "domain": order.domain.as_ref().map(DomainName::as_str),
+            })),
+    )
+    .await?;
+    let body = serde_json::to_value(&response).map_err(AppError::internal)?;
+    record_delivery(
+        tx,
+        tenant_id,
+        webhook_id,
+        &order.request_hash,
+        &body,
+        order_id,
+    )
+    .await?;
+    Ok(IntakeOutcome::Created(response))
+}
+
+async fn find_or_create_customer(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    order: &OrderRequest,
+) -> AppResult<Uuid> {
+    // DO NOTHING (not DO UPDATE): after the first order the customer row is
+    // never locked, so many concurrent orders of one customer do not queue.
+    let inserted = client
+        .query_typed_opt(
+            "INSERT INTO customers (tenant_id, email, full_name, phone) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, lower(email)) DO NOTHING RETURNING id",
+            &[
+                (&tenant_id, Type::UUID),
+                (&order.email.as_str(), Type::TEXT),
+                (&order.full_name.as_str(), Type::TEXT),
+                (&order.phone.as_ref().map(Phone::as_str), Type::TEXT),
+            ],
+        )
+        .await?;
+    if let Some(row) = inserted {
+        return Ok(row.try_get(0)?);
+    }
+    let existing = client
+        .query_typed_one(
+            "SELECT id FROM customers WHERE tenant_id = $1 AND lower(email) = lower($2)",
+            &[
+                (&tenant_id, Type::UUID),
+                (&order.email.as_str(), Type::TEXT),
+            ],
+        )
+        .await?;
+    Ok(existing.try_get(0)?)
+}
+
+async fn record_delivery(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    webhook_id: &str,
+    request_hash: &[u8; 32],
+    response: &Value,
+    order_id: Uuid,
+) -> AppResult<()> {
+    client
+        .query_typed(
+            "INSERT INTO webhook_deliveries (tenant_id, source, webhook_id, request_hash, response_status, response_body, order_id)
+             VALUES ($1, 'ORDERS', $2, $3, 201, $4, $5)",
+            &[
+                (&tenant_id, Type::UUID),
+                (&webhook_id, Type::TEXT),
+                (&request_hash.as_slice(), Type::BYTEA),
+                (response, Type::JSONB),
+                (&order_id, Type::UUID),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Value {
+        json!({
+            "tenantSlug": "demo", "externalOrderId": "mkt-1001",
+            "customer": {"email": "jo@example.org", "fullName": "Jo Doe", "phone": "+15550100"},
+            "priceSlug": "starter-monthly", "totalAmountCents": 999, "currency": "USD",
+            "domain": "jo-example.com", "metadata": {}
+        })
+    }
+
+    fn fields_of(body: Value) -> Vec<String> {
+        match parse_order(&body) {
+            Err(AppError::Validation(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected 422, got {:?}", other.map(|o| o.external_order_id)),
+        }
+    }
+
+    #[test]
+    fn parses_the_contract_example() {
+        let order = parse_order(&valid()).unwrap();
+        assert_eq!(order.email.as_str(), "jo@example.org");
+        assert_eq!(order.domain.unwrap().as_str(), "jo-example.com");
+        assert_eq!(order.currency.code(), "USD");
+    }
+
+    #[test]
+    fn hash_ignores_key_order_and_whitespace() {
+        let a = parse_order(&valid()).unwrap();
+        let reordered: Value = serde_json::from_str(
+            r#"{"metadata":{},"domain":"jo-example.com","currency":"USD","totalAmountCents":999,"priceSlug":"starter-monthly",
+               "customer":{"phone":"+15550100","fullName":"Jo Doe","email":"jo@example.org"},"externalOrderId":"mkt-1001","tenantSlug":"demo"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            a.request_hash,
+            parse_order(&reordered).unwrap().request_hash
+        );
+        let mut changed = valid();
+        changed["totalAmountCents"] = json!(1000);
+        assert_ne!(a.request_hash, parse_order(&changed).unwrap().request_hash);
+    }
+
+    #[test]
+    fn names_nested_fields() {
+        let mut body = valid();
+        body["customer"]["email"] = json!("not an email");
+        body["domain"] = json!("localhost");
+        assert_eq!(fields_of(body), ["customer.email", "domain"]);
+        let mut body = valid();
+        body.as_object_mut().unwrap().remove("customer");
+        assert_eq!(fields_of(body), ["customer"]);
+        let mut body = valid();
+        body["metadata"] = json!([1]);
+        body["totalAmountCents"] = json!(-1);
+        assert_eq!(fields_of(body), ["totalAmountCents", "metadata"]);
+    }
+
+    #[test]
+    fn job_plans() {
+        assert_eq!(jobs_for(ProductType::SharedHosting, 5).len(), 3);
+        assert_eq!(
+            jobs_for(ProductType::SharedHosting, 0),
+            [JobType::ProvisionDns, JobType::ProvisionHosting]
+        );
+        assert!(jobs_for(ProductType::Vps, 0).is_empty());
+    }
+}

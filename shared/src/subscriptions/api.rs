@@ -1,0 +1,140 @@
+//! `GET /api/subscriptions` (`?status=&customerId=`) and `/api/subscriptions/{id}`.
+
+use axum::extract::State;
+use axum::http::Method;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::{SUBSCRIPTION_COLUMNS, SubscriptionView};
+use crate::auth::Permission;
+use crate::auth::principal::Principal;
+use crate::error::{AppError, AppResult, FieldError};
+use crate::http::AppState;
+use crate::http::extract::{IdPath, Query};
+use crate::http::pagination::{Page, PageParams, PageRequest, Position, validated};
+use crate::http::routes::ApiRoutes;
+use crate::jobs::{JOB_COLUMNS, JobView};
+
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .route(
+            Method::GET,
+            "/api/subscriptions",
+            Permission::ReadData,
+            list,
+        )
+        .route(
+            Method::GET,
+            "/api/subscriptions/{id}",
+            Permission::ReadData,
+            get,
+        )
+}
+
+const STATUSES: [&str; 5] = [
+    "PENDING",
+    "ACTIVE",
+    "PROVISIONING_FAILED",
+    "SUSPENDED",
+    "TERMINATED",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Filters {
+    status: Option<String>,
+    customer_id: Option<String>,
+    #[serde(flatten)]
+    page: PageParams,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(filters): Query<Filters>,
+) -> AppResult<axum::Json<Page<SubscriptionView>>> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let page = PageRequest::parse(&filters.page)
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let status = filters.status.filter(|s| !s.is_empty());
+    if status.as_deref().is_some_and(|s| !STATUSES.contains(&s)) {
+        errors.push(FieldError::new(
+            "status",
+            format!("must be one of {}", STATUSES.join(", ")),
+        ));
+    }
+    let customer_id = match filters.customer_id.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => Uuid::parse_str(raw)
+            .map_err(|_| errors.push(FieldError::new("customerId", "must be a UUID")))
+            .ok(),
+    };
+    let Some(page) = validated(page, errors)? else {
+        return Err(AppError::validation("cursor", "is invalid"));
+    };
+    let client = state.db.get().await?;
+    let rows = client
+        .query_typed(
+            &format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s
+                 WHERE s.tenant_id = $1 AND ($2::text IS NULL OR s.status = $2) AND ($3::uuid IS NULL OR s.customer_id = $3)
+                   AND (s.created_at, s.id) < ($4, $5)
+                 ORDER BY s.created_at DESC, s.id DESC LIMIT $6"
+            ),
+            &[
+                (&principal.tenant_id, Type::UUID),
+                (&status, Type::TEXT),
+                (&customer_id, Type::UUID),
+                (&page.after.created_at, Type::TIMESTAMPTZ),
+                (&page.after.id, Type::UUID),
+                (&page.fetch(), Type::INT8),
+            ],
+        )
+        .await?;
+    let items = rows
+        .iter()
+        .map(SubscriptionView::from_row)
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(axum::Json(Page::from_rows(items, &page, |s| Position {
+        created_at: s.created_at,
+        id: s.id,
+    })))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscriptionDetail {
+    #[serde(flatten)]
+    subscription: SubscriptionView,
+    jobs: Vec<JobView>,
+}
+
+async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> AppResult<axum::Json<SubscriptionDetail>> {
+    let client = state.db.get().await?;
+    let row = client
+        .query_typed_opt(
+            &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.id = $1 AND s.tenant_id = $2"),
+            &[(&id, Type::UUID), (&principal.tenant_id, Type::UUID)],
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let jobs = client
+        .query_typed(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE subscription_id = $1 AND tenant_id = $2 ORDER BY created_at, id"),
+            &[(&id, Type::UUID), (&principal.tenant_id, Type::UUID)],
+        )
+        .await?
+        .iter()
+        .map(JobView::from_row)
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(axum::Json(SubscriptionDetail {
+        subscription: SubscriptionView::from_row(&row)?,
+        jobs,
+    }))
+}

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 use crate::audit::Actor;
 use crate::auth::{Role, password};
@@ -35,7 +36,13 @@ pub enum Command {
         #[arg(long)]
         no_worker: bool,
     },
-    /// One scheduler pass: dispatch every due job whose hint was never sent or was lost.
+    /// Run jobs: a pool of workers popping job ids from Redis, plus a periodic sweep.
+    Worker {
+        /// Jobs run at the same time.
+        #[arg(long, default_value_t = 3)]
+        concurrency: usize,
+    },
+    /// One scheduler pass: rescue expired leases, dispatch every due job.
     Sweep,
     /// Create a tenant.
     CreateTenant {
@@ -86,21 +93,58 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
                 .await
                 .context("migration failed")?;
             let state = AppState::new(config)?;
-            if !no_worker {
-                tracing::info!(
-                    "no job types are executed by this build yet; the worker pool is idle"
-                );
-            }
+            let shutdown = CancellationToken::new();
+            let pool = (!no_worker).then(|| {
+                tokio::spawn(crate::jobs::worker::run_pool(
+                    state.clone(),
+                    3,
+                    shutdown.clone(),
+                ))
+            });
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
             tracing::info!(%addr, "mpanel serving");
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                signal.cancel();
+            });
+            let stop = shutdown.clone();
             axum::serve(
                 listener,
                 combined_app(state).into_make_service_with_connect_info::<SocketAddr>(),
             )
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move { stop.cancelled().await })
             .await?;
+            if let Some(pool) = pool {
+                let _ = pool.await;
+            }
+            Ok(())
+        }
+        Command::Worker { concurrency } => {
+            let config = Config::load(
+                env,
+                Needs {
+                    pdns: true,
+                    ssh: true,
+                    sqs: true,
+                    ..Needs::NONE
+                },
+            )
+            .await?;
+            let state = AppState::new(config)?;
+            let shutdown = CancellationToken::new();
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                signal.cancel();
+            });
+            if !crate::jobs::worker::run_pool(state, concurrency, shutdown).await {
+                tracing::warn!(
+                    "jobs still running at exit will be rescued when their leases expire"
+                );
+            }
             Ok(())
         }
         Command::Sweep => {
@@ -113,12 +157,12 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
             )
             .await?;
             let state = AppState::new(config)?;
-            let report = crate::dispatch::sweep(&state.db, &state.dispatcher)
+            let report = crate::jobs::engine::sweep(&state)
                 .await
                 .map_err(app_error)?;
             println!(
-                "dispatched {} job(s); {} undelivered",
-                report.dispatched, report.undelivered
+                "rescued {} job(s), {} dead; dispatched {} job(s); {} undelivered",
+                report.rescued, report.dead, report.dispatched, report.undelivered
             );
             if report.undelivered > 0 {
                 bail!(

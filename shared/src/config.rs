@@ -101,6 +101,7 @@ pub struct Config {
     pub ssh_private_key: Option<SshKeySource>,
     /// Present when SQS or Secrets Manager is used.
     pub aws: Option<aws_config::SdkConfig>,
+    pub jobs: crate::jobs::engine::JobSettings,
 }
 
 /// The environment the config is read from: the process env in production,
@@ -287,7 +288,19 @@ impl Config {
             None
         };
 
+        let jobs = crate::jobs::engine::JobSettings {
+            lease: Duration::from_secs(parse_or(env, "JOB_LEASE_SECS", 300u64)?.max(1)),
+            retry_base: Duration::from_millis(parse_or(env, "JOB_RETRY_BASE_MS", 5_000u64)?),
+            retry_cap: Duration::from_secs(parse_or(env, "JOB_RETRY_CAP_SECS", 3_600u64)?),
+            max_attempts: parse_or(env, "JOB_MAX_ATTEMPTS", 8i32)?.max(1),
+            sweep_interval: Duration::from_secs(
+                parse_or(env, "SWEEP_INTERVAL_SECS", 30u64)?.max(1),
+            ),
+            worker_grace: Duration::from_secs(parse_or(env, "WORKER_GRACE_SECS", 30u64)?),
+        };
+
         Ok(Config {
+            jobs,
             database,
             db_pool_size,
             redis_url: Secret::new(redis_url),

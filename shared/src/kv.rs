@@ -12,6 +12,7 @@ use crate::secrets::Secret;
 
 #[derive(Clone)]
 pub struct Kv {
+    client: redis::Client,
     manager: ConnectionManager,
     prefix: String,
 }
@@ -24,8 +25,9 @@ impl Kv {
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
         Ok(Kv {
+            client,
             manager,
             prefix: prefix.to_string(),
         })
@@ -39,6 +41,20 @@ impl Kv {
     /// A connection handle; cheap to clone, multiplexed.
     pub fn conn(&self) -> ConnectionManager {
         self.manager.clone()
+    }
+
+    /// A connection of its own, for blocking commands (BRPOP) that would
+    /// otherwise stall every user of the shared multiplexed connection.
+    pub async fn dedicated(
+        &self,
+        timeout: Duration,
+    ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
     }
 
     pub async fn ping(&self) -> AppResult<()> {

@@ -7,8 +7,8 @@ use lambda_runtime::LambdaEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::dispatch::SweepReport;
 use crate::http::AppState;
+use crate::jobs::engine::SweepReport;
 
 /// The body of every jobs-queue message: ids of jobs whose rows in Postgres
 /// are the truth (the message is only a hint to look).
@@ -18,36 +18,71 @@ pub struct JobsMessage {
     pub job_ids: Vec<Uuid>,
 }
 
-/// The SQS-triggered worker. Messages that cannot be read are reported as
-/// batch item failures (so SQS retries them and finally moves them to the
-/// DLQ, where people see them); the rest are accepted.
+/// The SQS-triggered worker: runs every job id of every message, then
+/// drains the Redis list while the time budget allows. A message is
+/// reported as a batch item failure only when it cannot be read or a job of
+/// it could not be run because our own infrastructure failed; a job that
+/// failed is recorded in Postgres (RETRYING/DEAD) and is not a message failure.
 pub async fn handle_jobs_batch(
     state: &AppState,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    let _ = state;
+    let worker = format!("lambda-{}", event.context.request_id);
     let mut response = SqsBatchResponse::default();
     for record in event.payload.records {
         let message_id = record.message_id.clone().unwrap_or_default();
-        match record
+        let message = match record
             .body
             .as_deref()
             .map(serde_json::from_str::<JobsMessage>)
         {
-            Some(Ok(message)) => {
-                tracing::info!(%message_id, jobs = message.job_ids.len(), "jobs message received");
-            }
+            Some(Ok(message)) => message,
             Some(Err(e)) => {
                 tracing::warn!(%message_id, error = %e, "unreadable jobs message");
                 response.add_failure(message_id);
+                continue;
             }
             None => {
                 tracing::warn!(%message_id, "jobs message without a body");
                 response.add_failure(message_id);
+                continue;
+            }
+        };
+        let mut failed = false;
+        for job_id in message.job_ids {
+            if let Err(e) = crate::jobs::engine::run_job(state, job_id, &worker).await {
+                tracing::warn!(%message_id, %job_id, error = %e, "job could not be run");
+                failed = true;
             }
         }
+        if failed {
+            response.add_failure(message_id);
+        }
     }
+    drain_redis(state, &worker, event.context.deadline).await;
     Ok(response)
+}
+
+/// Runs job ids waiting in Redis while a whole job still fits before the
+/// invocation's deadline (milliseconds since the epoch).
+async fn drain_redis(state: &AppState, worker: &str, deadline_ms: u64) {
+    let job_budget_ms = state.config.jobs.lease.mul_f64(0.8).as_millis() as i64 + 5_000;
+    let key = state.dispatcher.redis_queue_key();
+    loop {
+        let remaining = deadline_ms as i64 - chrono::Utc::now().timestamp_millis();
+        if remaining < job_budget_ms {
+            return;
+        }
+        let mut conn = state.kv.conn();
+        let popped: redis::RedisResult<Option<String>> =
+            redis::cmd("RPOP").arg(&key).query_async(&mut conn).await;
+        let Ok(Some(id)) = popped else { return };
+        if let Ok(job_id) = Uuid::parse_str(&id)
+            && let Err(e) = crate::jobs::engine::run_job(state, job_id, worker).await
+        {
+            tracing::warn!(%job_id, error = %e, "job from redis could not be run");
+        }
+    }
 }
 
 /// The EventBridge-scheduled pass: re-dispatches every due job whose hint
@@ -58,13 +93,9 @@ pub async fn handle_schedule(
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<SweepReport, lambda_runtime::Error> {
     tracing::info!(request_id = %event.context.request_id, "scheduler pass");
-    let report = crate::dispatch::sweep(&state.db, &state.dispatcher)
+    let report = crate::jobs::engine::sweep(state)
         .await
         .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
-    tracing::info!(
-        dispatched = report.dispatched,
-        undelivered = report.undelivered,
-        "scheduler pass done"
-    );
+    tracing::info!(?report, "scheduler pass done");
     Ok(report)
 }

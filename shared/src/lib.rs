@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod kv;
 pub mod lambda;
 pub mod orders;
+pub mod provision;
 pub mod ratelimit;
 pub mod secrets;
 pub mod subscriptions;

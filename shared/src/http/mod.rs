@@ -40,6 +40,8 @@ pub struct AppState {
     pub dispatcher: Dispatcher,
     /// Present when the process has a JWT secret (every HTTP function does).
     pub tokens: Option<Arc<TokenKeys>>,
+    /// For PowerDNS; built once, it pools connections.
+    pub http: reqwest::Client,
 }
 
 impl AppState {
@@ -55,7 +57,12 @@ impl AppState {
             config.aws.as_ref(),
             config.sqs_queue_url.clone(),
         );
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(15))
+            .build()?;
         Ok(AppState {
+            http,
             config: Arc::new(config),
             db,
             limiter: RateLimiter::new(kv.clone()),
@@ -63,6 +70,37 @@ impl AppState {
             kv,
             tokens,
         })
+    }
+}
+
+impl AppState {
+    /// Removes every configured secret from a text bound for storage or logs
+    /// (job errors can echo request headers or URLs).
+    pub fn redact(&self, text: &str) -> String {
+        let config = &self.config;
+        let mut secrets: Vec<String> = Vec::new();
+        if let Some(p) = &config.pdns {
+            secrets.push(p.api_key.expose().clone());
+        }
+        if let Some(j) = &config.jwt_secret {
+            secrets.push(String::from_utf8_lossy(j.expose()).into_owned());
+        }
+        if let Some(pw) = config.database.expose().get_password() {
+            secrets.push(String::from_utf8_lossy(pw).into_owned());
+        }
+        if let Some(crate::config::SshKeySource::Inline(key)) = &config.ssh_private_key {
+            secrets.extend(
+                key.expose()
+                    .lines()
+                    .filter(|l| l.len() > 16)
+                    .map(str::to_string),
+            );
+        }
+        let mut out = text.to_string();
+        for secret in secrets.iter().filter(|s| s.len() >= 6) {
+            out = out.replace(secret.as_str(), "[redacted]");
+        }
+        out.chars().take(4000).collect()
     }
 }
 

@@ -1,6 +1,11 @@
 //! Jobs: units of provisioning work, stored in Postgres (the truth) and
 //! dispatched as hints through Redis and SQS.
 
+pub mod api;
+pub mod engine;
+pub mod state;
+pub mod worker;
+
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -30,6 +35,14 @@ impl JobType {
         JobType::UnsuspendService,
         JobType::TerminateService,
     ];
+
+    /// Jobs whose success (all of them) activates a subscription.
+    pub fn is_provisioning(self) -> bool {
+        matches!(
+            self,
+            JobType::ProvisionDns | JobType::ProvisionHosting | JobType::ProvisionMail
+        )
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {

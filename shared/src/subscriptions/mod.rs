@@ -1,6 +1,9 @@
 //! Subscriptions and `/api/subscriptions`.
 
 pub mod api;
+pub mod state;
+
+pub use state::{SubscriptionEvent, SubscriptionStatus};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -54,4 +57,144 @@ impl SubscriptionView {
             updated_at: row.try_get("updated_at")?,
         })
     }
+}
+
+use serde_json::json;
+use tokio_postgres::types::Type;
+
+use crate::audit::{self, Actor, AuditEntry};
+use crate::error::AppError;
+
+async fn lock_status(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> AppResult<SubscriptionStatus> {
+    let row = tx
+        .query_typed_opt(
+            "SELECT status FROM subscriptions WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+            &[(&id, Type::UUID), (&tenant_id, Type::UUID)],
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let status: String = row.try_get(0)?;
+    status
+        .parse()
+        .map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))
+}
+
+async fn set_status(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+    from: SubscriptionStatus,
+    to: SubscriptionStatus,
+    action: &'static str,
+    details: serde_json::Value,
+) -> AppResult<()> {
+    tx.query_typed(
+        "UPDATE subscriptions SET status = $2, updated_at = now(),
+                activated_at = CASE WHEN $2 = 'ACTIVE' AND activated_at IS NULL THEN now() ELSE activated_at END
+         WHERE id = $1",
+        &[(&id, Type::UUID), (&to.as_str(), Type::TEXT)],
+    )
+    .await?;
+    let mut details = details;
+    if let Some(map) = details.as_object_mut() {
+        map.insert("from".into(), json!(from.as_str()));
+        map.insert("to".into(), json!(to.as_str()));
+    }
+    audit::record(
+        tx,
+        &AuditEntry::new(Some(tenant_id), Actor::System, action)
+            .target("subscription", id)
+            .details(details),
+    )
+    .await
+}
+
+/// Called after every successful job, under a lock on the subscription row:
+/// the subscription (and its domain) become ACTIVE once every provisioning
+/// job has succeeded, in whatever order they finished.
+pub async fn activate_if_ready(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> AppResult<bool> {
+    let status = lock_status(tx, tenant_id, id).await?;
+    let Ok(next) = status.transition(SubscriptionEvent::Activate) else {
+        return Ok(false);
+    };
+    let remaining: i64 = tx
+        .query_typed_one(
+            "SELECT count(*) FROM jobs WHERE subscription_id = $1
+               AND type IN ('PROVISION_DNS', 'PROVISION_HOSTING', 'PROVISION_MAIL') AND status <> 'SUCCEEDED'",
+            &[(&id, Type::UUID)],
+        )
+        .await?
+        .try_get(0)?;
+    if remaining > 0 {
+        return Ok(false);
+    }
+    set_status(
+        tx,
+        tenant_id,
+        id,
+        status,
+        next,
+        "subscription.activated",
+        json!({}),
+    )
+    .await?;
+    tx.query_typed(
+        "UPDATE domains SET status = 'ACTIVE', updated_at = now() WHERE subscription_id = $1 AND status = 'PENDING'",
+        &[(&id, Type::UUID)],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// A provisioning job died: the subscription shows it.
+pub async fn mark_provisioning_failed(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+    job_id: Uuid,
+) -> AppResult<()> {
+    let status = lock_status(tx, tenant_id, id).await?;
+    if let Ok(next) = status.transition(SubscriptionEvent::ProvisioningFailed) {
+        set_status(
+            tx,
+            tenant_id,
+            id,
+            status,
+            next,
+            "subscription.provisioning_failed",
+            json!({ "jobId": job_id }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// An operator retried a dead provisioning job: the subscription waits again.
+pub async fn retry_provisioning(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> AppResult<()> {
+    let status = lock_status(tx, tenant_id, id).await?;
+    if let Ok(next) = status.transition(SubscriptionEvent::RetryProvisioning) {
+        set_status(
+            tx,
+            tenant_id,
+            id,
+            status,
+            next,
+            "subscription.provisioning_retried",
+            json!({}),
+        )
+        .await?;
+    }
+    Ok(())
 }

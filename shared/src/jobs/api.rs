@@ -1,0 +1,189 @@
+//! `/api/jobs` (`?status=&type=&subscriptionId=`), `/api/jobs/{id}` (with
+//! its attempts) and `POST /api/jobs/{id}/retry`.
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::{JOB_COLUMNS, JobStatus, JobType, JobView};
+use crate::audit::Actor;
+use crate::auth::Permission;
+use crate::auth::principal::Principal;
+use crate::error::{AppError, AppResult, FieldError};
+use crate::http::AppState;
+use crate::http::extract::{IdPath, Query};
+use crate::http::pagination::{Page, PageParams, PageRequest, Position, validated};
+use crate::http::routes::ApiRoutes;
+
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .route(Method::GET, "/api/jobs", Permission::ReadData, list)
+        .route(Method::GET, "/api/jobs/{id}", Permission::ReadData, get)
+        .route(
+            Method::POST,
+            "/api/jobs/{id}/retry",
+            Permission::RetryJob,
+            retry,
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Filters {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    job_type: Option<String>,
+    subscription_id: Option<String>,
+    #[serde(flatten)]
+    page: PageParams,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(filters): Query<Filters>,
+) -> AppResult<axum::Json<Page<JobView>>> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let page = PageRequest::parse(&filters.page)
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let status = filters
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| {
+            s.parse::<JobStatus>()
+                .map_err(|e| errors.push(FieldError::new("status", e)))
+                .ok()
+        });
+    let job_type = filters
+        .job_type
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| {
+            s.parse::<JobType>()
+                .map_err(|e| errors.push(FieldError::new("type", e)))
+                .ok()
+        });
+    let subscription_id = match filters.subscription_id.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => Uuid::parse_str(raw)
+            .map_err(|_| errors.push(FieldError::new("subscriptionId", "must be a UUID")))
+            .ok(),
+    };
+    let Some(page) = validated(page, errors)? else {
+        return Err(AppError::validation("cursor", "is invalid"));
+    };
+    let client = state.db.get().await?;
+    let rows = client
+        .query_typed(
+            &format!(
+                "SELECT {JOB_COLUMNS} FROM jobs
+                 WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR type = $3)
+                   AND ($4::uuid IS NULL OR subscription_id = $4) AND (created_at, id) < ($5, $6)
+                 ORDER BY created_at DESC, id DESC LIMIT $7"
+            ),
+            &[
+                (&principal.tenant_id, Type::UUID),
+                (&status.map(JobStatus::as_str), Type::TEXT),
+                (&job_type.map(JobType::as_str), Type::TEXT),
+                (&subscription_id, Type::UUID),
+                (&page.after.created_at, Type::TIMESTAMPTZ),
+                (&page.after.id, Type::UUID),
+                (&page.fetch(), Type::INT8),
+            ],
+        )
+        .await?;
+    let jobs = rows
+        .iter()
+        .map(JobView::from_row)
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(axum::Json(Page::from_rows(jobs, &page, |j| Position {
+        created_at: j.created_at,
+        id: j.id,
+    })))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Attempt {
+    attempt: i32,
+    worker: Option<String>,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    outcome: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobDetail {
+    #[serde(flatten)]
+    job: JobView,
+    payload: serde_json::Value,
+    attempt_history: Vec<Attempt>,
+}
+
+async fn load(state: &AppState, tenant_id: Uuid, id: Uuid) -> AppResult<JobDetail> {
+    let client = state.db.get().await?;
+    let row = client
+        .query_typed_opt(
+            &format!("SELECT {JOB_COLUMNS}, payload FROM jobs WHERE id = $1 AND tenant_id = $2"),
+            &[(&id, Type::UUID), (&tenant_id, Type::UUID)],
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let attempts = client
+        .query_typed(
+            "SELECT attempt, worker, started_at, finished_at, outcome, error FROM job_attempts
+             WHERE job_id = $1 AND tenant_id = $2 ORDER BY attempt",
+            &[(&id, Type::UUID), (&tenant_id, Type::UUID)],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Attempt {
+                attempt: r.try_get(0)?,
+                worker: r.try_get(1)?,
+                started_at: r.try_get(2)?,
+                finished_at: r.try_get(3)?,
+                outcome: r.try_get(4)?,
+                error: r.try_get(5)?,
+            })
+        })
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(JobDetail {
+        job: JobView::from_row(&row)?,
+        payload: row.try_get("payload")?,
+        attempt_history: attempts,
+    })
+}
+
+async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> AppResult<axum::Json<JobDetail>> {
+    Ok(axum::Json(load(&state, principal.tenant_id, id).await?))
+}
+
+async fn retry(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> AppResult<(StatusCode, axum::Json<JobDetail>)> {
+    super::engine::retry_dead(
+        &state,
+        principal.tenant_id,
+        id,
+        Actor::User(principal.user_id),
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(load(&state, principal.tenant_id, id).await?),
+    ))
+}

@@ -1,0 +1,436 @@
+//! The job engine: claim exactly once, run, record the attempt, retry with
+//! backoff or go DEAD, rescue expired leases, activate subscriptions.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::state::{JobEvent, backoff};
+use super::{JobStatus, JobType};
+use crate::audit::{self, Actor, AuditEntry};
+use crate::error::{AppError, AppResult};
+use crate::http::AppState;
+
+/// A job this worker holds the lease on.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub subscription_id: Option<Uuid>,
+    pub job_type: JobType,
+    pub payload: Value,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub worker: String,
+}
+
+/// Why an attempt failed. Permanent errors (bad input, a host-key mismatch,
+/// a 4xx from PowerDNS) skip the remaining attempts: retrying cannot help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    pub retryable: bool,
+    pub message: String,
+}
+
+impl JobError {
+    pub fn retryable(message: impl Into<String>) -> JobError {
+        JobError {
+            retryable: true,
+            message: message.into(),
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> JobError {
+        JobError {
+            retryable: false,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<AppError> for JobError {
+    /// Our own database or Redis trouble is worth retrying.
+    fn from(e: AppError) -> JobError {
+        JobError::retryable(match e {
+            AppError::Internal(inner) => format!("{inner:#}"),
+            other => other.to_string(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum RunOutcome {
+    /// Not claimable now (already running or done, not due, unknown): a
+    /// duplicate delivery, nothing to do.
+    NotClaimed,
+    Succeeded,
+    Retrying {
+        run_after: DateTime<Utc>,
+    },
+    Dead,
+    /// The lease expired while running and the job was rescued elsewhere;
+    /// this run's result was discarded.
+    LeaseLost,
+}
+
+fn statuses(event: JobEvent) -> Vec<String> {
+    JobStatus::accepting(event)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The one atomic claim: status, due time, lease and attempt count change
+/// together, so however often a job id is delivered it runs once at a time.
+pub async fn claim(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<Option<ClaimedJob>> {
+    let lease_secs = state.config.jobs.lease.as_secs_f64();
+    let claimable = statuses(JobEvent::Claim);
+    let worker_name = worker.to_string();
+    crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let Some(row) = tx
+                .query_typed_opt(
+                    "UPDATE jobs SET status = 'RUNNING', attempts = attempts + 1,
+                            locked_until = now() + make_interval(secs => $2), locked_by = $3, updated_at = now()
+                     WHERE id = $1 AND status = ANY($4) AND run_after <= now()
+                     RETURNING tenant_id, subscription_id, type, payload, attempts, max_attempts",
+                    &[
+                        (&job_id, Type::UUID),
+                        (&lease_secs, Type::FLOAT8),
+                        (&worker_name, Type::TEXT),
+                        (&claimable, Type::TEXT_ARRAY),
+                    ],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let job_type: String = row.try_get(2)?;
+            let job = ClaimedJob {
+                id: job_id,
+                tenant_id: row.try_get(0)?,
+                subscription_id: row.try_get(1)?,
+                job_type: job_type.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?,
+                payload: row.try_get(3)?,
+                attempt: row.try_get(4)?,
+                max_attempts: row.try_get(5)?,
+                worker: worker_name,
+            };
+            tx.query_typed(
+                "INSERT INTO job_attempts (tenant_id, job_id, attempt, worker) VALUES ($1, $2, $3, $4)",
+                &[
+                    (&job.tenant_id, Type::UUID),
+                    (&job.id, Type::UUID),
+                    (&job.attempt, Type::INT4),
+                    (&job.worker, Type::TEXT),
+                ],
+            )
+            .await?;
+            Ok(Some(job))
+        })
+    })
+    .await
+}
+
+/// Claims and runs one job. `Err` only for our own infrastructure failing
+/// (the job's row then stays RUNNING and the rescuer brings it back).
+pub async fn run_job(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<RunOutcome> {
+    let Some(job) = claim(state, job_id, worker).await? else {
+        return Ok(RunOutcome::NotClaimed);
+    };
+    // Finish well inside the lease so a slow job is never run twice at once.
+    let budget = state.config.jobs.lease.mul_f64(0.8);
+    let result = match tokio::time::timeout(budget, crate::provision::execute(state, &job)).await {
+        Ok(result) => result,
+        Err(_) => Err(JobError::retryable(format!(
+            "timed out after {} s",
+            budget.as_secs()
+        ))),
+    };
+    match result {
+        Ok(()) => complete(state, &job).await,
+        Err(error) => fail(state, &job, error).await,
+    }
+}
+
+async fn complete(state: &AppState, job: &ClaimedJob) -> AppResult<RunOutcome> {
+    let job_id = job.id;
+    let job = job.clone();
+    let outcome = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let updated = tx
+                .execute_typed(
+                    "UPDATE jobs SET status = 'SUCCEEDED', locked_until = NULL, locked_by = NULL, last_error = NULL,
+                            finished_at = now(), updated_at = now()
+                     WHERE id = $1 AND status = 'RUNNING' AND locked_by = $2 AND attempts = $3",
+                    &[(&job.id, Type::UUID), (&job.worker, Type::TEXT), (&job.attempt, Type::INT4)],
+                )
+                .await?;
+            if updated == 0 {
+                return Ok(RunOutcome::LeaseLost);
+            }
+            finish_attempt(tx, &job, "SUCCEEDED", None).await?;
+            if let Some(subscription_id) = job.subscription_id {
+                crate::subscriptions::activate_if_ready(tx, job.tenant_id, subscription_id).await?;
+            }
+            Ok(RunOutcome::Succeeded)
+        })
+    })
+    .await?;
+    if outcome == RunOutcome::LeaseLost {
+        tracing::warn!(%job_id, "lease lost before completion; result discarded");
+    } else {
+        tracing::info!(%job_id, "job succeeded");
+    }
+    Ok(outcome)
+}
+
+async fn fail(state: &AppState, job: &ClaimedJob, error: JobError) -> AppResult<RunOutcome> {
+    let message = state.redact(&error.message);
+    let attempts_left = job.attempt < job.max_attempts;
+    let next = JobStatus::Running
+        .transition(JobEvent::Fail {
+            retryable: error.retryable,
+            attempts_left,
+        })
+        .map_err(AppError::internal)?;
+    let delay = backoff(
+        job.attempt.max(1) as u32,
+        state.config.jobs.retry_base,
+        state.config.jobs.retry_cap,
+        rand::random::<f64>(),
+    );
+    let run_after =
+        Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60));
+    let job_id = job.id;
+    let job = job.clone();
+    let tx_message = message.clone();
+    let outcome = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let updated = tx
+                .execute_typed(
+                    "UPDATE jobs SET status = $4, run_after = $5, locked_until = NULL, locked_by = NULL,
+                            dispatched_at = NULL, last_error = $6, updated_at = now(),
+                            finished_at = CASE WHEN $4 = 'DEAD' THEN now() END
+                     WHERE id = $1 AND status = 'RUNNING' AND locked_by = $2 AND attempts = $3",
+                    &[
+                        (&job.id, Type::UUID),
+                        (&job.worker, Type::TEXT),
+                        (&job.attempt, Type::INT4),
+                        (&next.as_str(), Type::TEXT),
+                        (&run_after, Type::TIMESTAMPTZ),
+                        (&tx_message, Type::TEXT),
+                    ],
+                )
+                .await?;
+            if updated == 0 {
+                return Ok(RunOutcome::LeaseLost);
+            }
+            finish_attempt(tx, &job, "FAILED", Some(&tx_message)).await?;
+            if next == JobStatus::Dead {
+                on_dead(tx, &job.id, job.tenant_id, job.subscription_id, job.job_type, &tx_message).await?;
+                Ok(RunOutcome::Dead)
+            } else {
+                Ok(RunOutcome::Retrying { run_after })
+            }
+        })
+    })
+    .await?;
+    match outcome {
+        RunOutcome::Dead => tracing::error!(%job_id, error = %message, "job is DEAD"),
+        _ => {
+            tracing::warn!(%job_id, error = %message, retryable = error.retryable, "job attempt failed")
+        }
+    }
+    Ok(outcome)
+}
+
+async fn finish_attempt(
+    tx: &tokio_postgres::Transaction<'_>,
+    job: &ClaimedJob,
+    outcome: &str,
+    error: Option<&str>,
+) -> AppResult<()> {
+    tx.query_typed(
+        "UPDATE job_attempts SET finished_at = now(), outcome = $3, error = $4 WHERE job_id = $1 AND attempt = $2",
+        &[
+            (&job.id, Type::UUID),
+            (&job.attempt, Type::INT4),
+            (&outcome, Type::TEXT),
+            (&error, Type::TEXT),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A dead provisioning job fails its subscription; both are audited.
+async fn on_dead(
+    tx: &tokio_postgres::Transaction<'_>,
+    job_id: &Uuid,
+    tenant_id: Uuid,
+    subscription_id: Option<Uuid>,
+    job_type: JobType,
+    error: &str,
+) -> AppResult<()> {
+    audit::record(
+        tx,
+        &AuditEntry::new(Some(tenant_id), Actor::System, "job.dead")
+            .target("job", *job_id)
+            .details(json!({ "type": job_type.as_str(), "error": error })),
+    )
+    .await?;
+    if let Some(subscription_id) = subscription_id
+        && job_type.is_provisioning()
+    {
+        crate::subscriptions::mark_provisioning_failed(tx, tenant_id, subscription_id, *job_id)
+            .await?;
+    }
+    Ok(())
+}
+
+/// What a sweep pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepReport {
+    pub rescued: u64,
+    pub dead: u64,
+    pub dispatched: u64,
+    pub undelivered: u64,
+}
+
+/// Brings back RUNNING jobs whose lease expired (their worker died): to
+/// RETRYING, due now, or DEAD when no attempts are left.
+pub async fn rescue_expired(state: &AppState) -> AppResult<(u64, u64)> {
+    crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let rows = tx
+                .query_typed(
+                    "SELECT id, tenant_id, subscription_id, type, attempts, max_attempts FROM jobs
+                     WHERE status = 'RUNNING' AND locked_until < now()
+                     ORDER BY locked_until LIMIT 500 FOR UPDATE SKIP LOCKED",
+                    &[],
+                )
+                .await?;
+            let (mut rescued, mut dead) = (0, 0);
+            for row in &rows {
+                let id: Uuid = row.try_get(0)?;
+                let tenant_id: Uuid = row.try_get(1)?;
+                let subscription_id: Option<Uuid> = row.try_get(2)?;
+                let job_type: String = row.try_get(3)?;
+                let job_type: JobType = job_type.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?;
+                let attempts: i32 = row.try_get(4)?;
+                let max_attempts: i32 = row.try_get(5)?;
+                let next = JobStatus::Running
+                    .transition(JobEvent::LeaseExpired {
+                        attempts_left: attempts < max_attempts,
+                    })
+                    .map_err(AppError::internal)?;
+                let message = "lease expired: the worker stopped before finishing";
+                tx.query_typed(
+                    "UPDATE jobs SET status = $2, run_after = now(), locked_until = NULL, locked_by = NULL,
+                            dispatched_at = NULL, last_error = $3, updated_at = now(),
+                            finished_at = CASE WHEN $2 = 'DEAD' THEN now() END
+                     WHERE id = $1",
+                    &[(&id, Type::UUID), (&next.as_str(), Type::TEXT), (&message, Type::TEXT)],
+                )
+                .await?;
+                tx.query_typed(
+                    "UPDATE job_attempts SET finished_at = now(), outcome = 'LEASE_EXPIRED', error = $3
+                     WHERE job_id = $1 AND attempt = $2 AND outcome IS NULL",
+                    &[(&id, Type::UUID), (&attempts, Type::INT4), (&message, Type::TEXT)],
+                )
+                .await?;
+                if next == JobStatus::Dead {
+                    on_dead(tx, &id, tenant_id, subscription_id, job_type, message).await?;
+                    tracing::error!(job_id = %id, "job is DEAD after its last lease expired");
+                    dead += 1;
+                } else {
+                    tracing::warn!(job_id = %id, "rescued a job whose lease expired");
+                    rescued += 1;
+                }
+            }
+            Ok((rescued, dead))
+        })
+    })
+    .await
+}
+
+/// One scheduler pass: rescue expired leases, then dispatch every due job.
+pub async fn sweep(state: &AppState) -> AppResult<SweepReport> {
+    let (rescued, dead) = rescue_expired(state).await?;
+    let dispatched = crate::dispatch::sweep(&state.db, &state.dispatcher).await?;
+    Ok(SweepReport {
+        rescued,
+        dead,
+        dispatched: dispatched.dispatched,
+        undelivered: dispatched.undelivered,
+    })
+}
+
+/// `POST /api/jobs/{id}/retry`: a DEAD job back to PENDING with a fresh
+/// budget of attempts, and its failed subscription back to PENDING.
+pub async fn retry_dead(
+    state: &AppState,
+    tenant_id: Uuid,
+    job_id: Uuid,
+    actor: Actor,
+) -> AppResult<()> {
+    let budget = state.config.jobs.max_attempts;
+    crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let row = tx
+                .query_typed_opt(
+                    "SELECT status, subscription_id, type FROM jobs WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+                    &[(&job_id, Type::UUID), (&tenant_id, Type::UUID)],
+                )
+                .await?
+                .ok_or(AppError::NotFound)?;
+            let status: String = row.try_get(0)?;
+            let status: JobStatus = status.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?;
+            let subscription_id: Option<Uuid> = row.try_get(1)?;
+            let job_type: String = row.try_get(2)?;
+            let next = status.transition(JobEvent::Retry).map_err(|_| AppError::Conflict {
+                field: Some("status".into()),
+                detail: format!("The job is {}; only DEAD jobs can be retried.", status.as_str()),
+            })?;
+            tx.query_typed(
+                "UPDATE jobs SET status = $2, max_attempts = attempts + $3, run_after = now(), dispatched_at = NULL,
+                        finished_at = NULL, updated_at = now()
+                 WHERE id = $1",
+                &[(&job_id, Type::UUID), (&next.as_str(), Type::TEXT), (&budget, Type::INT4)],
+            )
+            .await?;
+            if let Some(subscription_id) = subscription_id
+                && job_type.starts_with("PROVISION_")
+            {
+                crate::subscriptions::retry_provisioning(tx, tenant_id, subscription_id).await?;
+            }
+            audit::record(
+                tx,
+                &AuditEntry::new(Some(tenant_id), actor, "job.retried").target("job", job_id).details(json!({ "type": job_type })),
+            )
+            .await?;
+            Ok(())
+        })
+    })
+    .await?;
+    state.dispatcher.dispatch(&state.db, &[job_id]).await;
+    Ok(())
+}
+
+/// Settings of the engine (see `Config::jobs`).
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub lease: Duration,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    pub max_attempts: i32,
+    pub sweep_interval: Duration,
+    pub worker_grace: Duration,
+}

@@ -1,0 +1,320 @@
+//! PROVISION_DNS: the zone and its records in PowerDNS (HTTP API), mirrored
+//! in `dns_zones` / `dns_records`. Create the zone (409 = it exists), then
+//! PATCH every rrset with REPLACE: the same request converges any state.
+
+use std::net::IpAddr;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_postgres::types::Type;
+
+use super::{Target, assign_server, load_target, mail_server_ip};
+use crate::catalog::ProductType;
+use crate::config::PdnsConfig;
+use crate::error::AppError;
+use crate::http::AppState;
+use crate::jobs::engine::{ClaimedJob, JobError};
+
+pub const TTL: i32 = 3600;
+
+/// One rrset: name (fully qualified), type, contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSet {
+    pub name: String,
+    pub rtype: &'static str,
+    pub contents: Vec<String>,
+}
+
+fn address_type(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() { "A" } else { "AAAA" }
+}
+
+/// The records the contract lists for a domain hosted at `web` with mail at `mail`.
+pub fn records_for(
+    domain: &crate::types::DomainName,
+    web: Option<IpAddr>,
+    mail: Option<IpAddr>,
+) -> Vec<RecordSet> {
+    let apex = domain.fqdn();
+    let mut sets = Vec::new();
+    if let Some(ip) = web {
+        sets.push(RecordSet {
+            name: apex.clone(),
+            rtype: address_type(ip),
+            contents: vec![ip.to_string()],
+        });
+        sets.push(RecordSet {
+            name: format!("www.{apex}"),
+            rtype: address_type(ip),
+            contents: vec![ip.to_string()],
+        });
+    }
+    if let Some(ip) = mail {
+        sets.push(RecordSet {
+            name: apex.clone(),
+            rtype: "MX",
+            contents: vec![format!("10 mail.{apex}")],
+        });
+        sets.push(RecordSet {
+            name: format!("mail.{apex}"),
+            rtype: address_type(ip),
+            contents: vec![ip.to_string()],
+        });
+        sets.push(RecordSet {
+            name: apex.clone(),
+            rtype: "TXT",
+            contents: vec!["\"v=spf1 mx a ~all\"".into()],
+        });
+        sets.push(RecordSet {
+            name: format!("_dmarc.{apex}"),
+            rtype: "TXT",
+            contents: vec!["\"v=DMARC1; p=none\"".into()],
+        });
+    }
+    sets
+}
+
+pub struct PdnsClient<'a> {
+    http: &'a reqwest::Client,
+    config: &'a PdnsConfig,
+}
+
+impl<'a> PdnsClient<'a> {
+    pub fn new(state: &'a AppState) -> Result<PdnsClient<'a>, JobError> {
+        let config = state
+            .config
+            .pdns
+            .as_ref()
+            .ok_or_else(|| JobError::permanent("PowerDNS is not configured in this process"))?;
+        Ok(PdnsClient {
+            http: &state.http,
+            config,
+        })
+    }
+
+    fn zones_url(&self) -> String {
+        format!(
+            "{}/servers/{}/zones",
+            self.config.api_url, self.config.server_id
+        )
+    }
+
+    fn zone_url(&self, zone: &str) -> String {
+        format!("{}/{}", self.zones_url(), zone)
+    }
+
+    /// 2xx (and the statuses in `also_ok`) pass; other 4xx are permanent
+    /// (our request is wrong and will stay wrong); 5xx and network errors retry.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+        also_ok: &[StatusCode],
+    ) -> Result<StatusCode, JobError> {
+        let response = request
+            .header("X-API-Key", self.config.api_key.expose())
+            .send()
+            .await
+            .map_err(|e| JobError::retryable(format!("PowerDNS {what}: {}", without_url(&e))))?;
+        let status = response.status();
+        if status.is_success() || also_ok.contains(&status) {
+            return Ok(status);
+        }
+        let body: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        let message = format!("PowerDNS {what}: HTTP {status}: {}", body.trim());
+        if status.is_client_error() {
+            Err(JobError::permanent(message))
+        } else {
+            Err(JobError::retryable(message))
+        }
+    }
+
+    pub async fn ensure_zone(&self, zone: &str) -> Result<(), JobError> {
+        let body =
+            json!({ "name": zone, "kind": "Native", "nameservers": self.config.nameservers });
+        self.send(
+            self.http.post(self.zones_url()).json(&body),
+            "create zone",
+            &[StatusCode::CONFLICT],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn replace_rrsets(&self, zone: &str, sets: &[RecordSet]) -> Result<(), JobError> {
+        if sets.is_empty() {
+            return Ok(());
+        }
+        let rrsets: Vec<Value> = sets
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name, "type": s.rtype, "ttl": TTL, "changetype": "REPLACE",
+                    "records": s.contents.iter().map(|c| json!({"content": c, "disabled": false})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        self.send(
+            self.http
+                .patch(self.zone_url(zone))
+                .json(&json!({ "rrsets": rrsets })),
+            "update records",
+            &[],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes a zone; a zone that is already gone counts as deleted.
+    pub async fn delete_zone(&self, zone: &str) -> Result<(), JobError> {
+        self.send(
+            self.http.delete(self.zone_url(zone)),
+            "delete zone",
+            &[StatusCode::NOT_FOUND],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// reqwest errors print the URL; keep only the cause.
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    match std::error::Error::source(e) {
+        Some(source) => format!("{kind}: {source}"),
+        None => kind.to_string(),
+    }
+}
+
+pub async fn provision(state: &AppState, job: &ClaimedJob) -> Result<(), JobError> {
+    let target = load_target(state, job).await?;
+    let (web, mail) = match target.product_type {
+        ProductType::SharedHosting => {
+            let server = assign_server(state, &target).await?;
+            let mail_ip = mail_server_ip(state, target.tenant_id)
+                .await
+                .map_err(JobError::from)?;
+            (
+                Some(server.ip_address),
+                Some(mail_ip.unwrap_or(server.ip_address)),
+            )
+        }
+        ProductType::Email => {
+            let mail_ip = mail_server_ip(state, target.tenant_id)
+                .await
+                .map_err(JobError::from)?
+                .ok_or_else(|| JobError::retryable("the tenant has no active MAIL server"))?;
+            (None, Some(mail_ip))
+        }
+        _ => (None, None),
+    };
+    let sets = records_for(&target.domain, web, mail);
+    let pdns = PdnsClient::new(state)?;
+    let zone = target.domain.fqdn();
+    pdns.ensure_zone(&zone).await?;
+    pdns.replace_rrsets(&zone, &sets).await?;
+    mirror(state, &target, &zone, &sets)
+        .await
+        .map_err(JobError::from)
+}
+
+/// Records what PowerDNS now holds, replacing any earlier mirror.
+async fn mirror(
+    state: &AppState,
+    target: &Target,
+    zone: &str,
+    sets: &[RecordSet],
+) -> Result<(), AppError> {
+    let target = target.clone();
+    let zone = zone.to_string();
+    let sets = sets.to_vec();
+    crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let existing = tx
+                .query_typed_opt(
+                    "SELECT id FROM dns_zones WHERE domain_id = $1 AND status = 'ACTIVE' FOR UPDATE",
+                    &[(&target.domain_id, Type::UUID)],
+                )
+                .await?;
+            let zone_id: uuid::Uuid = match existing {
+                Some(row) => row.try_get(0)?,
+                None => tx
+                    .query_typed_one(
+                        "INSERT INTO dns_zones (tenant_id, domain_id, name, kind) VALUES ($1, $2, $3, 'Native') RETURNING id",
+                        &[(&target.tenant_id, Type::UUID), (&target.domain_id, Type::UUID), (&zone, Type::TEXT)],
+                    )
+                    .await?
+                    .try_get(0)?,
+            };
+            tx.query_typed("DELETE FROM dns_records WHERE zone_id = $1", &[(&zone_id, Type::UUID)]).await?;
+            for set in &sets {
+                for content in &set.contents {
+                    tx.query_typed(
+                        "INSERT INTO dns_records (tenant_id, zone_id, name, type, content, ttl) VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[
+                            (&target.tenant_id, Type::UUID),
+                            (&zone_id, Type::UUID),
+                            (&set.name, Type::TEXT),
+                            (&set.rtype, Type::TEXT),
+                            (content, Type::TEXT),
+                            (&TTL, Type::INT4),
+                        ],
+                    )
+                    .await?;
+                }
+            }
+            tx.query_typed("UPDATE dns_zones SET updated_at = now() WHERE id = $1", &[(&zone_id, Type::UUID)]).await?;
+            Ok(())
+        })
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::DomainName;
+
+    #[test]
+    fn contract_records() {
+        let d = DomainName::parse("example.com").unwrap();
+        let ip: IpAddr = "192.0.2.10".parse().unwrap();
+        let sets = records_for(&d, Some(ip), Some(ip));
+        let flat: Vec<(String, &str, String)> = sets
+            .iter()
+            .flat_map(|s| {
+                s.contents
+                    .iter()
+                    .map(|c| (s.name.clone(), s.rtype, c.clone()))
+            })
+            .collect();
+        let expected = [
+            ("example.com.", "A", "192.0.2.10"),
+            ("www.example.com.", "A", "192.0.2.10"),
+            ("example.com.", "MX", "10 mail.example.com."),
+            ("mail.example.com.", "A", "192.0.2.10"),
+            ("example.com.", "TXT", "\"v=spf1 mx a ~all\""),
+            ("_dmarc.example.com.", "TXT", "\"v=DMARC1; p=none\""),
+        ];
+        let expected: Vec<(String, &str, String)> = expected
+            .iter()
+            .map(|(n, t, c)| (n.to_string(), *t, c.to_string()))
+            .collect();
+        assert_eq!(flat, expected);
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(records_for(&d, Some(v6), None)[0].rtype, "AAAA");
+        assert!(records_for(&d, None, None).is_empty());
+    }
+}

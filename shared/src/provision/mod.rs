@@ -1,0 +1,183 @@
+//! Executors: what each job type does to the outside world. Every step is
+//! check-then-act and safe to repeat.
+
+pub mod dns;
+pub mod hosting;
+pub mod mail;
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::catalog::ProductType;
+use crate::error::{AppError, AppResult};
+use crate::http::AppState;
+use crate::jobs::JobType;
+use crate::jobs::engine::{ClaimedJob, JobError};
+use crate::types::DomainName;
+
+pub async fn execute(state: &AppState, job: &ClaimedJob) -> Result<(), JobError> {
+    match job.job_type {
+        JobType::ProvisionDns => dns::provision(state, job).await,
+        JobType::ProvisionHosting => hosting::provision(state, job).await,
+        JobType::ProvisionMail => mail::provision(state, job).await,
+        other => Err(JobError::permanent(format!(
+            "{} is not supported by this worker",
+            other.as_str()
+        ))),
+    }
+}
+
+/// What a provisioning job works on, loaded fresh for every attempt.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub tenant_id: Uuid,
+    pub subscription_id: Uuid,
+    pub domain_id: Uuid,
+    /// Re-validated: only a parsed domain reaches PowerDNS or SSH.
+    pub domain: DomainName,
+    pub product_type: ProductType,
+    pub limits: Value,
+}
+
+pub async fn load_target(state: &AppState, job: &ClaimedJob) -> Result<Target, JobError> {
+    let subscription_id = job
+        .subscription_id
+        .ok_or_else(|| JobError::permanent("the job has no subscription"))?;
+    let client = state.db.get().await.map_err(AppError::from)?;
+    let row = client
+        .query_typed_opt(
+            "SELECT d.id, d.name, p.type, p.limits FROM subscriptions s
+             JOIN products p ON p.id = s.product_id
+             JOIN domains d ON d.subscription_id = s.id AND d.status <> 'RELEASED'
+             WHERE s.id = $1 AND s.tenant_id = $2",
+            &[(&subscription_id, Type::UUID), (&job.tenant_id, Type::UUID)],
+        )
+        .await
+        .map_err(AppError::from)?
+        .ok_or_else(|| JobError::permanent("the subscription has no live domain"))?;
+    let name: String = row.try_get(1).map_err(AppError::from)?;
+    let product_type: String = row.try_get(2).map_err(AppError::from)?;
+    Ok(Target {
+        tenant_id: job.tenant_id,
+        subscription_id,
+        domain_id: row.try_get(0).map_err(AppError::from)?,
+        domain: DomainName::parse(&name)
+            .map_err(|e| JobError::permanent(format!("stored domain {name:?} {e}")))?,
+        product_type: product_type.parse().map_err(JobError::permanent)?,
+        limits: row.try_get(3).map_err(AppError::from)?,
+    })
+}
+
+/// A hosting server as the executors need it.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub id: Uuid,
+    pub ip_address: IpAddr,
+    pub ssh_host: String,
+    pub ssh_port: u16,
+    pub ssh_user: String,
+    pub host_key: String,
+    pub web_root: String,
+}
+
+/// The WEB server of a subscription: the one its hosting account is on, or
+/// (first time) the tenant's active WEB server with the fewest accounts,
+/// recorded as a PENDING hosting account under a lock on the subscription,
+/// so the DNS and hosting jobs agree whichever runs first.
+pub async fn assign_server(state: &AppState, target: &Target) -> Result<Server, JobError> {
+    let target = target.clone();
+    let server_id = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            tx.query_typed(
+                "SELECT 1 FROM subscriptions WHERE id = $1 FOR UPDATE",
+                &[(&target.subscription_id, Type::UUID)],
+            )
+            .await?;
+            if let Some(row) = tx
+                .query_typed_opt(
+                    "SELECT server_id FROM hosting_accounts WHERE subscription_id = $1 AND status <> 'TERMINATED'",
+                    &[(&target.subscription_id, Type::UUID)],
+                )
+                .await?
+            {
+                return Ok(Some(row.try_get::<_, Uuid>(0)?));
+            }
+            let Some(row) = tx
+                .query_typed_opt(
+                    "SELECT s.id FROM servers s
+                     LEFT JOIN hosting_accounts h ON h.server_id = s.id AND h.status <> 'TERMINATED'
+                     WHERE s.tenant_id = $1 AND s.role = 'WEB' AND s.status = 'ACTIVE'
+                     GROUP BY s.id ORDER BY count(h.id), s.created_at, s.id LIMIT 1",
+                    &[(&target.tenant_id, Type::UUID)],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let server_id: Uuid = row.try_get(0)?;
+            let quota = target.limits.get("diskMb").and_then(Value::as_i64).map(|n| n as i32);
+            tx.query_typed(
+                "INSERT INTO hosting_accounts (tenant_id, subscription_id, server_id, domain_id, document_root, disk_quota_mb, status)
+                 SELECT $1, $2, $3, $4, s.web_root || '/' || $5 || '/public', $6, 'PENDING' FROM servers s WHERE s.id = $3",
+                &[
+                    (&target.tenant_id, Type::UUID),
+                    (&target.subscription_id, Type::UUID),
+                    (&server_id, Type::UUID),
+                    (&target.domain_id, Type::UUID),
+                    (&target.domain.as_str(), Type::TEXT),
+                    (&quota, Type::INT4),
+                ],
+            )
+            .await?;
+            Ok(Some(server_id))
+        })
+    })
+    .await?
+    // An operator can add a server; until then this is worth retrying.
+    .ok_or_else(|| JobError::retryable("the tenant has no active WEB server"))?;
+    load_server(state, server_id).await
+}
+
+pub async fn load_server(state: &AppState, id: Uuid) -> Result<Server, JobError> {
+    let client = state.db.get().await.map_err(AppError::from)?;
+    let row = client
+        .query_typed_one(
+            "SELECT id, host(ip_address), ssh_host, ssh_port, ssh_user, host_key, web_root FROM servers WHERE id = $1",
+            &[(&id, Type::UUID)],
+        )
+        .await
+        .map_err(AppError::from)?;
+    let ip: String = row.try_get(1).map_err(AppError::from)?;
+    let port: i32 = row.try_get(3).map_err(AppError::from)?;
+    Ok(Server {
+        id: row.try_get(0).map_err(AppError::from)?,
+        ip_address: ip
+            .parse()
+            .map_err(|_| JobError::permanent(format!("server address {ip:?} is invalid")))?,
+        ssh_host: row.try_get(2).map_err(AppError::from)?,
+        ssh_port: u16::try_from(port).map_err(|_| JobError::permanent("server port is invalid"))?,
+        ssh_user: row.try_get(4).map_err(AppError::from)?,
+        host_key: row.try_get(5).map_err(AppError::from)?,
+        web_root: row.try_get(6).map_err(AppError::from)?,
+    })
+}
+
+/// The tenant's mail server address for `mail.<domain>`: a MAIL server if
+/// there is one, else the site's own server.
+pub async fn mail_server_ip(state: &AppState, tenant_id: Uuid) -> AppResult<Option<IpAddr>> {
+    let client = state.db.get().await?;
+    let row = client
+        .query_typed_opt(
+            "SELECT host(ip_address) FROM servers WHERE tenant_id = $1 AND role = 'MAIL' AND status = 'ACTIVE'
+             ORDER BY created_at, id LIMIT 1",
+            &[(&tenant_id, Type::UUID)],
+        )
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<_, String>(0))
+        .transpose()?
+        .and_then(|ip| ip.parse().ok()))
+}

@@ -1,0 +1,161 @@
+//! The subscription state machine: one transition function, so no handler
+//! or job decides on its own which status follows which.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::error::AppError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SubscriptionStatus {
+    Pending,
+    Active,
+    ProvisioningFailed,
+    Suspended,
+    Terminated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionEvent {
+    /// Every provisioning job succeeded.
+    Activate,
+    /// A provisioning job is dead.
+    ProvisioningFailed,
+    /// An admin retried a dead provisioning job.
+    RetryProvisioning,
+    Suspend,
+    Unsuspend,
+    Terminate,
+}
+
+impl SubscriptionStatus {
+    pub const ALL: [SubscriptionStatus; 5] = [
+        SubscriptionStatus::Pending,
+        SubscriptionStatus::Active,
+        SubscriptionStatus::ProvisioningFailed,
+        SubscriptionStatus::Suspended,
+        SubscriptionStatus::Terminated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionStatus::Pending => "PENDING",
+            SubscriptionStatus::Active => "ACTIVE",
+            SubscriptionStatus::ProvisioningFailed => "PROVISIONING_FAILED",
+            SubscriptionStatus::Suspended => "SUSPENDED",
+            SubscriptionStatus::Terminated => "TERMINATED",
+        }
+    }
+
+    /// The status after `event`, or an error naming both when not allowed.
+    pub fn transition(
+        self,
+        event: SubscriptionEvent,
+    ) -> Result<SubscriptionStatus, InvalidTransition> {
+        use SubscriptionEvent as E;
+        use SubscriptionStatus as S;
+        match (self, event) {
+            (S::Pending, E::Activate) => Ok(S::Active),
+            (S::Pending, E::ProvisioningFailed) => Ok(S::ProvisioningFailed),
+            (S::ProvisioningFailed, E::RetryProvisioning) => Ok(S::Pending),
+            (S::Active, E::Suspend) => Ok(S::Suspended),
+            (S::Suspended, E::Unsuspend) => Ok(S::Active),
+            (S::Active | S::Suspended | S::ProvisioningFailed, E::Terminate) => Ok(S::Terminated),
+            (from, event) => Err(InvalidTransition { from, event }),
+        }
+    }
+}
+
+impl fmt::Display for SubscriptionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SubscriptionStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        SubscriptionStatus::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| format!("unknown subscription status {s:?}"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {event:?} a subscription that is {from}")]
+pub struct InvalidTransition {
+    pub from: SubscriptionStatus,
+    pub event: SubscriptionEvent,
+}
+
+impl From<InvalidTransition> for AppError {
+    fn from(e: InvalidTransition) -> AppError {
+        AppError::Conflict {
+            field: Some("status".into()),
+            detail: format!(
+                "The subscription is {}; {:?} is not allowed from there.",
+                e.from, e.event
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SubscriptionEvent as E;
+    use SubscriptionStatus as S;
+
+    #[test]
+    fn allowed_transitions() {
+        assert_eq!(S::Pending.transition(E::Activate), Ok(S::Active));
+        assert_eq!(
+            S::Pending.transition(E::ProvisioningFailed),
+            Ok(S::ProvisioningFailed)
+        );
+        assert_eq!(
+            S::ProvisioningFailed.transition(E::RetryProvisioning),
+            Ok(S::Pending)
+        );
+        assert_eq!(S::Active.transition(E::Suspend), Ok(S::Suspended));
+        assert_eq!(S::Suspended.transition(E::Unsuspend), Ok(S::Active));
+        for from in [S::Active, S::Suspended, S::ProvisioningFailed] {
+            assert_eq!(from.transition(E::Terminate), Ok(S::Terminated));
+        }
+    }
+
+    #[test]
+    fn everything_else_is_refused() {
+        let allowed = [
+            (S::Pending, E::Activate),
+            (S::Pending, E::ProvisioningFailed),
+            (S::ProvisioningFailed, E::RetryProvisioning),
+            (S::Active, E::Suspend),
+            (S::Suspended, E::Unsuspend),
+            (S::Active, E::Terminate),
+            (S::Suspended, E::Terminate),
+            (S::ProvisioningFailed, E::Terminate),
+        ];
+        let events = [
+            E::Activate,
+            E::ProvisioningFailed,
+            E::RetryProvisioning,
+            E::Suspend,
+            E::Unsuspend,
+            E::Terminate,
+        ];
+        for from in S::ALL {
+            for event in events {
+                if !allowed.contains(&(from, event)) {
+                    assert!(from.transition(event).is_err(), "{from} + {event:?}");
+                }
+            }
+        }
+        let err = AppError::from(S::Terminated.transition(E::Suspend).unwrap_err());
+        assert_eq!(err.status(), axum::http::StatusCode::CONFLICT);
+    }
+}

@@ -22,6 +22,7 @@ pub mod orders;
 pub mod provision;
 pub mod ratelimit;
 pub mod secrets;
+pub mod servers;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod tenants;

@@ -166,6 +166,9 @@ impl Function {
             Function::Admin => crate::users::api::routes()
                 .merge(crate::customers::routes())
                 .merge(crate::subscriptions::api::routes())
+                .merge(crate::jobs::api::routes())
+                .merge(crate::servers::routes())
+                .merge(crate::provision::mail_api::routes())
                 .merge(crate::tenants::api::routes())
                 .merge(crate::audit::api::routes()),
         }

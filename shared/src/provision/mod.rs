@@ -4,6 +4,7 @@
 pub mod dns;
 pub mod hosting;
 pub mod mail;
+pub mod mail_api;
 
 use std::net::IpAddr;
 

@@ -1,0 +1,180 @@
+//! `/api/mail-accounts` (`?domain=`), `/api/mail-accounts/{id}`, and
+//! `POST /api/mail-accounts/{id}/reset-password` (ADMIN), which returns a
+//! new password once and stores only its Argon2id hash.
+
+use axum::extract::State;
+use axum::http::Method;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_postgres::Row;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::audit::{self, Actor, AuditEntry};
+use crate::auth::principal::Principal;
+use crate::auth::{Permission, password};
+use crate::error::{AppError, AppResult, FieldError};
+use crate::http::AppState;
+use crate::http::extract::{IdPath, Query};
+use crate::http::pagination::{Page, PageParams, PageRequest, Position, validated};
+use crate::http::routes::ApiRoutes;
+use crate::types::DomainName;
+
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new()
+        .route(
+            Method::GET,
+            "/api/mail-accounts",
+            Permission::ReadData,
+            list,
+        )
+        .route(
+            Method::GET,
+            "/api/mail-accounts/{id}",
+            Permission::ReadData,
+            get,
+        )
+        .route(
+            Method::POST,
+            "/api/mail-accounts/{id}/reset-password",
+            Permission::ManageMail,
+            reset_password,
+        )
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailAccount {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    pub address: String,
+    pub domain: String,
+    pub quota_mb: i32,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, subscription_id, local_part || '@' || domain_name AS address, domain_name, quota_mb, status, created_at";
+
+impl MailAccount {
+    fn from_row(row: &Row) -> AppResult<MailAccount> {
+        Ok(MailAccount {
+            id: row.try_get("id")?,
+            subscription_id: row.try_get("subscription_id")?,
+            address: row.try_get("address")?,
+            domain: row.try_get("domain_name")?,
+            quota_mb: row.try_get("quota_mb")?,
+            status: row.try_get("status")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Filters {
+    domain: Option<String>,
+    #[serde(flatten)]
+    page: PageParams,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(filters): Query<Filters>,
+) -> AppResult<axum::Json<Page<MailAccount>>> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let page = PageRequest::parse(&filters.page)
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let domain = filters
+        .domain
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .and_then(|d| {
+            DomainName::parse(d)
+                .map_err(|e| errors.push(FieldError::new("domain", e)))
+                .ok()
+        });
+    let Some(page) = validated(page, errors)? else {
+        return Err(AppError::validation("cursor", "is invalid"));
+    };
+    let client = state.db.get().await?;
+    let rows = client
+        .query_typed(
+            &format!(
+                "SELECT {COLUMNS} FROM mail_accounts
+                 WHERE tenant_id = $1 AND ($2::text IS NULL OR domain_name = $2) AND (created_at, id) < ($3, $4)
+                 ORDER BY created_at DESC, id DESC LIMIT $5"
+            ),
+            &[
+                (&principal.tenant_id, Type::UUID),
+                (&domain.as_ref().map(DomainName::as_str), Type::TEXT),
+                (&page.after.created_at, Type::TIMESTAMPTZ),
+                (&page.after.id, Type::UUID),
+                (&page.fetch(), Type::INT8),
+            ],
+        )
+        .await?;
+    let items = rows
+        .iter()
+        .map(MailAccount::from_row)
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(axum::Json(Page::from_rows(items, &page, |m| Position {
+        created_at: m.created_at,
+        id: m.id,
+    })))
+}
+
+async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> AppResult<axum::Json<MailAccount>> {
+    let client = state.db.get().await?;
+    let row = client
+        .query_typed_opt(
+            &format!("SELECT {COLUMNS} FROM mail_accounts WHERE id = $1 AND tenant_id = $2"),
+            &[(&id, Type::UUID), (&principal.tenant_id, Type::UUID)],
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(axum::Json(MailAccount::from_row(&row)?))
+}
+
+async fn reset_password(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> AppResult<axum::Json<Value>> {
+    let new_password = super::mail::generate_password();
+    let hash = password::hash(new_password.clone()).await?;
+    let tenant_id = principal.tenant_id;
+    let actor = Actor::User(principal.user_id);
+    let address = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let row = tx
+                .query_typed_opt(
+                    "UPDATE mail_accounts SET password_hash = $3, updated_at = now() WHERE id = $1 AND tenant_id = $2
+                     RETURNING local_part || '@' || domain_name",
+                    &[(&id, Type::UUID), (&tenant_id, Type::UUID), (&hash, Type::TEXT)],
+                )
+                .await?
+                .ok_or(AppError::NotFound)?;
+            let address: String = row.try_get(0)?;
+            audit::record(
+                tx,
+                &AuditEntry::new(Some(tenant_id), actor, "mail_account.password_reset")
+                    .target("mail_account", id)
+                    .details(json!({ "address": address })),
+            )
+            .await?;
+            Ok(address)
+        })
+    })
+    .await?;
+    // The only time the password is ever shown.
+    Ok(axum::Json(
+        json!({ "id": id, "address": address, "password": new_password.expose() }),
+    ))
+}

@@ -277,11 +277,13 @@ const FIELDS: [&str; 9] = [
     "status",
 ];
 
+type TextParser = fn(&str) -> Result<String, String>;
+
 /// Validated column values from a body; `required` for POST.
 fn read(body: &Value, required: bool) -> AppResult<Vec<(&'static str, Value)>> {
     let mut f = Fields::new(body)?;
     let mut values: Vec<(&'static str, Value)> = Vec::new();
-    let text_fields: [(&str, &'static str, fn(&str) -> Result<String, String>); 7] = [
+    let text_fields: [(&str, &'static str, TextParser); 7] = [
         ("name", "name", |s| {
             DisplayName::parse(s).map(|n| n.as_str().to_string())
         }),
@@ -293,13 +295,12 @@ fn read(body: &Value, required: bool) -> AppResult<Vec<(&'static str, Value)>> {
         ("webRoot", "web_root", parse_web_root),
     ];
     for (field, column, parse) in text_fields {
-        if required || f.has(field) {
-            if let Some(v) = f
+        if (required || f.has(field))
+            && let Some(v) = f
                 .string(field)
                 .and_then(|raw| f.parse(field, Some(raw), parse))
-            {
-                values.push((column, json!(v)));
-            }
+        {
+            values.push((column, json!(v)));
         }
     }
     if f.has("sshPort") || required {

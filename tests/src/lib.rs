@@ -503,3 +503,111 @@ pub fn signed_request(env: &Env, webhook_id: &str, timestamp: i64, raw: Vec<u8>)
         .body(Body::from(raw))
         .expect("request builds")
 }
+
+/// The `mpanel` binary `cargo test --workspace` builds beside the test binaries.
+pub fn mpanel_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let binary = dir.join("mpanel");
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (./scripts/test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A registrable test domain, unique across tests and runs (the local
+/// PowerDNS and sshd are shared by every test).
+pub fn unique_domain() -> String {
+    format!("mpt-{}.com", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+impl TestApp {
+    /// Registers the local sshd (from `./scripts/stack`) as a WEB server of
+    /// the tenant; `host_key` overrides its pinned key.
+    pub async fn local_web_server(&self, tenant_id: Uuid, host_key: Option<&str>) -> Uuid {
+        let env = &self.env;
+        let key = host_key
+            .unwrap_or(&env["MPANEL_TEST_SSH_HOST_KEY"])
+            .to_string();
+        let port: i32 = env["MPANEL_TEST_SSH_PORT"].parse().expect("port");
+        self.db()
+            .await
+            .query_one(
+                "INSERT INTO servers (tenant_id, name, role, ip_address, ssh_host, ssh_port, ssh_user, host_key, web_root)
+                 VALUES ($1, $2, 'WEB', '127.0.0.1', $3, $4, $5, $6, $7) RETURNING id",
+                &[
+                    &tenant_id,
+                    &format!("web-{}", Uuid::new_v4().simple()),
+                    &env["MPANEL_TEST_SSH_HOST"],
+                    &port,
+                    &env["MPANEL_TEST_SSH_USER"],
+                    &key,
+                    &env["MPANEL_TEST_WEB_ROOT"],
+                ],
+            )
+            .await
+            .expect("server")
+            .get(0)
+    }
+
+    /// Ids and types of a subscription's jobs, oldest first.
+    pub async fn jobs_of(&self, subscription_id: Uuid) -> Vec<(Uuid, String)> {
+        self.db()
+            .await
+            .query(
+                "SELECT id, type FROM jobs WHERE subscription_id = $1 ORDER BY created_at, id",
+                &[&subscription_id],
+            )
+            .await
+            .expect("jobs")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+
+    pub async fn job_status(&self, job_id: Uuid) -> String {
+        self.db()
+            .await
+            .query_one("SELECT status FROM jobs WHERE id = $1", &[&job_id])
+            .await
+            .expect("job")
+            .get(0)
+    }
+
+    pub async fn subscription_status(&self, subscription_id: Uuid) -> String {
+        self.db()
+            .await
+            .query_one(
+                "SELECT status FROM subscriptions WHERE id = $1",
+                &[&subscription_id],
+            )
+            .await
+            .expect("subscription")
+            .get(0)
+    }
+}
+
+/// `dig` against the local PowerDNS (DNS on 127.0.0.1, `PDNS_DNS_PORT`).
+pub fn dig(env: &Env, name: &str, rtype: &str) -> Vec<String> {
+    let output = std::process::Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &env["PDNS_DNS_PORT"],
+            "+short",
+            "+norecurse",
+            name,
+            rtype,
+        ])
+        .output()
+        .expect("dig (dnsutils, installed by ./scripts/stack)");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

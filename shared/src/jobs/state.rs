@@ -82,9 +82,10 @@ impl JobStatus {
 /// from one attempt to the next and retrying workers do not stampede.
 pub fn backoff(attempt: u32, base: Duration, cap: Duration, jitter: f64) -> Duration {
     let exponent = attempt.saturating_sub(1).min(30);
-    let full = base.saturating_mul(1u32 << exponent).min(cap);
+    let full = base.saturating_mul(1u32 << exponent);
     let jitter = jitter.clamp(0.0, 1.0);
-    full.mul_f64(0.5 + 0.5 * jitter)
+    // Jitter first, cap last: the cap is a hard ceiling and growth stays monotone.
+    full.mul_f64(0.5 + 0.5 * jitter).min(cap)
 }
 
 #[cfg(test)]

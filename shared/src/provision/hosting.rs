@@ -103,7 +103,20 @@ pub async fn connect(state: &AppState, server: &Server) -> Result<Session, JobEr
     builder
         .connect(&server.ssh_host)
         .await
-        .map_err(|e| classify_ssh_error(&e.to_string()))
+        .map_err(|e| classify_ssh_error(&error_chain(&e)))
+}
+
+/// openssh puts ssh's own words (e.g. "Host key verification failed.") in
+/// the error's source: keep the whole chain.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A host-key mismatch is permanent (and possibly an attack): never retried
@@ -134,7 +147,7 @@ async fn run(
         .args(args)
         .output()
         .await
-        .map_err(|e| classify_ssh_error(&e.to_string()))?;
+        .map_err(|e| classify_ssh_error(&error_chain(&e)))?;
     Ok(output)
 }
 
@@ -215,7 +228,7 @@ pub async fn create_site(
         .stderr(Stdio::piped())
         .spawn()
         .await
-        .map_err(|e| classify_ssh_error(&e.to_string()))?;
+        .map_err(|e| classify_ssh_error(&error_chain(&e)))?;
     if let Some(mut stdin) = child.stdin().take() {
         stdin
             .write_all(default_page(domain).as_bytes())
@@ -229,7 +242,7 @@ pub async fn create_site(
     let output = child
         .wait_with_output()
         .await
-        .map_err(|e| classify_ssh_error(&e.to_string()))?;
+        .map_err(|e| classify_ssh_error(&error_chain(&e)))?;
     if output.status.success()
         || run(session, "test", &["-e", &index])
             .await?

@@ -74,9 +74,7 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => {
             let config = Config::load(env, Needs::NONE).await?;
-            let report = crate::db::migrate(&config.database)
-                .await
-                .context("migration failed")?;
+            let report = crate::db::migrate(&config.database).await.context("migration failed")?;
             let applied = report.applied_migrations();
             if applied.is_empty() {
                 println!("database is up to date");
@@ -89,21 +87,13 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
         Command::Serve { addr, no_worker } => {
             let config = Config::load(env, Needs::ALL).await?;
             let addr = addr.unwrap_or(config.http_addr);
-            crate::db::migrate(&config.database)
-                .await
-                .context("migration failed")?;
+            crate::db::migrate(&config.database).await.context("migration failed")?;
             let state = AppState::new(config)?;
             let shutdown = CancellationToken::new();
-            let pool = (!no_worker).then(|| {
-                tokio::spawn(crate::jobs::worker::run_pool(
-                    state.clone(),
-                    3,
-                    shutdown.clone(),
-                ))
-            });
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
+            let pool =
+                (!no_worker).then(|| tokio::spawn(crate::jobs::worker::run_pool(state.clone(), 3, shutdown.clone())));
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             tracing::info!(%addr, "mpanel serving");
             let signal = shutdown.clone();
             tokio::spawn(async move {
@@ -111,28 +101,16 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
                 signal.cancel();
             });
             let stop = shutdown.clone();
-            axum::serve(
-                listener,
-                combined_app(state).into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+            axum::serve(listener, combined_app(state).into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await?;
             if let Some(pool) = pool {
                 let _ = pool.await;
             }
             Ok(())
         }
         Command::Worker { concurrency } => {
-            let config = Config::load(
-                env,
-                Needs {
-                    pdns: true,
-                    ssh: true,
-                    sqs: true,
-                    ..Needs::NONE
-                },
-            )
-            .await?;
+            let config = Config::load(env, Needs { pdns: true, ssh: true, sqs: true, ..Needs::NONE }).await?;
             let state = AppState::new(config)?;
             let shutdown = CancellationToken::new();
             let signal = shutdown.clone();
@@ -141,34 +119,20 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
                 signal.cancel();
             });
             if !crate::jobs::worker::run_pool(state, concurrency, shutdown).await {
-                tracing::warn!(
-                    "jobs still running at exit will be rescued when their leases expire"
-                );
+                tracing::warn!("jobs still running at exit will be rescued when their leases expire");
             }
             Ok(())
         }
         Command::Sweep => {
-            let config = Config::load(
-                env,
-                Needs {
-                    sqs: true,
-                    ..Needs::NONE
-                },
-            )
-            .await?;
+            let config = Config::load(env, Needs { sqs: true, ..Needs::NONE }).await?;
             let state = AppState::new(config)?;
-            let report = crate::jobs::engine::sweep(&state)
-                .await
-                .map_err(app_error)?;
+            let report = crate::jobs::engine::sweep(&state).await.map_err(app_error)?;
             println!(
                 "rescued {} job(s), {} dead; dispatched {} job(s); {} undelivered",
                 report.rescued, report.dead, report.dispatched, report.undelivered
             );
             if report.undelivered > 0 {
-                bail!(
-                    "{} job(s) could not be dispatched (Redis and SQS unreachable)",
-                    report.undelivered
-                );
+                bail!("{} job(s) could not be dispatched (Redis and SQS unreachable)", report.undelivered);
             }
             Ok(())
         }
@@ -177,18 +141,11 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
             let name = DisplayName::parse(&name).map_err(|e| anyhow::anyhow!("--name {e}"))?;
             let state = state_for_cli(env).await?;
             let client = state.db.get().await.map_err(|e| app_error(e.into()))?;
-            let tenant = tenants::create(&**client, &slug, &name, Actor::System)
-                .await
-                .map_err(app_error)?;
+            let tenant = tenants::create(&**client, &slug, &name, Actor::System).await.map_err(app_error)?;
             println!("{}", tenant.id);
             Ok(())
         }
-        Command::CreateUser {
-            tenant,
-            email,
-            role,
-            display_name,
-        } => {
+        Command::CreateUser { tenant, email, role, display_name } => {
             let email = EmailAddress::parse(&email).map_err(|e| anyhow::anyhow!("--email {e}"))?;
             let role: Role = role.parse().map_err(|e| anyhow::anyhow!("--role {e}"))?;
             let display_name = display_name
@@ -196,26 +153,17 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--display-name {e}"))?;
             let password = read_password(env)?;
-            password::check_rules("password", &password)
-                .map_err(|e| anyhow::anyhow!("password {}", e.message))?;
+            password::check_rules("password", &password).map_err(|e| anyhow::anyhow!("password {}", e.message))?;
             let state = state_for_cli(env).await?;
             let client = state.db.get().await.map_err(|e| app_error(e.into()))?;
             let tenant = tenants::find_by_slug(&**client, &tenant)
                 .await
                 .map_err(app_error)?
                 .with_context(|| format!("--tenant {tenant:?} does not exist"))?;
-            let password_hash = password::hash(Secret::new(password))
-                .await
-                .map_err(app_error)?;
+            let password_hash = password::hash(Secret::new(password)).await.map_err(app_error)?;
             let user = users::create(
                 &**client,
-                &users::NewUser {
-                    tenant_id: tenant.id,
-                    email,
-                    role,
-                    display_name,
-                    password_hash,
-                },
+                &users::NewUser { tenant_id: tenant.id, email, role, display_name, password_hash },
                 Actor::System,
             )
             .await
@@ -245,11 +193,7 @@ fn app_error(err: AppError) -> anyhow::Error {
         AppError::Internal(e) => e,
         AppError::Validation(errors) => anyhow::anyhow!(
             "{}",
-            errors
-                .iter()
-                .map(|e| format!("{} {}", e.field, e.message))
-                .collect::<Vec<_>>()
-                .join("; ")
+            errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
         ),
         AppError::Conflict { detail, .. } => anyhow::anyhow!("{detail}"),
         AppError::Unavailable(reason) => anyhow::anyhow!("unavailable: {reason}"),
@@ -262,9 +206,7 @@ fn read_password(env: &Env) -> anyhow::Result<String> {
         return Ok(password.clone());
     }
     let mut input = String::new();
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .context("cannot read the password from stdin")?;
+    std::io::stdin().read_to_string(&mut input).context("cannot read the password from stdin")?;
     let password = input.trim_end_matches(['\r', '\n']).to_string();
     if password.is_empty() {
         bail!("password: set MPANEL_PASSWORD or pipe it on stdin");

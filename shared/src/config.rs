@@ -26,10 +26,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(var: &str, reason: impl Into<String>) -> Self {
-        Self {
-            var: var.to_string(),
-            reason: reason.into(),
-        }
+        Self { var: var.to_string(), reason: reason.into() }
     }
 }
 
@@ -45,20 +42,8 @@ pub struct Needs {
 }
 
 impl Needs {
-    pub const NONE: Needs = Needs {
-        jwt: false,
-        webhook: false,
-        pdns: false,
-        sqs: false,
-        ssh: false,
-    };
-    pub const ALL: Needs = Needs {
-        jwt: true,
-        webhook: true,
-        pdns: true,
-        sqs: true,
-        ssh: true,
-    };
+    pub const NONE: Needs = Needs { jwt: false, webhook: false, pdns: false, sqs: false, ssh: false };
+    pub const ALL: Needs = Needs { jwt: true, webhook: true, pdns: true, sqs: true, ssh: true };
 }
 
 #[derive(Debug, Clone)]
@@ -121,25 +106,15 @@ impl Config {
     pub async fn load(env: &Env, needs: Needs) -> Result<Config, ConfigError> {
         // The AWS SDK is only set up when something needs it, so a process
         // that uses no AWS service never looks for credentials or a region.
-        let uses_aws = needs.sqs
-            || env
-                .iter()
-                .any(|(k, v)| k.ends_with("_ARN") && !v.is_empty());
-        let aws = if uses_aws {
-            Some(aws_sdk_config(env).await?)
-        } else {
-            None
-        };
+        let uses_aws = needs.sqs || env.iter().any(|(k, v)| k.ends_with("_ARN") && !v.is_empty());
+        let aws = if uses_aws { Some(aws_sdk_config(env).await?) } else { None };
         let secrets = SecretSource::new(env, aws.as_ref());
 
         let database = match secrets.get("DATABASE_URL").await? {
             Some(SecretValue::Plain(url)) => parse_database_url("DATABASE_URL", &url)?,
             Some(SecretValue::FromManager(json)) => parse_rds_secret("DATABASE_URL_ARN", &json)?,
             None => {
-                return Err(ConfigError::new(
-                    "DATABASE_URL",
-                    "is required (or DATABASE_URL_ARN)",
-                ));
+                return Err(ConfigError::new("DATABASE_URL", "is required (or DATABASE_URL_ARN)"));
             }
         };
 
@@ -157,21 +132,11 @@ impl Config {
             .map(SecretValue::into_string)
             .ok_or_else(|| ConfigError::new("REDIS_URL", "is required (or REDIS_URL_ARN)"))?;
         if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
-            return Err(ConfigError::new(
-                "REDIS_URL",
-                "must start with redis:// or rediss://",
-            ));
+            return Err(ConfigError::new("REDIS_URL", "must start with redis:// or rediss://"));
         }
-        let redis_key_prefix = env
-            .get("REDIS_KEY_PREFIX")
-            .cloned()
-            .unwrap_or_else(|| "mpanel:".to_string());
+        let redis_key_prefix = env.get("REDIS_KEY_PREFIX").cloned().unwrap_or_else(|| "mpanel:".to_string());
 
-        let http_addr = parse_or(
-            env,
-            "MPANEL_HTTP_ADDR",
-            SocketAddr::from(([127, 0, 0, 1], 3000)),
-        )?;
+        let http_addr = parse_or(env, "MPANEL_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
 
         let rate_limits = RateLimits {
             max_requests: parse_or(env, "RATE_LIMIT_MAX", 100u32)?,
@@ -179,10 +144,7 @@ impl Config {
             login_failures: parse_or(env, "LOGIN_FAILURE_LIMIT", 10u32)?,
         };
         if rate_limits.window.is_zero() {
-            return Err(ConfigError::new(
-                "RATE_LIMIT_WINDOW_SECS",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::new("RATE_LIMIT_WINDOW_SECS", "must be at least 1"));
         }
 
         let jwt_secret = if needs.jwt {
@@ -200,15 +162,9 @@ impl Config {
         };
 
         let webhook_secret = if needs.webhook {
-            let raw = secrets
-                .get("MARKETING_WEBHOOK_SECRET")
-                .await?
-                .map(SecretValue::into_string)
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        "MARKETING_WEBHOOK_SECRET",
-                        "is required (or MARKETING_WEBHOOK_SECRET_ARN)",
-                    )
+            let raw =
+                secrets.get("MARKETING_WEBHOOK_SECRET").await?.map(SecretValue::into_string).ok_or_else(|| {
+                    ConfigError::new("MARKETING_WEBHOOK_SECRET", "is required (or MARKETING_WEBHOOK_SECRET_ARN)")
                 })?;
             Some(Secret::new(parse_webhook_secret(&raw)?))
         } else {
@@ -224,13 +180,8 @@ impl Config {
                 .get("PDNS_API_KEY")
                 .await?
                 .map(SecretValue::into_string)
-                .ok_or_else(|| {
-                    ConfigError::new("PDNS_API_KEY", "is required (or PDNS_API_KEY_ARN)")
-                })?;
-            let server_id = env
-                .get("PDNS_SERVER_ID")
-                .cloned()
-                .unwrap_or_else(|| "localhost".into());
+                .ok_or_else(|| ConfigError::new("PDNS_API_KEY", "is required (or PDNS_API_KEY_ARN)"))?;
+            let server_id = env.get("PDNS_SERVER_ID").cloned().unwrap_or_else(|| "localhost".into());
             let nameservers = parse_nameservers(&required(env, "PDNS_NAMESERVERS")?)?;
             Some(PdnsConfig {
                 api_url: api_url.trim_end_matches('/').to_string(),
@@ -242,17 +193,10 @@ impl Config {
             None
         };
 
-        let sqs_queue_url = if needs.sqs {
-            Some(required(env, "SQS_QUEUE_URL")?)
-        } else {
-            None
-        };
+        let sqs_queue_url = if needs.sqs { Some(required(env, "SQS_QUEUE_URL")?) } else { None };
 
         let ssh_private_key = if needs.ssh {
-            match (
-                env.get("SSH_PRIVATE_KEY_FILE"),
-                env.get("SSH_PRIVATE_KEY_ARN"),
-            ) {
+            match (env.get("SSH_PRIVATE_KEY_FILE"), env.get("SSH_PRIVATE_KEY_ARN")) {
                 (Some(_), Some(_)) => {
                     return Err(ConfigError::new(
                         "SSH_PRIVATE_KEY_FILE",
@@ -262,10 +206,7 @@ impl Config {
                 (Some(path), None) => {
                     let path = PathBuf::from(path);
                     if !path.is_file() {
-                        return Err(ConfigError::new(
-                            "SSH_PRIVATE_KEY_FILE",
-                            "is not a readable file",
-                        ));
+                        return Err(ConfigError::new("SSH_PRIVATE_KEY_FILE", "is not a readable file"));
                     }
                     Some(SshKeySource::File(path))
                 }
@@ -278,10 +219,7 @@ impl Config {
                     Some(SshKeySource::Inline(Secret::new(key)))
                 }
                 (None, None) => {
-                    return Err(ConfigError::new(
-                        "SSH_PRIVATE_KEY_FILE",
-                        "is required (or SSH_PRIVATE_KEY_ARN)",
-                    ));
+                    return Err(ConfigError::new("SSH_PRIVATE_KEY_FILE", "is required (or SSH_PRIVATE_KEY_ARN)"));
                 }
             }
         } else {
@@ -293,9 +231,7 @@ impl Config {
             retry_base: Duration::from_millis(parse_or(env, "JOB_RETRY_BASE_MS", 5_000u64)?),
             retry_cap: Duration::from_secs(parse_or(env, "JOB_RETRY_CAP_SECS", 3_600u64)?),
             max_attempts: parse_or(env, "JOB_MAX_ATTEMPTS", 8i32)?.max(1),
-            sweep_interval: Duration::from_secs(
-                parse_or(env, "SWEEP_INTERVAL_SECS", 30u64)?.max(1),
-            ),
+            sweep_interval: Duration::from_secs(parse_or(env, "SWEEP_INTERVAL_SECS", 30u64)?.max(1)),
             worker_grace: Duration::from_secs(parse_or(env, "WORKER_GRACE_SECS", 30u64)?),
         };
 
@@ -326,12 +262,7 @@ pub async fn aws_sdk_config(env: &Env) -> Result<aws_config::SdkConfig, ConfigEr
         .get("AWS_REGION")
         .or_else(|| env.get("AWS_DEFAULT_REGION"))
         .filter(|r| !r.trim().is_empty())
-        .ok_or_else(|| {
-            ConfigError::new(
-                "AWS_REGION",
-                "is required when SQS or a *_ARN secret is used",
-            )
-        })?;
+        .ok_or_else(|| ConfigError::new("AWS_REGION", "is required when SQS or a *_ARN secret is used"))?;
     // Short timeouts and few retries: a dispatch must not hold a request for
     // long when SQS is unreachable (the sweep resends later anyway).
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
@@ -346,10 +277,7 @@ pub async fn aws_sdk_config(env: &Env) -> Result<aws_config::SdkConfig, ConfigEr
     if let Some(endpoint) = env.get("AWS_ENDPOINT_URL") {
         loader = loader.endpoint_url(endpoint.clone());
     }
-    if let (Some(id), Some(key)) = (
-        env.get("AWS_ACCESS_KEY_ID"),
-        env.get("AWS_SECRET_ACCESS_KEY"),
-    ) {
+    if let (Some(id), Some(key)) = (env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")) {
         let creds = aws_sdk_secretsmanager::config::Credentials::new(
             id.clone(),
             key.clone(),
@@ -383,10 +311,7 @@ struct SecretSource<'a> {
 
 impl<'a> SecretSource<'a> {
     fn new(env: &'a Env, aws: Option<&aws_config::SdkConfig>) -> Self {
-        Self {
-            env,
-            client: aws.map(aws_sdk_secretsmanager::Client::new),
-        }
+        Self { env, client: aws.map(aws_sdk_secretsmanager::Client::new) }
     }
 
     async fn get(&self, name: &str) -> Result<Option<SecretValue>, ConfigError> {
@@ -394,32 +319,24 @@ impl<'a> SecretSource<'a> {
         let plain = self.env.get(name).filter(|v| !v.is_empty());
         let arn = self.env.get(&arn_var).filter(|v| !v.is_empty());
         match (plain, arn) {
-            (Some(_), Some(_)) => Err(ConfigError::new(
-                name,
-                format!("set either {name} or {arn_var}, not both"),
-            )),
+            (Some(_), Some(_)) => Err(ConfigError::new(name, format!("set either {name} or {arn_var}, not both"))),
             (Some(value), None) => Ok(Some(SecretValue::Plain(value.clone()))),
             (None, Some(arn)) => {
-                let client = self.client.as_ref().ok_or_else(|| {
-                    ConfigError::new(&arn_var, "needs the AWS SDK (set AWS_REGION)")
+                let client = self
+                    .client
+                    .as_ref()
+                    .ok_or_else(|| ConfigError::new(&arn_var, "needs the AWS SDK (set AWS_REGION)"))?;
+                let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| {
+                    ConfigError::new(
+                        &arn_var,
+                        format!(
+                            "cannot read the secret from Secrets Manager: {}",
+                            aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                        ),
+                    )
                 })?;
-                let out = client
-                    .get_secret_value()
-                    .secret_id(arn)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        ConfigError::new(
-                            &arn_var,
-                            format!(
-                                "cannot read the secret from Secrets Manager: {}",
-                                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-                            ),
-                        )
-                    })?;
-                let value = out
-                    .secret_string()
-                    .ok_or_else(|| ConfigError::new(&arn_var, "the secret has no string value"))?;
+                let value =
+                    out.secret_string().ok_or_else(|| ConfigError::new(&arn_var, "the secret has no string value"))?;
                 Ok(Some(SecretValue::FromManager(value.to_string())))
             }
             (None, None) => Ok(None),
@@ -428,10 +345,7 @@ impl<'a> SecretSource<'a> {
 }
 
 fn required(env: &Env, var: &str) -> Result<String, ConfigError> {
-    env.get(var)
-        .filter(|v| !v.trim().is_empty())
-        .cloned()
-        .ok_or_else(|| ConfigError::new(var, "is required"))
+    env.get(var).filter(|v| !v.trim().is_empty()).cloned().ok_or_else(|| ConfigError::new(var, "is required"))
 }
 
 fn parse_or<T: FromStr>(env: &Env, var: &str, default: T) -> Result<T, ConfigError>
@@ -440,10 +354,7 @@ where
 {
     match env.get(var).filter(|v| !v.trim().is_empty()) {
         None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|e| ConfigError::new(var, format!("cannot parse {raw:?}: {e}"))),
+        Some(raw) => raw.trim().parse().map_err(|e| ConfigError::new(var, format!("cannot parse {raw:?}: {e}"))),
     }
 }
 
@@ -471,12 +382,8 @@ struct RdsSecret {
 }
 
 fn parse_rds_secret(var: &str, json: &str) -> Result<Secret<tokio_postgres::Config>, ConfigError> {
-    let secret: RdsSecret = serde_json::from_str(json).map_err(|_| {
-        ConfigError::new(
-            var,
-            "is not an RDS secret {username,password,host,port,dbname}",
-        )
-    })?;
+    let secret: RdsSecret = serde_json::from_str(json)
+        .map_err(|_| ConfigError::new(var, "is not an RDS secret {username,password,host,port,dbname}"))?;
     let mut cfg = tokio_postgres::Config::new();
     cfg.user(&secret.username)
         .password(&secret.password)
@@ -490,10 +397,7 @@ fn parse_rds_secret(var: &str, json: &str) -> Result<Secret<tokio_postgres::Conf
 /// `whsec_` + base64 of at least 24 random bytes (Standard Webhooks).
 pub fn parse_webhook_secret(raw: &str) -> Result<Vec<u8>, ConfigError> {
     const VAR: &str = "MARKETING_WEBHOOK_SECRET";
-    let encoded = raw
-        .trim()
-        .strip_prefix("whsec_")
-        .ok_or_else(|| ConfigError::new(VAR, "must start with whsec_"))?;
+    let encoded = raw.trim().strip_prefix("whsec_").ok_or_else(|| ConfigError::new(VAR, "must start with whsec_"))?;
     let key = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .map_err(|_| ConfigError::new(VAR, "is not valid base64 after whsec_"))?;
@@ -504,26 +408,18 @@ pub fn parse_webhook_secret(raw: &str) -> Result<Vec<u8>, ConfigError> {
 }
 
 fn parse_nameservers(raw: &str) -> Result<Vec<String>, ConfigError> {
-    let names: Vec<String> = raw
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect();
+    let names: Vec<String> =
+        raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_ascii_lowercase).collect();
     if names.is_empty() {
-        return Err(ConfigError::new(
-            "PDNS_NAMESERVERS",
-            "needs at least one name",
-        ));
+        return Err(ConfigError::new("PDNS_NAMESERVERS", "needs at least one name"));
     }
     for name in &names {
         let valid = name.ends_with('.')
             && name.len() > 1
-            && name.trim_end_matches('.').split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
+            && name
+                .trim_end_matches('.')
+                .split('.')
+                .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
         if !valid {
             return Err(ConfigError::new(
                 "PDNS_NAMESERVERS",
@@ -588,10 +484,7 @@ mod tests {
     #[tokio::test]
     async fn bad_database_url_does_not_echo_password() {
         let mut env = base_env();
-        env.insert(
-            "DATABASE_URL".into(),
-            "postgres://u:s3cr3t@host:notaport/db".into(),
-        );
+        env.insert("DATABASE_URL".into(), "postgres://u:s3cr3t@host:notaport/db".into());
         let err = Config::load(&env, Needs::NONE).await.unwrap_err();
         assert_eq!(err.var, "DATABASE_URL");
         assert!(!err.to_string().contains("s3cr3t"));
@@ -600,38 +493,19 @@ mod tests {
     #[tokio::test]
     async fn required_secrets_are_enforced_per_need() {
         let env = base_env();
-        let err = Config::load(
-            &env,
-            Needs {
-                jwt: true,
-                ..Needs::NONE
-            },
-        )
-        .await
-        .unwrap_err();
+        let err = Config::load(&env, Needs { jwt: true, ..Needs::NONE }).await.unwrap_err();
         assert_eq!(err.var, "JWT_SECRET");
 
         let mut env = base_env();
         env.insert("JWT_SECRET".into(), "too-short".into());
-        let err = Config::load(
-            &env,
-            Needs {
-                jwt: true,
-                ..Needs::NONE
-            },
-        )
-        .await
-        .unwrap_err();
+        let err = Config::load(&env, Needs { jwt: true, ..Needs::NONE }).await.unwrap_err();
         assert!(err.to_string().contains("32 bytes"));
     }
 
     #[tokio::test]
     async fn plain_and_arn_together_is_an_error() {
         let mut env = base_env();
-        env.insert(
-            "REDIS_URL_ARN".into(),
-            "arn:aws:secretsmanager:us-east-1:1:secret:x".into(),
-        );
+        env.insert("REDIS_URL_ARN".into(), "arn:aws:secretsmanager:us-east-1:1:secret:x".into());
         let err = Config::load(&env, Needs::NONE).await.unwrap_err();
         assert_eq!(err.var, "REDIS_URL");
     }

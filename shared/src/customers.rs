@@ -42,14 +42,12 @@ impl Customer {
 }
 
 pub fn routes() -> ApiRoutes {
-    ApiRoutes::new()
-        .route(Method::GET, "/api/customers", Permission::ReadData, list)
-        .route(
-            Method::GET,
-            "/api/customers/{id}",
-            Permission::ReadData,
-            get,
-        )
+    ApiRoutes::new().route(Method::GET, "/api/customers", Permission::ReadData, list).route(
+        Method::GET,
+        "/api/customers/{id}",
+        Permission::ReadData,
+        get,
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,9 +63,7 @@ async fn list(
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<Customer>>> {
     let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page)
-        .map_err(|e| errors.extend(e))
-        .ok();
+    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
     let email = filters.email.filter(|e| !e.is_empty());
     if email.as_ref().is_some_and(|e| e.len() > 254) {
         errors.push(FieldError::new("email", "must be at most 254 characters"));
@@ -92,16 +88,8 @@ async fn list(
             ],
         )
         .await?;
-    let customers = rows
-        .iter()
-        .map(Customer::from_row)
-        .collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(customers, &page, |c| {
-        Position {
-            created_at: c.created_at,
-            id: c.id,
-        }
-    })))
+    let customers = rows.iter().map(Customer::from_row).collect::<AppResult<Vec<_>>>()?;
+    Ok(axum::Json(Page::from_rows(customers, &page, |c| Position { created_at: c.created_at, id: c.id })))
 }
 
 #[derive(Debug, Serialize)]
@@ -137,8 +125,5 @@ async fn get(
         .iter()
         .map(SubscriptionView::from_row)
         .collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(CustomerDetail {
-        customer: Customer::from_row(&row)?,
-        subscriptions,
-    }))
+    Ok(axum::Json(CustomerDetail { customer: Customer::from_row(&row)?, subscriptions }))
 }

@@ -59,18 +59,14 @@ pub async fn migrate_with(
     const MIGRATION_LOCK: i64 = 0x6d70_616e_656c; // "mpanel"
     let (mut client, connection) = config.expose().connect(NoTls).await?;
     let conn_task = tokio::spawn(connection);
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .await?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
     let result = refinery::Runner::new(migrations)
         .set_abort_divergent(true)
         .set_abort_missing(true)
         .run_async(&mut client)
         .await;
     // The lock dies with the session anyway; unlocking is a courtesy.
-    let _ = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-        .await;
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
     drop(client);
     let _ = conn_task.await;
     Ok(result?)

@@ -111,8 +111,7 @@ pub async fn seed(db: &DbPool, env: &Env) -> AppResult<Seeded> {
         Some(p) => p.clone(),
         None => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 15]>()),
     };
-    password::check_rules("MPANEL_DEMO_PASSWORD", &admin_password)
-        .map_err(|e| AppError::Validation(vec![e]))?;
+    password::check_rules("MPANEL_DEMO_PASSWORD", &admin_password).map_err(|e| AppError::Validation(vec![e]))?;
     let password_hash = password::hash(Secret::new(admin_password.clone())).await?;
 
     let client = db.get().await?;
@@ -120,18 +119,14 @@ pub async fn seed(db: &DbPool, env: &Env) -> AppResult<Seeded> {
     let tenant = match tenants::find_by_slug(&**client, DEMO_TENANT).await? {
         Some(t) => t,
         None => {
-            let name = DisplayName::parse("Demo Hosting")
-                .map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
+            let name = DisplayName::parse("Demo Hosting").map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
             tenants::create(&**client, &slug, &name, Actor::System).await?
         }
     };
 
-    let email = EmailAddress::parse(DEMO_ADMIN_EMAIL)
-        .map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
+    let email = EmailAddress::parse(DEMO_ADMIN_EMAIL).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
     match users::find_by_email(&**client, &email).await? {
-        Some(user) => {
-            users::set_password_hash(&**client, user.id, &password_hash, Actor::System).await?
-        }
+        Some(user) => users::set_password_hash(&**client, user.id, &password_hash, Actor::System).await?,
         None => {
             users::create(
                 &**client,
@@ -188,8 +183,7 @@ pub async fn seed(db: &DbPool, env: &Env) -> AppResult<Seeded> {
     // The local sshd from ./scripts/stack, when its variables are present.
     if let (Some(host), Some(port), Some(user), Some(host_key), Some(web_root)) = (
         env.get("MPANEL_TEST_SSH_HOST"),
-        env.get("MPANEL_TEST_SSH_PORT")
-            .and_then(|p| p.parse::<i32>().ok()),
+        env.get("MPANEL_TEST_SSH_PORT").and_then(|p| p.parse::<i32>().ok()),
         env.get("MPANEL_TEST_SSH_USER"),
         env.get("MPANEL_TEST_SSH_HOST_KEY"),
         env.get("MPANEL_TEST_WEB_ROOT"),

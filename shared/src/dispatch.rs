@@ -41,11 +41,7 @@ impl DispatchReport {
 }
 
 impl Dispatcher {
-    pub fn new(
-        kv: Kv,
-        aws: Option<&aws_config::SdkConfig>,
-        queue_url: Option<String>,
-    ) -> Dispatcher {
+    pub fn new(kv: Kv, aws: Option<&aws_config::SdkConfig>, queue_url: Option<String>) -> Dispatcher {
         let sqs = match (aws, queue_url) {
             (Some(aws), Some(url)) => Some((aws_sdk_sqs::Client::new(aws), url)),
             _ => None,
@@ -66,12 +62,8 @@ impl Dispatcher {
         }
         let (redis, sqs) = tokio::join!(self.push_redis(job_ids), self.send_sqs(job_ids));
         let report = DispatchReport {
-            redis: redis
-                .map_err(|e| tracing::warn!(error = %e, "job dispatch to redis failed"))
-                .is_ok(),
-            sqs: sqs
-                .map_err(|e| tracing::warn!(error = %e, "job dispatch to sqs failed"))
-                .is_ok(),
+            redis: redis.map_err(|e| tracing::warn!(error = %e, "job dispatch to redis failed")).is_ok(),
+            sqs: sqs.map_err(|e| tracing::warn!(error = %e, "job dispatch to sqs failed")).is_ok(),
         };
         if report.delivered()
             && let Err(e) = mark_dispatched(db, job_ids).await
@@ -85,11 +77,7 @@ impl Dispatcher {
     async fn push_redis(&self, job_ids: &[Uuid]) -> anyhow::Result<()> {
         let ids: Vec<String> = job_ids.iter().map(Uuid::to_string).collect();
         let mut conn = self.kv.conn();
-        let _: i64 = redis::cmd("LPUSH")
-            .arg(self.redis_queue_key())
-            .arg(&ids)
-            .query_async(&mut conn)
-            .await?;
+        let _: i64 = redis::cmd("LPUSH").arg(self.redis_queue_key()).arg(&ids).query_async(&mut conn).await?;
         Ok(())
     }
 
@@ -98,9 +86,7 @@ impl Dispatcher {
             anyhow::bail!("no SQS queue configured");
         };
         for chunk in job_ids.chunks(IDS_PER_MESSAGE) {
-            let body = serde_json::to_string(&JobsMessage {
-                job_ids: chunk.to_vec(),
-            })?;
+            let body = serde_json::to_string(&JobsMessage { job_ids: chunk.to_vec() })?;
             client
                 .send_message()
                 .queue_url(url)
@@ -151,10 +137,7 @@ pub async fn sweep(db: &DbPool, dispatcher: &Dispatcher) -> AppResult<SweepRepor
             )
             .await?;
         drop(client);
-        let ids: Vec<Uuid> = rows
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
         if ids.is_empty() {
             break;
         }

@@ -19,10 +19,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -45,10 +42,7 @@ pub enum AppError {
     MethodNotAllowed,
     /// 409: clashes with existing state; `field` names what clashed when known.
     #[error("conflict: {detail}")]
-    Conflict {
-        field: Option<String>,
-        detail: String,
-    },
+    Conflict { field: Option<String>, detail: String },
     /// 413
     #[error("payload too large")]
     PayloadTooLarge,
@@ -77,10 +71,7 @@ impl AppError {
     }
 
     pub fn conflict(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        AppError::Conflict {
-            field: Some(field.into()),
-            detail: detail.into(),
-        }
+        AppError::Conflict { field: Some(field.into()), detail: detail.into() }
     }
 
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
@@ -146,10 +137,7 @@ impl AppError {
         let status = self.status();
         let errors = match self {
             AppError::Validation(errors) => errors.clone(),
-            AppError::Conflict {
-                field: Some(field),
-                detail,
-            } => vec![FieldError::new(field.clone(), detail.clone())],
+            AppError::Conflict { field: Some(field), detail } => vec![FieldError::new(field.clone(), detail.clone())],
             _ => Vec::new(),
         };
         Problem {
@@ -206,17 +194,12 @@ impl From<tokio_postgres::Error> for AppError {
     fn from(err: tokio_postgres::Error) -> Self {
         if let Some(db) = err.as_db_error() {
             if *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
-                let field = db
-                    .constraint()
-                    .and_then(crate::db::constraint_field)
-                    .unwrap_or("id");
+                let field = db.constraint().and_then(crate::db::constraint_field).unwrap_or("id");
                 return AppError::conflict(field, format!("{field} is already in use"));
             }
             return AppError::Internal(anyhow::Error::new(err).context("database error"));
         }
-        if err.is_closed()
-            || std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>())
-        {
+        if err.is_closed() || std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>()) {
             return AppError::Unavailable(format!("database: {err}"));
         }
         AppError::Internal(anyhow::Error::new(err).context("database error"))
@@ -244,8 +227,7 @@ mod tests {
 
     #[test]
     fn validation_problem_lists_fields() {
-        let problem = AppError::Validation(vec![FieldError::new("customer.email", "not an email")])
-            .to_problem();
+        let problem = AppError::Validation(vec![FieldError::new("customer.email", "not an email")]).to_problem();
         assert_eq!(problem.status, 422);
         assert_eq!(problem.errors[0].field, "customer.email");
         assert_eq!(problem.title, "Unprocessable Entity");
@@ -253,9 +235,7 @@ mod tests {
 
     #[test]
     fn internal_errors_hide_their_cause() {
-        let err = AppError::internal(anyhow::anyhow!(
-            "password=hunter2 leaked in a panic message"
-        ));
+        let err = AppError::internal(anyhow::anyhow!("password=hunter2 leaked in a panic message"));
         let problem = err.to_problem();
         assert_eq!(problem.status, 500);
         assert!(!problem.detail.contains("hunter2"));
@@ -272,10 +252,7 @@ mod tests {
 
     #[test]
     fn rate_limit_sets_retry_after() {
-        let response = AppError::TooManyRequests {
-            retry_after_secs: 42,
-        }
-        .into_response();
+        let response = AppError::TooManyRequests { retry_after_secs: 42 }.into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "42");
         assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);

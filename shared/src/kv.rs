@@ -26,11 +26,7 @@ impl Kv {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-        Ok(Kv {
-            client,
-            manager,
-            prefix: prefix.to_string(),
-        })
+        Ok(Kv { client, manager, prefix: prefix.to_string() })
     }
 
     /// The full key for a logical name (`rl:login:…` → `mpanel:rl:login:…`).
@@ -45,16 +41,11 @@ impl Kv {
 
     /// A connection of its own, for blocking commands (BRPOP) that would
     /// otherwise stall every user of the shared multiplexed connection.
-    pub async fn dedicated(
-        &self,
-        timeout: Duration,
-    ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    pub async fn dedicated(&self, timeout: Duration) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(timeout));
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
+        self.client.get_multiplexed_async_connection_with_config(&config).await
     }
 
     pub async fn ping(&self) -> AppResult<()> {

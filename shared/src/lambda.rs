@@ -31,11 +31,7 @@ pub async fn handle_jobs_batch(
     let mut response = SqsBatchResponse::default();
     for record in event.payload.records {
         let message_id = record.message_id.clone().unwrap_or_default();
-        let message = match record
-            .body
-            .as_deref()
-            .map(serde_json::from_str::<JobsMessage>)
-        {
+        let message = match record.body.as_deref().map(serde_json::from_str::<JobsMessage>) {
             Some(Ok(message)) => message,
             Some(Err(e)) => {
                 tracing::warn!(%message_id, error = %e, "unreadable jobs message");
@@ -74,8 +70,7 @@ async fn drain_redis(state: &AppState, worker: &str, deadline_ms: u64) {
             return;
         }
         let mut conn = state.kv.conn();
-        let popped: redis::RedisResult<Option<String>> =
-            redis::cmd("RPOP").arg(&key).query_async(&mut conn).await;
+        let popped: redis::RedisResult<Option<String>> = redis::cmd("RPOP").arg(&key).query_async(&mut conn).await;
         let Ok(Some(id)) = popped else { return };
         if let Ok(job_id) = Uuid::parse_str(&id)
             && let Err(e) = crate::jobs::engine::run_job(state, job_id, worker).await
@@ -93,9 +88,7 @@ pub async fn handle_schedule(
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<SweepReport, lambda_runtime::Error> {
     tracing::info!(request_id = %event.context.request_id, "scheduler pass");
-    let report = crate::jobs::engine::sweep(state)
-        .await
-        .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
+    let report = crate::jobs::engine::sweep(state).await.map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
     tracing::info!(?report, "scheduler pass done");
     Ok(report)
 }

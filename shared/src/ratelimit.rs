@@ -66,10 +66,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(kv: Kv) -> RateLimiter {
-        RateLimiter {
-            kv,
-            script: Script::new(GCRA),
-        }
+        RateLimiter { kv, script: Script::new(GCRA) }
     }
 
     /// Takes one cell from `bucket` if the limit allows it.
@@ -85,18 +82,13 @@ impl RateLimiter {
     /// Forgets a bucket (e.g. an account's failed logins after a success).
     pub async fn reset(&self, bucket: &str) -> AppResult<()> {
         let mut conn = self.kv.conn();
-        let _: () = redis::cmd("DEL")
-            .arg(self.kv.key(&format!("rl:{bucket}")))
-            .query_async(&mut conn)
-            .await?;
+        let _: () = redis::cmd("DEL").arg(self.kv.key(&format!("rl:{bucket}"))).query_async(&mut conn).await?;
         Ok(())
     }
 
     async fn run(&self, bucket: &str, limit: Limit, mode: &str) -> AppResult<Decision> {
         if limit.max == 0 {
-            return Ok(Decision::Limited {
-                retry_after: limit.window,
-            });
+            return Ok(Decision::Limited { retry_after: limit.window });
         }
         let window_ms = limit.window.as_millis().max(1) as u64;
         let interval_ms = (window_ms / u64::from(limit.max)).max(1);
@@ -112,9 +104,7 @@ impl RateLimiter {
         Ok(if allowed == 1 {
             Decision::Allowed
         } else {
-            Decision::Limited {
-                retry_after: Duration::from_millis(retry_after_ms.max(0) as u64),
-            }
+            Decision::Limited { retry_after: Duration::from_millis(retry_after_ms.max(0) as u64) }
         })
     }
 }
@@ -125,17 +115,8 @@ mod tests {
 
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
-        let err = Decision::Limited {
-            retry_after: Duration::from_millis(1200),
-        }
-        .check()
-        .unwrap_err();
-        assert!(matches!(
-            err,
-            AppError::TooManyRequests {
-                retry_after_secs: 2
-            }
-        ));
+        let err = Decision::Limited { retry_after: Duration::from_millis(1200) }.check().unwrap_err();
+        assert!(matches!(err, AppError::TooManyRequests { retry_after_secs: 2 }));
         assert!(Decision::Allowed.check().is_ok());
     }
 }

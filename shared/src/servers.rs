@@ -24,13 +24,8 @@ use crate::http::pagination::{Page, PageParams, PageRequest, Position};
 use crate::http::routes::ApiRoutes;
 use crate::types::DisplayName;
 
-const KEY_TYPES: [&str; 5] = [
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-];
+const KEY_TYPES: [&str; 5] =
+    ["ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521"];
 
 /// A public host key line (`ssh-ed25519 AAAA... [comment]`), normalised to
 /// `type base64`. The blob must decode and name the same key type inside.
@@ -71,28 +66,15 @@ pub fn parse_ssh_host(raw: &str) -> Result<String, String> {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         });
-    if valid {
-        Ok(host)
-    } else {
-        Err("must be an IP address or a host name".into())
-    }
+    if valid { Ok(host) } else { Err("must be an IP address or a host name".into()) }
 }
 
 pub fn parse_ssh_user(raw: &str) -> Result<String, String> {
     let valid = !raw.is_empty()
         && raw.len() <= 32
-        && raw
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if valid {
-        Ok(raw.to_string())
-    } else {
-        Err("must be a Unix user name (a-z, 0-9, _ and -)".into())
-    }
+        && raw.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if valid { Ok(raw.to_string()) } else { Err("must be a Unix user name (a-z, 0-9, _ and -)".into()) }
 }
 
 /// An absolute directory without `..`, of safe characters only.
@@ -101,19 +83,12 @@ pub fn parse_web_root(raw: &str) -> Result<String, String> {
     let safe = path.starts_with('/')
         && path.len() > 1
         && path.len() <= 255
-        && path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'))
-        && !path
-            .split('/')
-            .any(|segment| segment == ".." || segment == ".");
+        && path.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'))
+        && !path.split('/').any(|segment| segment == ".." || segment == ".");
     if safe {
         Ok(path.trim_end_matches('/').to_string())
     } else {
-        Err(
-            "must be an absolute path of letters, digits, '.', '_', '-' and '/', without '..'"
-                .into(),
-        )
+        Err("must be an absolute path of letters, digits, '.', '_', '-' and '/', without '..'".into())
     }
 }
 
@@ -125,18 +100,11 @@ fn parse_role(raw: &str) -> Result<String, String> {
 }
 
 fn parse_ip(raw: &str) -> Result<String, String> {
-    raw.trim()
-        .parse::<IpAddr>()
-        .map(|ip| ip.to_string())
-        .map_err(|_| "must be an IPv4 or IPv6 address".into())
+    raw.trim().parse::<IpAddr>().map(|ip| ip.to_string()).map_err(|_| "must be an IPv4 or IPv6 address".into())
 }
 
 fn parse_port(n: i64) -> Result<i32, String> {
-    if (1..=65535).contains(&n) {
-        Ok(n as i32)
-    } else {
-        Err("must be from 1 to 65535".into())
-    }
+    if (1..=65535).contains(&n) { Ok(n as i32) } else { Err("must be from 1 to 65535".into()) }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -184,30 +152,10 @@ impl ServerView {
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
         .route(Method::GET, "/api/servers", Permission::ReadServers, list)
-        .route(
-            Method::POST,
-            "/api/servers",
-            Permission::WriteServers,
-            create,
-        )
-        .route(
-            Method::GET,
-            "/api/servers/{id}",
-            Permission::ReadServers,
-            get,
-        )
-        .route(
-            Method::PATCH,
-            "/api/servers/{id}",
-            Permission::WriteServers,
-            patch,
-        )
-        .route(
-            Method::DELETE,
-            "/api/servers/{id}",
-            Permission::WriteServers,
-            disable,
-        )
+        .route(Method::POST, "/api/servers", Permission::WriteServers, create)
+        .route(Method::GET, "/api/servers/{id}", Permission::ReadServers, get)
+        .route(Method::PATCH, "/api/servers/{id}", Permission::WriteServers, patch)
+        .route(Method::DELETE, "/api/servers/{id}", Permission::WriteServers, disable)
 }
 
 async fn list(
@@ -231,21 +179,11 @@ async fn list(
             ],
         )
         .await?;
-    let servers = rows
-        .iter()
-        .map(ServerView::from_row)
-        .collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(servers, &page, |s| Position {
-        created_at: s.created_at,
-        id: s.id,
-    })))
+    let servers = rows.iter().map(ServerView::from_row).collect::<AppResult<Vec<_>>>()?;
+    Ok(axum::Json(Page::from_rows(servers, &page, |s| Position { created_at: s.created_at, id: s.id })))
 }
 
-async fn load(
-    client: &impl tokio_postgres::GenericClient,
-    tenant_id: Uuid,
-    id: Uuid,
-) -> AppResult<ServerView> {
+async fn load(client: &impl tokio_postgres::GenericClient, tenant_id: Uuid, id: Uuid) -> AppResult<ServerView> {
     let row = client
         .query_typed_opt(
             &format!("SELECT {COLUMNS} FROM servers s WHERE s.id = $1 AND s.tenant_id = $2"),
@@ -265,17 +203,8 @@ async fn get(
     Ok(axum::Json(load(&**client, principal.tenant_id, id).await?))
 }
 
-const FIELDS: [&str; 9] = [
-    "name",
-    "role",
-    "ipAddress",
-    "sshHost",
-    "sshPort",
-    "sshUser",
-    "hostKey",
-    "webRoot",
-    "status",
-];
+const FIELDS: [&str; 9] =
+    ["name", "role", "ipAddress", "sshHost", "sshPort", "sshUser", "hostKey", "webRoot", "status"];
 
 type TextParser = fn(&str) -> Result<String, String>;
 
@@ -284,9 +213,7 @@ fn read(body: &Value, required: bool) -> AppResult<Vec<(&'static str, Value)>> {
     let mut f = Fields::new(body)?;
     let mut values: Vec<(&'static str, Value)> = Vec::new();
     let text_fields: [(&str, &'static str, TextParser); 7] = [
-        ("name", "name", |s| {
-            DisplayName::parse(s).map(|n| n.as_str().to_string())
-        }),
+        ("name", "name", |s| DisplayName::parse(s).map(|n| n.as_str().to_string())),
         ("role", "role", parse_role),
         ("ipAddress", "ip_address", parse_ip),
         ("sshHost", "ssh_host", parse_ssh_host),
@@ -296,19 +223,13 @@ fn read(body: &Value, required: bool) -> AppResult<Vec<(&'static str, Value)>> {
     ];
     for (field, column, parse) in text_fields {
         if (required || f.has(field))
-            && let Some(v) = f
-                .string(field)
-                .and_then(|raw| f.parse(field, Some(raw), parse))
+            && let Some(v) = f.string(field).and_then(|raw| f.parse(field, Some(raw), parse))
         {
             values.push((column, json!(v)));
         }
     }
     if f.has("sshPort") || required {
-        let port = if f.has("sshPort") {
-            f.int("sshPort")
-        } else {
-            Some(22)
-        };
+        let port = if f.has("sshPort") { f.int("sshPort") } else { Some(22) };
         if let Some(p) = port.and_then(|n| f.check("sshPort", parse_port(n))) {
             values.push(("ssh_port", json!(p)));
         }
@@ -415,25 +336,12 @@ async fn patch(
     Json(body): Json<Value>,
 ) -> AppResult<axum::Json<ServerView>> {
     let values = read(&body, false)?;
-    Ok(axum::Json(
-        update(&state, &principal, id, values, "server.updated").await?,
-    ))
+    Ok(axum::Json(update(&state, &principal, id, values, "server.updated").await?))
 }
 
 /// Soft delete: a disabled server gets no new accounts; existing sites stay.
-async fn disable(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<StatusCode> {
-    update(
-        &state,
-        &principal,
-        id,
-        vec![("status", json!("DISABLED"))],
-        "server.disabled",
-    )
-    .await?;
+async fn disable(State(state): State<AppState>, principal: Principal, IdPath(id): IdPath) -> AppResult<StatusCode> {
+    update(&state, &principal, id, vec![("status", json!("DISABLED"))], "server.disabled").await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -467,14 +375,7 @@ mod tests {
         assert!(parse_ssh_user("-l root").is_err());
         assert!(parse_ssh_user("Root").is_err());
         assert_eq!(parse_web_root("/srv/www/").unwrap(), "/srv/www");
-        for bad in [
-            "srv/www",
-            "/",
-            "/srv/../etc",
-            "/srv/www;rm",
-            "/srv/$(x)",
-            "/srv/ www",
-        ] {
+        for bad in ["srv/www", "/", "/srv/../etc", "/srv/www;rm", "/srv/$(x)", "/srv/ www"] {
             assert!(parse_web_root(bad).is_err(), "{bad}");
         }
     }

@@ -16,9 +16,7 @@ impl Slug {
         if raw.is_empty() || raw.len() > 64 {
             return Err("must be 1 to 64 characters".into());
         }
-        let valid_chars = raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let valid_chars = raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !valid_chars || raw.starts_with('-') || raw.ends_with('-') || raw.contains("--") {
             return Err("must be lower-case letters and digits separated by single hyphens".into());
         }
@@ -58,13 +56,12 @@ impl EmailAddress {
         if trimmed.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err("must not contain spaces or control characters".into());
         }
-        let parsed = email_address::EmailAddress::from_str(trimmed)
-            .map_err(|_| "is not a valid email address".to_string())?;
+        let parsed =
+            email_address::EmailAddress::from_str(trimmed).map_err(|_| "is not a valid email address".to_string())?;
         // Quoted local parts, IP-literal domains and display names are valid
         // RFC 5322 but not something a customer or staff member types.
         let domain = parsed.domain();
-        if parsed.local_part().starts_with('"') || domain.starts_with('[') || !domain.contains('.')
-        {
+        if parsed.local_part().starts_with('"') || domain.starts_with('[') || !domain.contains('.') {
             return Err("is not a valid email address".into());
         }
         Ok(EmailAddress(parsed.email().to_lowercase()))
@@ -138,9 +135,7 @@ impl DomainName {
         for label in ascii.split('.') {
             let ldh = !label.is_empty()
                 && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-');
             if !ldh {
@@ -152,9 +147,7 @@ impl DomainName {
             return Err("must end in a known public suffix (e.g. .com)".into());
         }
         match psl::domain(ascii.as_bytes()) {
-            Some(registrable) if registrable.as_bytes() == ascii.as_bytes() => {
-                Ok(DomainName(ascii))
-            }
+            Some(registrable) if registrable.as_bytes() == ascii.as_bytes() => Ok(DomainName(ascii)),
             Some(_) => Err("must be a registrable domain, not a subdomain".into()),
             None => Err("is a public suffix, not a domain".into()),
         }
@@ -185,9 +178,10 @@ pub struct Phone(String);
 impl Phone {
     pub fn parse(raw: &str) -> Result<Phone, String> {
         let trimmed = raw.trim();
-        let allowed = trimmed.chars().enumerate().all(|(i, c)| {
-            c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')') || (c == '+' && i == 0)
-        });
+        let allowed = trimmed
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')') || (c == '+' && i == 0));
         let digits = trimmed.chars().filter(char::is_ascii_digit).count();
         if !allowed || !(3..=32).contains(&trimmed.len()) || digits < 3 {
             return Err("must be a phone number like +15550100".into());
@@ -209,28 +203,14 @@ mod tests {
         for ok in ["demo", "a", "starter-monthly", "a1-b2-c3", &"x".repeat(64)] {
             assert!(Slug::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "Demo",
-            "-a",
-            "a-",
-            "a--b",
-            "a_b",
-            "a b",
-            "ä",
-            "a/../b",
-            &"x".repeat(65),
-        ] {
+        for bad in ["", "Demo", "-a", "a-", "a--b", "a_b", "a b", "ä", "a/../b", &"x".repeat(65)] {
             assert!(Slug::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn emails_are_normalised() {
-        assert_eq!(
-            EmailAddress::parse("  Jo@Example.ORG ").unwrap().as_str(),
-            "jo@example.org"
-        );
+        assert_eq!(EmailAddress::parse("  Jo@Example.ORG ").unwrap().as_str(), "jo@example.org");
         for bad in [
             "",
             "jo",
@@ -249,22 +229,10 @@ mod tests {
 
     #[test]
     fn domains() {
-        assert_eq!(
-            DomainName::parse(" Jo-Example.COM ").unwrap().as_str(),
-            "jo-example.com"
-        );
-        assert_eq!(
-            DomainName::parse("example.com.").unwrap().fqdn(),
-            "example.com."
-        );
-        assert_eq!(
-            DomainName::parse("bücher.de").unwrap().as_str(),
-            "xn--bcher-kva.de"
-        );
-        assert_eq!(
-            DomainName::parse("example.co.uk").unwrap().as_str(),
-            "example.co.uk"
-        );
+        assert_eq!(DomainName::parse(" Jo-Example.COM ").unwrap().as_str(), "jo-example.com");
+        assert_eq!(DomainName::parse("example.com.").unwrap().fqdn(), "example.com.");
+        assert_eq!(DomainName::parse("bücher.de").unwrap().as_str(), "xn--bcher-kva.de");
+        assert_eq!(DomainName::parse("example.co.uk").unwrap().as_str(), "example.co.uk");
         for bad in [
             "",
             ".",

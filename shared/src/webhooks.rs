@@ -21,23 +21,11 @@ pub struct VerifiedWebhook {
 }
 
 /// Verifies the headers against `body`; any failure is the same 401.
-pub fn verify(
-    headers: &HeaderMap,
-    body: &[u8],
-    key: &[u8],
-    now: i64,
-) -> Result<VerifiedWebhook, AppError> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    let (Some(id), Some(timestamp), Some(signatures)) = (
-        header("webhook-id"),
-        header("webhook-timestamp"),
-        header("webhook-signature"),
-    ) else {
+pub fn verify(headers: &HeaderMap, body: &[u8], key: &[u8], now: i64) -> Result<VerifiedWebhook, AppError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let (Some(id), Some(timestamp), Some(signatures)) =
+        (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"))
+    else {
         return Err(AppError::Unauthorized);
     };
     if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
@@ -53,28 +41,18 @@ pub fn verify(
     signed.extend_from_slice(timestamp.to_string().as_bytes());
     signed.push(b'.');
     signed.extend_from_slice(body);
-    let matched = signatures
-        .split(' ')
-        .filter_map(|entry| entry.strip_prefix("v1,"))
-        .any(|encoded| {
-            let Ok(candidate) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
-                return false;
-            };
-            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-                return false;
-            };
-            mac.update(&signed);
-            // verify_slice compares in constant time.
-            mac.verify_slice(&candidate).is_ok()
-        });
-    if matched {
-        Ok(VerifiedWebhook {
-            id: id.to_string(),
-            timestamp,
-        })
-    } else {
-        Err(AppError::Unauthorized)
-    }
+    let matched = signatures.split(' ').filter_map(|entry| entry.strip_prefix("v1,")).any(|encoded| {
+        let Ok(candidate) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+            return false;
+        };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+            return false;
+        };
+        mac.update(&signed);
+        // verify_slice compares in constant time.
+        mac.verify_slice(&candidate).is_ok()
+    });
+    if matched { Ok(VerifiedWebhook { id: id.to_string(), timestamp }) } else { Err(AppError::Unauthorized) }
 }
 
 /// Signs a payload the way the marketing site does (tests, benchmarks, docs).
@@ -85,10 +63,7 @@ pub fn sign(id: &str, timestamp: i64, body: &[u8], key: &[u8]) -> String {
     };
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    )
+    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]
@@ -101,10 +76,7 @@ mod tests {
     fn headers(id: &str, ts: i64, sig: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("webhook-id", HeaderValue::from_str(id).unwrap());
-        h.insert(
-            "webhook-timestamp",
-            HeaderValue::from_str(&ts.to_string()).unwrap(),
-        );
+        h.insert("webhook-timestamp", HeaderValue::from_str(&ts.to_string()).unwrap());
         h.insert("webhook-signature", HeaderValue::from_str(sig).unwrap());
         h
     }
@@ -124,38 +96,15 @@ mod tests {
         let now = 1_795_611_600;
         let body = br#"{"a":1}"#;
         let good = sign("msg_1", now, body, KEY);
-        assert!(
-            verify(&headers("msg_1", now, &good), br#"{"a":2}"#, KEY, now).is_err(),
-            "body changed"
-        );
-        assert!(
-            verify(&headers("msg_2", now, &good), body, KEY, now).is_err(),
-            "id changed"
-        );
-        assert!(
-            verify(
-                &headers("msg_1", now, &good),
-                body,
-                b"another-key-another-key-xx",
-                now
-            )
-            .is_err()
-        );
+        assert!(verify(&headers("msg_1", now, &good), br#"{"a":2}"#, KEY, now).is_err(), "body changed");
+        assert!(verify(&headers("msg_2", now, &good), body, KEY, now).is_err(), "id changed");
+        assert!(verify(&headers("msg_1", now, &good), body, b"another-key-another-key-xx", now).is_err());
         let stale = sign("msg_1", now - 301, body, KEY);
-        assert!(
-            verify(&headers("msg_1", now - 301, &stale), body, KEY, now).is_err(),
-            "too old"
-        );
+        assert!(verify(&headers("msg_1", now - 301, &stale), body, KEY, now).is_err(), "too old");
         let future = sign("msg_1", now + 301, body, KEY);
-        assert!(
-            verify(&headers("msg_1", now + 301, &future), body, KEY, now).is_err(),
-            "too new"
-        );
+        assert!(verify(&headers("msg_1", now + 301, &future), body, KEY, now).is_err(), "too new");
         let edge = sign("msg_1", now - 300, body, KEY);
-        assert!(
-            verify(&headers("msg_1", now - 300, &edge), body, KEY, now).is_ok(),
-            "within tolerance"
-        );
+        assert!(verify(&headers("msg_1", now - 300, &edge), body, KEY, now).is_ok(), "within tolerance");
         assert!(verify(&HeaderMap::new(), body, KEY, now).is_err());
         let unversioned = good.trim_start_matches("v1,").to_string();
         assert!(verify(&headers("msg_1", now, &unversioned), body, KEY, now).is_err());

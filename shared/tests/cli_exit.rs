@@ -20,9 +20,6 @@ fn missing_config_exits_non_zero_with_one_line() {
 
 #[test]
 fn unknown_command_exits_non_zero() {
-    let output = Command::new(env!("CARGO_BIN_EXE_mpanel"))
-        .arg("frobnicate")
-        .output()
-        .expect("run mpanel");
+    let output = Command::new(env!("CARGO_BIN_EXE_mpanel")).arg("frobnicate").output().expect("run mpanel");
     assert!(!output.status.success());
 }

@@ -12,8 +12,7 @@ use tokio::process::Command;
 use tokio_postgres::NoTls;
 
 async fn admin_client() -> tokio_postgres::Client {
-    let url = std::env::var("DATABASE_URL")
-        .expect("DATABASE_URL (run ./scripts/stack up && . .stack/env)");
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL (run ./scripts/stack up && . .stack/env)");
     let config = tokio_postgres::Config::from_str(&url).expect("DATABASE_URL parses");
     let (client, connection) = config.connect(NoTls).await.expect("connect");
     tokio::spawn(connection);
@@ -23,9 +22,7 @@ async fn admin_client() -> tokio_postgres::Client {
 async fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(addr).await.ok()?;
     stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .ok()?;
     let mut response = String::new();
@@ -37,15 +34,9 @@ async fn http_get(addr: &str, path: &str) -> Option<String> {
 async fn serve_answers_health_and_logs_json() {
     let db_name = format!("mpanel_test_{}", uuid::Uuid::new_v4().simple());
     let admin = admin_client().await;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db_name}"))
-        .await
-        .expect("create db");
+    admin.batch_execute(&format!("CREATE DATABASE {db_name}")).await.expect("create db");
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let url = format!(
-        "{}/{db_name}",
-        base.rsplit_once('/').map(|(h, _)| h).unwrap_or(&base)
-    );
+    let url = format!("{}/{db_name}", base.rsplit_once('/').map(|(h, _)| h).unwrap_or(&base));
     // A port unlikely to clash: derived from the process id.
     let port = 20_000 + (std::process::id() % 20_000) as u16;
     let addr = format!("127.0.0.1:{port}");
@@ -80,15 +71,10 @@ async fn serve_answers_health_and_logs_json() {
         .to_string();
 
     // `serve` migrated the fresh database before listening.
-    let (db, connection) = tokio_postgres::connect(&url, NoTls)
-        .await
-        .expect("connect test db");
+    let (db, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect test db");
     let connection = tokio::spawn(connection);
-    let applied: i64 = db
-        .query_one("SELECT count(*) FROM refinery_schema_history", &[])
-        .await
-        .expect("migration history")
-        .get(0);
+    let applied: i64 =
+        db.query_one("SELECT count(*) FROM refinery_schema_history", &[]).await.expect("migration history").get(0);
     assert!(applied >= 1);
     drop(db);
     let _ = connection.await;
@@ -99,8 +85,8 @@ async fn serve_answers_health_and_logs_json() {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty(), "no log lines");
     for line in &lines {
-        let parsed: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
         assert!(parsed.get("level").is_some(), "{line}");
     }
     assert!(
@@ -108,8 +94,5 @@ async fn serve_answers_health_and_logs_json() {
         "no log line carries the request id {request_id}:\n{stderr}"
     );
 
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-        .await
-        .expect("drop db");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).await.expect("drop db");
 }

@@ -5,6 +5,8 @@
 //! The services come from `./scripts/stack up`; `./scripts/test` exports
 //! `.stack/env` before running the tests.
 
+pub mod hosting;
+
 use std::collections::HashMap;
 use std::str::FromStr;
 
@@ -51,30 +53,18 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Env)) -> TestApp {
     let mut env = stack_env();
     let db_name = fresh_database(&env).await;
     env.insert("DATABASE_URL".into(), database_url(&env, &db_name));
-    env.insert(
-        "REDIS_KEY_PREFIX".into(),
-        format!("test:{}:", Uuid::new_v4().simple()),
-    );
+    env.insert("REDIS_KEY_PREFIX".into(), format!("test:{}:", Uuid::new_v4().simple()));
     env.insert("SQS_QUEUE_URL".into(), fresh_queue(&env).await);
     adjust(&mut env);
-    let config = Config::load(&env, Needs::ALL)
-        .await
-        .expect("test config loads");
+    let config = Config::load(&env, Needs::ALL).await.expect("test config loads");
     let state = AppState::new(config).expect("test state builds");
     let router = mpanel::http::combined_app(state.clone());
-    TestApp {
-        env,
-        state,
-        router,
-        db_name,
-    }
+    TestApp { env, state, router, db_name }
 }
 
 /// A queue of this test's own in moto, so it reads only its own messages.
 async fn fresh_queue(env: &Env) -> String {
-    let aws = mpanel::config::aws_sdk_config(env)
-        .await
-        .expect("aws config");
+    let aws = mpanel::config::aws_sdk_config(env).await.expect("aws config");
     let sqs = aws_sdk_sqs::Client::new(&aws);
     sqs.create_queue()
         .queue_name(format!("test-{}", Uuid::new_v4().simple()))
@@ -94,12 +84,8 @@ pub fn database_url(env: &Env, db_name: &str) -> String {
 }
 
 pub async fn admin_client(env: &Env) -> tokio_postgres::Client {
-    let config =
-        tokio_postgres::Config::from_str(&env["DATABASE_URL"]).expect("DATABASE_URL parses");
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .expect("connect to the stack's database");
+    let config = tokio_postgres::Config::from_str(&env["DATABASE_URL"]).expect("DATABASE_URL parses");
+    let (client, connection) = config.connect(NoTls).await.expect("connect to the stack's database");
     tokio::spawn(connection);
     client
 }
@@ -108,10 +94,7 @@ pub async fn admin_client(env: &Env) -> tokio_postgres::Client {
 pub async fn empty_database(env: &Env) -> String {
     let name = format!("mpanel_test_{}", Uuid::new_v4().simple());
     let client = admin_client(env).await;
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create empty database");
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create empty database");
     name
 }
 
@@ -119,10 +102,7 @@ async fn fresh_database(env: &Env) -> String {
     let template = template_name();
     let name = format!("mpanel_test_{}", Uuid::new_v4().simple());
     let client = admin_client(env).await;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
-        .await
-        .expect("template lock");
+    client.execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK]).await.expect("template lock");
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
         .await
@@ -130,20 +110,12 @@ async fn fresh_database(env: &Env) -> String {
         .is_some();
     if !exists {
         let building = format!("{template}_building");
-        client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {building}"))
-            .await
-            .expect("drop a half-built template");
-        client
-            .batch_execute(&format!("CREATE DATABASE {building}"))
-            .await
-            .expect("create template database");
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {building}")).await.expect("drop a half-built template");
+        client.batch_execute(&format!("CREATE DATABASE {building}")).await.expect("create template database");
         let config = mpanel::secrets::Secret::new(
             tokio_postgres::Config::from_str(&database_url(env, &building)).expect("template url"),
         );
-        mpanel::db::migrate(&config)
-            .await
-            .expect("migrate template");
+        mpanel::db::migrate(&config).await.expect("migrate template");
         // Renamed only when complete, so a crashed build is never cloned.
         client
             .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}"))
@@ -154,10 +126,7 @@ async fn fresh_database(env: &Env) -> String {
         .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
         .await
         .expect("clone template database");
-    client
-        .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK])
-        .await
-        .expect("template unlock");
+    client.execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK]).await.expect("template unlock");
     name
 }
 
@@ -179,12 +148,8 @@ pub struct TestResponse {
 
 impl TestResponse {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -199,13 +164,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> TestResponse {
-        self.request(
-            Request::builder()
-                .uri(path)
-                .body(Body::empty())
-                .expect("request builds"),
-        )
-        .await
+        self.request(Request::builder().uri(path).body(Body::empty()).expect("request builds")).await
     }
 
     pub async fn db(&self) -> mpanel::db::PooledClient {
@@ -215,31 +174,13 @@ impl TestApp {
 
 /// Calls any router in-process.
 pub async fn call(router: &Router, request: Request<Body>) -> TestResponse {
-    let response = router
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("router is infallible");
+    let response = router.clone().oneshot(request).await.expect("router is infallible");
     let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .expect("body reads")
-        .to_bytes()
-        .to_vec();
-    TestResponse {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
+    let body = body.collect().await.expect("body reads").to_bytes().to_vec();
+    TestResponse { status: parts.status, headers: parts.headers, body }
 }
 
-pub fn request(
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<serde_json::Value>,
-) -> Request<Body> {
+pub fn request(method: Method, path: &str, headers: &[(&str, &str)], body: Option<serde_json::Value>) -> Request<Body> {
     let mut builder = Request::builder().method(method).uri(path);
     for (k, v) in headers {
         builder = builder.header(*k, *v);
@@ -255,10 +196,7 @@ pub fn request(
 
 /// Environment map helper for tests that build config by hand.
 pub fn env_from(pairs: &[(&str, &str)]) -> Env {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect::<HashMap<_, _>>()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>()
 }
 
 /// A staff user created for a test, with the password it was created with.
@@ -299,15 +237,9 @@ impl TestApp {
     }
 
     pub async fn create_user(&self, tenant_id: Uuid, role: mpanel::auth::Role) -> TestUser {
-        let email = format!(
-            "{}-{}@example.org",
-            role.as_str().to_lowercase(),
-            Uuid::new_v4().simple()
-        );
+        let email = format!("{}-{}@example.org", role.as_str().to_lowercase(), Uuid::new_v4().simple());
         let password = format!("pass phrase {}", Uuid::new_v4().simple());
-        let hash = mpanel::auth::password::hash(mpanel::secrets::Secret::new(password.clone()))
-            .await
-            .expect("hash");
+        let hash = mpanel::auth::password::hash(mpanel::secrets::Secret::new(password.clone())).await.expect("hash");
         let client = self.db().await;
         let user = mpanel::users::create(
             &**client,
@@ -322,13 +254,7 @@ impl TestApp {
         )
         .await
         .expect("user");
-        TestUser {
-            id: user.id,
-            tenant_id,
-            email,
-            password,
-            role,
-        }
+        TestUser { id: user.id, tenant_id, email, password, role }
     }
 
     /// Logs in and returns the token pair body.
@@ -341,21 +267,13 @@ impl TestApp {
                 Some(serde_json::json!({"email": user.email, "password": user.password})),
             ))
             .await;
-        assert_eq!(
-            response.status,
-            StatusCode::OK,
-            "login: {}",
-            String::from_utf8_lossy(&response.body)
-        );
+        assert_eq!(response.status, StatusCode::OK, "login: {}", String::from_utf8_lossy(&response.body));
         response.json()
     }
 
     /// Logs in and returns the access token.
     pub async fn token(&self, user: &TestUser) -> String {
-        self.login(user).await["accessToken"]
-            .as_str()
-            .expect("accessToken")
-            .to_string()
+        self.login(user).await["accessToken"].as_str().expect("accessToken").to_string()
     }
 
     /// A request with a bearer token (and JSON body if given).
@@ -367,23 +285,13 @@ impl TestApp {
         body: Option<serde_json::Value>,
     ) -> TestResponse {
         let auth = format!("Bearer {token}");
-        self.request(request(
-            method,
-            path,
-            &[("authorization", auth.as_str())],
-            body,
-        ))
-        .await
+        self.request(request(method, path, &[("authorization", auth.as_str())], body)).await
     }
 }
 
 /// Adds the TCP peer address a local server would see, for per-IP limits.
 pub fn from_ip(mut request: Request<Body>, ip: [u8; 4]) -> Request<Body> {
-    request
-        .extensions_mut()
-        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
-            ip, 40_000,
-        ))));
+    request.extensions_mut().insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((ip, 40_000))));
     request
 }
 
@@ -391,10 +299,7 @@ impl TestApp {
     /// Job ids the dispatcher pushed to this test's Redis list.
     pub async fn redis_job_ids(&self) -> Vec<Uuid> {
         let client = redis::Client::open(self.env["REDIS_URL"].as_str()).expect("redis url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
         let ids: Vec<String> = redis::cmd("LRANGE")
             .arg(self.state.dispatcher.redis_queue_key())
             .arg(0)
@@ -402,16 +307,12 @@ impl TestApp {
             .query_async(&mut conn)
             .await
             .expect("lrange");
-        ids.iter()
-            .map(|id| Uuid::parse_str(id).expect("uuid"))
-            .collect()
+        ids.iter().map(|id| Uuid::parse_str(id).expect("uuid")).collect()
     }
 
     /// Job ids in every message waiting in this test's SQS queue (consumed).
     pub async fn sqs_job_ids(&self) -> Vec<Uuid> {
-        let aws = mpanel::config::aws_sdk_config(&stack_env())
-            .await
-            .expect("aws config");
+        let aws = mpanel::config::aws_sdk_config(&stack_env()).await.expect("aws config");
         let sqs = aws_sdk_sqs::Client::new(&aws);
         let mut ids = Vec::new();
         loop {
@@ -479,19 +380,13 @@ impl TestApp {
 
     /// How many rows a table has (tests assert nothing was written).
     pub async fn count(&self, table: &str) -> i64 {
-        self.db()
-            .await
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .await
-            .expect("count")
-            .get(0)
+        self.db().await.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.expect("count").get(0)
     }
 }
 
 /// A Standard Webhooks request with the given id and timestamp.
 pub fn signed_request(env: &Env, webhook_id: &str, timestamp: i64, raw: Vec<u8>) -> Request<Body> {
-    let key = mpanel::config::parse_webhook_secret(&env["MARKETING_WEBHOOK_SECRET"])
-        .expect("webhook secret");
+    let key = mpanel::config::parse_webhook_secret(&env["MARKETING_WEBHOOK_SECRET"]).expect("webhook secret");
     let signature = mpanel::webhooks::sign(webhook_id, timestamp, &raw, &key);
     Request::builder()
         .method(Method::POST)
@@ -507,10 +402,7 @@ pub fn signed_request(env: &Env, webhook_id: &str, timestamp: i64, raw: Vec<u8>)
 /// The `mpanel` binary `cargo test --workspace` builds beside the test binaries.
 pub fn mpanel_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
     let binary = dir.join("mpanel");
     assert!(
         binary.exists(),
@@ -531,9 +423,7 @@ impl TestApp {
     /// the tenant; `host_key` overrides its pinned key.
     pub async fn local_web_server(&self, tenant_id: Uuid, host_key: Option<&str>) -> Uuid {
         let env = &self.env;
-        let key = host_key
-            .unwrap_or(&env["MPANEL_TEST_SSH_HOST_KEY"])
-            .to_string();
+        let key = host_key.unwrap_or(&env["MPANEL_TEST_SSH_HOST_KEY"]).to_string();
         let port: i32 = env["MPANEL_TEST_SSH_PORT"].parse().expect("port");
         self.db()
             .await
@@ -559,10 +449,7 @@ impl TestApp {
     pub async fn jobs_of(&self, subscription_id: Uuid) -> Vec<(Uuid, String)> {
         self.db()
             .await
-            .query(
-                "SELECT id, type FROM jobs WHERE subscription_id = $1 ORDER BY created_at, id",
-                &[&subscription_id],
-            )
+            .query("SELECT id, type FROM jobs WHERE subscription_id = $1 ORDER BY created_at, id", &[&subscription_id])
             .await
             .expect("jobs")
             .iter()
@@ -571,21 +458,13 @@ impl TestApp {
     }
 
     pub async fn job_status(&self, job_id: Uuid) -> String {
-        self.db()
-            .await
-            .query_one("SELECT status FROM jobs WHERE id = $1", &[&job_id])
-            .await
-            .expect("job")
-            .get(0)
+        self.db().await.query_one("SELECT status FROM jobs WHERE id = $1", &[&job_id]).await.expect("job").get(0)
     }
 
     pub async fn subscription_status(&self, subscription_id: Uuid) -> String {
         self.db()
             .await
-            .query_one(
-                "SELECT status FROM subscriptions WHERE id = $1",
-                &[&subscription_id],
-            )
+            .query_one("SELECT status FROM subscriptions WHERE id = $1", &[&subscription_id])
             .await
             .expect("subscription")
             .get(0)
@@ -595,19 +474,8 @@ impl TestApp {
 /// `dig` against the local PowerDNS (DNS on 127.0.0.1, `PDNS_DNS_PORT`).
 pub fn dig(env: &Env, name: &str, rtype: &str) -> Vec<String> {
     let output = std::process::Command::new("dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            &env["PDNS_DNS_PORT"],
-            "+short",
-            "+norecurse",
-            name,
-            rtype,
-        ])
+        .args(["@127.0.0.1", "-p", &env["PDNS_DNS_PORT"], "+short", "+norecurse", name, rtype])
         .output()
         .expect("dig (dnsutils, installed by ./scripts/stack)");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
 }

@@ -7,28 +7,17 @@ use mpanel_tests::{TestApp, from_ip, request, spawn_app};
 use serde_json::{Value, json};
 
 async fn refresh(app: &TestApp, token: &str) -> mpanel_tests::TestResponse {
-    app.request(request(
-        Method::POST,
-        "/api/auth/refresh",
-        &[],
-        Some(json!({"refreshToken": token})),
-    ))
-    .await
+    app.request(request(Method::POST, "/api/auth/refresh", &[], Some(json!({"refreshToken": token})))).await
 }
 
 async fn me(app: &TestApp, access: &str) -> StatusCode {
-    app.authed(Method::GET, "/api/auth/me", access, None)
-        .await
-        .status
+    app.authed(Method::GET, "/api/auth/me", access, None).await.status
 }
 
 async fn audit_count(app: &TestApp, action: &str) -> i64 {
     app.db()
         .await
-        .query_one(
-            "SELECT count(*) FROM audit_logs WHERE action = $1",
-            &[&action],
-        )
+        .query_one("SELECT count(*) FROM audit_logs WHERE action = $1", &[&action])
         .await
         .expect("count")
         .get(0)
@@ -47,9 +36,7 @@ async fn login_me_refresh_reuse_logout() {
     let access1 = first["accessToken"].as_str().expect("access").to_string();
     let refresh1 = first["refreshToken"].as_str().expect("refresh").to_string();
 
-    let profile = app
-        .authed(Method::GET, "/api/auth/me", &access1, None)
-        .await;
+    let profile = app.authed(Method::GET, "/api/auth/me", &access1, None).await;
     assert_eq!(profile.status, StatusCode::OK);
     assert_eq!(profile.json()["user"]["email"], user.email);
 
@@ -57,29 +44,15 @@ async fn login_me_refresh_reuse_logout() {
     let second = refresh(&app, &refresh1).await;
     assert_eq!(second.status, StatusCode::OK);
     let second = second.json();
-    let refresh2 = second["refreshToken"]
-        .as_str()
-        .expect("refresh")
-        .to_string();
+    let refresh2 = second["refreshToken"].as_str().expect("refresh").to_string();
     let access2 = second["accessToken"].as_str().expect("access").to_string();
     assert_ne!(refresh1, refresh2);
     assert_eq!(me(&app, &access2).await, StatusCode::OK);
 
     // Reuse of the dead token: 401, the whole family revoked, audited.
-    assert_eq!(
-        refresh(&app, &refresh1).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        refresh(&app, &refresh2).await.status,
-        StatusCode::UNAUTHORIZED,
-        "family not revoked"
-    );
-    assert_eq!(
-        me(&app, &access2).await,
-        StatusCode::UNAUTHORIZED,
-        "session's access token survived"
-    );
+    assert_eq!(refresh(&app, &refresh1).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh(&app, &refresh2).await.status, StatusCode::UNAUTHORIZED, "family not revoked");
+    assert_eq!(me(&app, &access2).await, StatusCode::UNAUTHORIZED, "session's access token survived");
     // Both presentations of a dead token were audited.
     assert_eq!(audit_count(&app, "auth.refresh_reuse").await, 2);
 
@@ -87,14 +60,9 @@ async fn login_me_refresh_reuse_logout() {
     let third = app.login(&user).await;
     let access3 = third["accessToken"].as_str().expect("access").to_string();
     let refresh3 = third["refreshToken"].as_str().expect("refresh").to_string();
-    let out = app
-        .authed(Method::POST, "/api/auth/logout", &access3, None)
-        .await;
+    let out = app.authed(Method::POST, "/api/auth/logout", &access3, None).await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        refresh(&app, &refresh3).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(refresh(&app, &refresh3).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(me(&app, &access3).await, StatusCode::UNAUTHORIZED);
     assert_eq!(audit_count(&app, "auth.logout").await, 1);
     assert_eq!(audit_count(&app, "auth.login").await, 2);
@@ -103,10 +71,7 @@ async fn login_me_refresh_reuse_logout() {
     let stored: i64 = app
         .db()
         .await
-        .query_one(
-            "SELECT count(*) FROM refresh_tokens WHERE token_hash = convert_to($1, 'UTF8')",
-            &[&refresh3],
-        )
+        .query_one("SELECT count(*) FROM refresh_tokens WHERE token_hash = convert_to($1, 'UTF8')", &[&refresh3])
         .await
         .expect("count")
         .get(0);
@@ -122,8 +87,7 @@ fn sign(header: &Value, claims: &Value, key: &[u8]) -> String {
     let signing_input = format!("{}.{}", b64(header), b64(claims));
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("hmac key");
     mac.update(signing_input.as_bytes());
-    let signature =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
     format!("{signing_input}.{signature}")
 }
 
@@ -139,12 +103,9 @@ async fn forged_expired_and_misused_tokens_are_401() {
 
     // Decode the genuine claims to tamper with them one at a time.
     let payload = genuine.split('.').nth(1).expect("payload");
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .expect("b64"),
-    )
-    .expect("claims");
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("b64"))
+            .expect("claims");
     let hs256 = json!({"alg": "HS256", "typ": "JWT"});
 
     // Control: re-signing the genuine claims with the real key is accepted,
@@ -152,18 +113,8 @@ async fn forged_expired_and_misused_tokens_are_401() {
     assert_eq!(me(&app, &sign(&hs256, &claims, &key)).await, StatusCode::OK);
 
     let mut cases: Vec<(&str, String)> = vec![
-        (
-            "another key",
-            sign(&hs256, &claims, b"another-secret-another-secret-another"),
-        ),
-        (
-            "alg none",
-            format!(
-                "{}.{}.",
-                b64(&json!({"alg": "none", "typ": "JWT"})),
-                b64(&claims)
-            ),
-        ),
+        ("another key", sign(&hs256, &claims, b"another-secret-another-secret-another")),
+        ("alg none", format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims))),
         ("refresh token as bearer", refresh_token.to_string()),
         ("garbage", "not.a.jwt".to_string()),
     ];
@@ -186,19 +137,9 @@ async fn forged_expired_and_misused_tokens_are_401() {
     for (name, token) in cases {
         assert_eq!(me(&app, &token).await, StatusCode::UNAUTHORIZED, "{name}");
     }
-    let no_scheme = app
-        .request(request(
-            Method::GET,
-            "/api/auth/me",
-            &[("authorization", genuine)],
-            None,
-        ))
-        .await;
+    let no_scheme = app.request(request(Method::GET, "/api/auth/me", &[("authorization", genuine)], None)).await;
     assert_eq!(no_scheme.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        app.get("/api/auth/me").await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.get("/api/auth/me").await.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -207,19 +148,10 @@ async fn unknown_email_and_wrong_password_look_the_same() {
     let tenant = app.create_tenant("acme").await;
     let user = app.create_user(tenant, Role::Admin).await;
     let attempt = |email: String, password: &str| {
-        request(
-            Method::POST,
-            "/api/auth/login",
-            &[],
-            Some(json!({"email": email, "password": password})),
-        )
+        request(Method::POST, "/api/auth/login", &[], Some(json!({"email": email, "password": password})))
     };
-    let wrong_password = app
-        .request(attempt(user.email.clone(), "definitely not it"))
-        .await;
-    let unknown_email = app
-        .request(attempt("nobody@example.org".into(), "definitely not it"))
-        .await;
+    let wrong_password = app.request(attempt(user.email.clone(), "definitely not it")).await;
+    let unknown_email = app.request(attempt("nobody@example.org".into(), "definitely not it")).await;
     assert_eq!(wrong_password.status, StatusCode::UNAUTHORIZED);
     assert_eq!(unknown_email.status, wrong_password.status);
     assert_eq!(unknown_email.body, wrong_password.body);
@@ -233,57 +165,21 @@ async fn disabled_users_and_tenants_cannot_log_in() {
     let user = app.create_user(tenant, Role::Admin).await;
     let access = app.token(&user).await;
     let client = app.db().await;
-    client
-        .execute(
-            "UPDATE tenants SET status = 'DISABLED' WHERE id = $1",
-            &[&tenant],
-        )
-        .await
-        .expect("disable tenant");
+    client.execute("UPDATE tenants SET status = 'DISABLED' WHERE id = $1", &[&tenant]).await.expect("disable tenant");
     let body = json!({"email": user.email, "password": user.password});
-    let refused = app
-        .request(request(
-            Method::POST,
-            "/api/auth/login",
-            &[],
-            Some(body.clone()),
-        ))
-        .await;
+    let refused = app.request(request(Method::POST, "/api/auth/login", &[], Some(body.clone()))).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        me(&app, &access).await,
-        StatusCode::UNAUTHORIZED,
-        "tokens of a disabled tenant still work"
-    );
+    assert_eq!(me(&app, &access).await, StatusCode::UNAUTHORIZED, "tokens of a disabled tenant still work");
 
-    client
-        .execute(
-            "UPDATE tenants SET status = 'ACTIVE' WHERE id = $1",
-            &[&tenant],
-        )
-        .await
-        .expect("enable tenant");
-    client
-        .execute(
-            "UPDATE users SET status = 'DISABLED' WHERE id = $1",
-            &[&user.id],
-        )
-        .await
-        .expect("disable user");
-    let refused = app
-        .request(request(Method::POST, "/api/auth/login", &[], Some(body)))
-        .await;
+    client.execute("UPDATE tenants SET status = 'ACTIVE' WHERE id = $1", &[&tenant]).await.expect("enable tenant");
+    client.execute("UPDATE users SET status = 'DISABLED' WHERE id = $1", &[&user.id]).await.expect("disable user");
+    let refused = app.request(request(Method::POST, "/api/auth/login", &[], Some(body))).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }
 
 fn failed_login(email: &str, ip: [u8; 4]) -> http::Request<axum::body::Body> {
     from_ip(
-        request(
-            Method::POST,
-            "/api/auth/login",
-            &[],
-            Some(json!({"email": email, "password": "wrong password!"})),
-        ),
+        request(Method::POST, "/api/auth/login", &[], Some(json!({"email": email, "password": "wrong password!"}))),
         ip,
     )
 }
@@ -297,30 +193,14 @@ async fn eleventh_failed_login_per_account_is_429_across_instances() {
     // Ten failures, alternating between two app instances and ten client IPs.
     for i in 0..10u8 {
         let instance = if i % 2 == 0 { &app } else { &other };
-        let response = instance
-            .request(failed_login(&user.email, [10, 0, 0, i]))
-            .await;
-        assert_eq!(
-            response.status,
-            StatusCode::UNAUTHORIZED,
-            "attempt {}",
-            i + 1
-        );
+        let response = instance.request(failed_login(&user.email, [10, 0, 0, i])).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "attempt {}", i + 1);
     }
-    let eleventh = other
-        .request(failed_login(&user.email, [10, 0, 1, 1]))
-        .await;
+    let eleventh = other.request(failed_login(&user.email, [10, 0, 1, 1])).await;
     assert_eq!(eleventh.status, StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: u64 = eleventh
-        .header("retry-after")
-        .expect("Retry-After")
-        .parse()
-        .expect("seconds");
+    let retry_after: u64 = eleventh.header("retry-after").expect("Retry-After").parse().expect("seconds");
     assert!(retry_after > 0 && retry_after <= 900, "{retry_after}");
-    assert_eq!(
-        eleventh.header("content-type"),
-        Some("application/problem+json")
-    );
+    assert_eq!(eleventh.header("content-type"), Some("application/problem+json"));
     // Even the right password waits: the account is locked for the window.
     let right = app
         .request(from_ip(
@@ -342,27 +222,13 @@ async fn eleventh_failed_login_per_ip_is_429() {
     let other = app.another_instance().await;
     for i in 0..10 {
         let instance = if i % 2 == 0 { &app } else { &other };
-        let response = instance
-            .request(failed_login(
-                &format!("user{i}@example.org"),
-                [192, 0, 2, 7],
-            ))
-            .await;
-        assert_eq!(
-            response.status,
-            StatusCode::UNAUTHORIZED,
-            "attempt {}",
-            i + 1
-        );
+        let response = instance.request(failed_login(&format!("user{i}@example.org"), [192, 0, 2, 7])).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "attempt {}", i + 1);
     }
-    let eleventh = app
-        .request(failed_login("someone-else@example.org", [192, 0, 2, 7]))
-        .await;
+    let eleventh = app.request(failed_login("someone-else@example.org", [192, 0, 2, 7])).await;
     assert_eq!(eleventh.status, StatusCode::TOO_MANY_REQUESTS);
     // Another address is not affected.
-    let elsewhere = app
-        .request(failed_login("someone-else@example.org", [192, 0, 2, 8]))
-        .await;
+    let elsewhere = app.request(failed_login("someone-else@example.org", [192, 0, 2, 8])).await;
     assert_eq!(elsewhere.status, StatusCode::UNAUTHORIZED);
 }
 

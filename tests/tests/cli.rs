@@ -13,115 +13,41 @@ async fn mpanel(env: &mpanel::config::Env, args: &[&str]) -> anyhow::Result<()> 
 async fn create_tenant_and_user() {
     let app = spawn_app().await;
     let mut env = app.env.clone();
-    mpanel(
-        &env,
-        &["create-tenant", "--slug", "acme", "--name", "Acme Hosting"],
-    )
-    .await
-    .expect("tenant");
+    mpanel(&env, &["create-tenant", "--slug", "acme", "--name", "Acme Hosting"]).await.expect("tenant");
 
-    let dup = mpanel(
-        &env,
-        &["create-tenant", "--slug", "acme", "--name", "Again"],
-    )
-    .await;
+    let dup = mpanel(&env, &["create-tenant", "--slug", "acme", "--name", "Again"]).await;
     assert!(format!("{:#}", dup.expect_err("duplicate slug")).contains("slug"));
-    let bad = mpanel(
-        &env,
-        &["create-tenant", "--slug", "Not A Slug", "--name", "x"],
-    )
-    .await;
+    let bad = mpanel(&env, &["create-tenant", "--slug", "Not A Slug", "--name", "x"]).await;
     assert!(format!("{:#}", bad.expect_err("bad slug")).contains("--slug"));
 
-    env.insert(
-        "MPANEL_PASSWORD".into(),
-        "a long and unusual passphrase".into(),
-    );
-    mpanel(
-        &env,
-        &[
-            "create-user",
-            "--tenant",
-            "acme",
-            "--email",
-            "Ops@Acme.example",
-            "--role",
-            "ADMIN",
-        ],
-    )
-    .await
-    .expect("user");
+    env.insert("MPANEL_PASSWORD".into(), "a long and unusual passphrase".into());
+    mpanel(&env, &["create-user", "--tenant", "acme", "--email", "Ops@Acme.example", "--role", "ADMIN"])
+        .await
+        .expect("user");
 
     let client = app.db().await;
-    let row = client
-        .query_one("SELECT email, role, password_hash FROM users", &[])
-        .await
-        .expect("user row");
+    let row = client.query_one("SELECT email, role, password_hash FROM users", &[]).await.expect("user row");
     assert_eq!(row.get::<_, String>(0), "ops@acme.example");
     assert_eq!(row.get::<_, String>(1), "ADMIN");
     let hash: String = row.get(2);
-    assert!(
-        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-        "{hash}"
-    );
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
     let audited: i64 = client
-        .query_one(
-            "SELECT count(*) FROM audit_logs WHERE action IN ('tenant.created', 'user.created')",
-            &[],
-        )
+        .query_one("SELECT count(*) FROM audit_logs WHERE action IN ('tenant.created', 'user.created')", &[])
         .await
         .expect("audit")
         .get(0);
     assert_eq!(audited, 2);
 
-    let unknown_role = mpanel(
-        &env,
-        &[
-            "create-user",
-            "--tenant",
-            "acme",
-            "--email",
-            "b@acme.example",
-            "--role",
-            "admin",
-        ],
-    )
-    .await;
+    let unknown_role =
+        mpanel(&env, &["create-user", "--tenant", "acme", "--email", "b@acme.example", "--role", "admin"]).await;
     assert!(format!("{:#}", unknown_role.expect_err("lower-case role")).contains("--role"));
-    let unknown_tenant = mpanel(
-        &env,
-        &[
-            "create-user",
-            "--tenant",
-            "nope",
-            "--email",
-            "c@acme.example",
-            "--role",
-            "ADMIN",
-        ],
-    )
-    .await;
+    let unknown_tenant =
+        mpanel(&env, &["create-user", "--tenant", "nope", "--email", "c@acme.example", "--role", "ADMIN"]).await;
     assert!(format!("{:#}", unknown_tenant.expect_err("unknown tenant")).contains("--tenant"));
     env.insert("MPANEL_PASSWORD".into(), "short".into());
-    let weak = mpanel(
-        &env,
-        &[
-            "create-user",
-            "--tenant",
-            "acme",
-            "--email",
-            "d@acme.example",
-            "--role",
-            "ADMIN",
-        ],
-    )
-    .await;
+    let weak = mpanel(&env, &["create-user", "--tenant", "acme", "--email", "d@acme.example", "--role", "ADMIN"]).await;
     assert!(format!("{:#}", weak.expect_err("weak password")).contains("password"));
-    let users: i64 = client
-        .query_one("SELECT count(*) FROM users", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let users: i64 = client.query_one("SELECT count(*) FROM users", &[]).await.expect("count").get(0);
     assert_eq!(users, 1, "failed commands wrote nothing");
 }
 
@@ -129,15 +55,9 @@ async fn create_tenant_and_user() {
 async fn seed_demo_is_repeatable_and_resets_the_admin_password() {
     let app = spawn_app().await;
     let mut env = app.env.clone();
-    env.insert(
-        "MPANEL_DEMO_PASSWORD".into(),
-        "first demo passphrase".into(),
-    );
+    env.insert("MPANEL_DEMO_PASSWORD".into(), "first demo passphrase".into());
     mpanel(&env, &["seed-demo"]).await.expect("first seed");
-    env.insert(
-        "MPANEL_DEMO_PASSWORD".into(),
-        "second demo passphrase".into(),
-    );
+    env.insert("MPANEL_DEMO_PASSWORD".into(), "second demo passphrase".into());
     mpanel(&env, &["seed-demo"]).await.expect("second seed");
 
     let client = app.db().await;
@@ -155,29 +75,16 @@ async fn seed_demo_is_repeatable_and_resets_the_admin_password() {
     assert_eq!(counts.0, 1);
     assert_eq!(counts.1, 1);
     assert!(counts.2 >= 2 && counts.3 >= 3, "{counts:?}");
-    let servers: i64 = client
-        .query_one("SELECT count(*) FROM servers WHERE role = 'WEB'", &[])
-        .await
-        .expect("servers")
-        .get(0);
+    let servers: i64 =
+        client.query_one("SELECT count(*) FROM servers WHERE role = 'WEB'", &[]).await.expect("servers").get(0);
     assert_eq!(servers, 1, "the local sshd is registered as a WEB server");
 
-    let hash: String = client
-        .query_one("SELECT password_hash FROM users", &[])
-        .await
-        .expect("hash")
-        .get(0);
+    let hash: String = client.query_one("SELECT password_hash FROM users", &[]).await.expect("hash").get(0);
     let secret = |s: &str| mpanel::secrets::Secret::new(s.to_string());
     assert!(
-        mpanel::auth::password::verify(secret("second demo passphrase"), Some(hash.clone()))
-            .await
-            .expect("verify")
+        mpanel::auth::password::verify(secret("second demo passphrase"), Some(hash.clone())).await.expect("verify")
     );
-    assert!(
-        !mpanel::auth::password::verify(secret("first demo passphrase"), Some(hash))
-            .await
-            .expect("verify")
-    );
+    assert!(!mpanel::auth::password::verify(secret("first demo passphrase"), Some(hash)).await.expect("verify"));
 }
 
 #[tokio::test]

@@ -36,17 +36,10 @@ async fn secrets_given_as_arns_are_read_from_secrets_manager() {
     let jwt = "j".repeat(40);
     let jwt_arn = put_secret(&env, &jwt).await;
     let webhook_arn = put_secret(&env, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").await;
-    let key_arn = put_secret(
-        &env,
-        "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n",
-    )
-    .await;
-    for var in [
-        "DATABASE_URL",
-        "JWT_SECRET",
-        "MARKETING_WEBHOOK_SECRET",
-        "SSH_PRIVATE_KEY_FILE",
-    ] {
+    let key_arn =
+        put_secret(&env, "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n")
+            .await;
+    for var in ["DATABASE_URL", "JWT_SECRET", "MARKETING_WEBHOOK_SECRET", "SSH_PRIVATE_KEY_FILE"] {
         env.remove(var);
     }
     env.insert("DATABASE_URL_ARN".into(), db_arn);
@@ -54,35 +47,17 @@ async fn secrets_given_as_arns_are_read_from_secrets_manager() {
     env.insert("MARKETING_WEBHOOK_SECRET_ARN".into(), webhook_arn);
     env.insert("SSH_PRIVATE_KEY_ARN".into(), key_arn);
 
-    let config = Config::load(&env, Needs::ALL)
-        .await
-        .expect("config from ARNs");
-    assert_eq!(
-        config.jwt_secret.as_ref().expect("jwt").expose(),
-        jwt.as_bytes()
-    );
-    assert_eq!(
-        config
-            .webhook_secret
-            .as_ref()
-            .expect("webhook")
-            .expose()
-            .len(),
-        24
-    );
+    let config = Config::load(&env, Needs::ALL).await.expect("config from ARNs");
+    assert_eq!(config.jwt_secret.as_ref().expect("jwt").expose(), jwt.as_bytes());
+    assert_eq!(config.webhook_secret.as_ref().expect("webhook").expose().len(), 24);
     assert!(
         matches!(config.ssh_private_key, Some(SshKeySource::Inline(ref k)) if k.expose().contains("not-a-real-key"))
     );
-    assert_eq!(
-        config.database.expose().get_dbname(),
-        Some(app.db_name.as_str())
-    );
+    assert_eq!(config.database.expose().get_dbname(), Some(app.db_name.as_str()));
 
     // The database config from the secret really connects.
     let state = AppState::new(config).expect("state");
-    mpanel::db::ping(&state.db)
-        .await
-        .expect("database reached through the secret");
+    mpanel::db::ping(&state.db).await.expect("database reached through the secret");
     // Secrets stay out of debug output.
     let debug = format!("{:?}", state.config);
     assert!(!debug.contains(&jwt), "JWT secret printed in Debug");
@@ -96,15 +71,7 @@ async fn an_unreadable_secret_arn_names_the_variable() {
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:mpanel-missing-AbCdEf".into(),
     );
     env.remove("JWT_SECRET");
-    let err = Config::load(
-        &env,
-        Needs {
-            jwt: true,
-            ..Needs::NONE
-        },
-    )
-    .await
-    .expect_err("missing secret");
+    let err = Config::load(&env, Needs { jwt: true, ..Needs::NONE }).await.expect_err("missing secret");
     assert_eq!(err.var, "JWT_SECRET_ARN");
     assert!(!err.to_string().contains('\n'));
 }

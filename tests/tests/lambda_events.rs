@@ -32,10 +32,7 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
 
 /// `health.200.json` → ("health", "200")
 fn expectation(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .expect("utf-8 name");
+    let stem = path.file_stem().and_then(|s| s.to_str()).expect("utf-8 name");
     stem.rsplit_once('.')
         .map(|(_, exp)| exp.to_string())
         .unwrap_or_else(|| panic!("{}: name must be <name>.<expectation>.json", path.display()))
@@ -47,52 +44,38 @@ async fn every_event_runs_through_its_function() {
     let mut seen = 0;
     for entry in std::fs::read_dir(events_dir()).expect("events/ exists") {
         let dir = entry.expect("dir entry").path();
-        let function = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("utf-8")
-            .to_string();
+        let function = dir.file_name().and_then(|n| n.to_str()).expect("utf-8").to_string();
         for file in json_files(&dir) {
             let raw = std::fs::read_to_string(&file).expect("readable");
             let expected = expectation(&file);
             let label = file.display().to_string();
             match function.as_str() {
                 "worker" => {
-                    let event =
-                        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{label}: {e}"));
+                    let event = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{label}: {e}"));
                     let failures: usize = expected
                         .strip_prefix("failures-")
                         .and_then(|n| n.parse().ok())
                         .unwrap_or_else(|| panic!("{label}: expectation must be failures-<n>"));
-                    let response = mpanel::lambda::handle_jobs_batch(
-                        &app.state,
-                        LambdaEvent::new(event, Context::default()),
-                    )
-                    .await
-                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                    let response =
+                        mpanel::lambda::handle_jobs_batch(&app.state, LambdaEvent::new(event, Context::default()))
+                            .await
+                            .unwrap_or_else(|e| panic!("{label}: {e}"));
                     assert_eq!(response.batch_item_failures.len(), failures, "{label}");
                 }
                 "scheduler" => {
                     assert_eq!(expected, "ok", "{label}: expectation must be ok");
-                    let event =
-                        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{label}: {e}"));
-                    mpanel::lambda::handle_schedule(
-                        &app.state,
-                        LambdaEvent::new(event, Context::default()),
-                    )
-                    .await
-                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                    let event = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{label}: {e}"));
+                    mpanel::lambda::handle_schedule(&app.state, LambdaEvent::new(event, Context::default()))
+                        .await
+                        .unwrap_or_else(|e| panic!("{label}: {e}"));
                 }
                 name => {
-                    let function = Function::from_name(name)
-                        .unwrap_or_else(|| panic!("{label}: unknown function {name}"));
-                    let status: u16 = expected
-                        .parse()
-                        .unwrap_or_else(|_| panic!("{label}: expectation must be a status"));
-                    let request: LambdaRequest =
-                        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{label}: {e}"));
-                    let mut adapter =
-                        lambda_http::Adapter::from(function_app(function, app.state.clone()));
+                    let function =
+                        Function::from_name(name).unwrap_or_else(|| panic!("{label}: unknown function {name}"));
+                    let status: u16 =
+                        expected.parse().unwrap_or_else(|_| panic!("{label}: expectation must be a status"));
+                    let request: LambdaRequest = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{label}: {e}"));
+                    let mut adapter = lambda_http::Adapter::from(function_app(function, app.state.clone()));
                     let response = adapter
                         .ready()
                         .await
@@ -103,15 +86,9 @@ async fn every_event_runs_through_its_function() {
                     let value = serde_json::to_value(&response).expect("response serialises");
                     assert_eq!(value["statusCode"], status, "{label}: {value}");
                     let headers = &value["headers"];
-                    assert!(
-                        headers.get("x-request-id").is_some(),
-                        "{label}: no x-request-id in {value}"
-                    );
+                    assert!(headers.get("x-request-id").is_some(), "{label}: no x-request-id in {value}");
                     if status >= 400 {
-                        assert_eq!(
-                            headers["content-type"], "application/problem+json",
-                            "{label}"
-                        );
+                        assert_eq!(headers["content-type"], "application/problem+json", "{label}");
                     }
                 }
             }

@@ -20,25 +20,14 @@ impl Shop {
 
     async fn on(app: TestApp) -> Shop {
         let tenant = app.create_tenant("shop").await;
-        app.catalog_price(
-            tenant,
-            "starter",
-            "SHARED_HOSTING",
-            json!({"emails": 5, "diskMb": 1024}),
-            999,
-        )
-        .await;
-        app.catalog_price(tenant, "site", "SHARED_HOSTING", json!({"emails": 0}), 399)
-            .await;
-        app.catalog_price(tenant, "vps", "VPS", json!({}), 2000)
-            .await;
+        app.catalog_price(tenant, "starter", "SHARED_HOSTING", json!({"emails": 5, "diskMb": 1024}), 999).await;
+        app.catalog_price(tenant, "site", "SHARED_HOSTING", json!({"emails": 0}), 399).await;
+        app.catalog_price(tenant, "vps", "VPS", json!({}), 2000).await;
         Shop { app, tenant }
     }
 
     async fn post(&self, webhook_id: &str, body: &Value) -> mpanel_tests::TestResponse {
-        self.app
-            .request(self.app.signed_order(webhook_id, body))
-            .await
+        self.app.request(self.app.signed_order(webhook_id, body)).await
     }
 }
 
@@ -51,15 +40,8 @@ fn order(external: &str, domain: &str) -> Value {
     })
 }
 
-const TABLES: [&str; 7] = [
-    "customers",
-    "orders",
-    "subscriptions",
-    "domains",
-    "jobs",
-    "webhook_deliveries",
-    "audit_logs",
-];
+const TABLES: [&str; 7] =
+    ["customers", "orders", "subscriptions", "domains", "jobs", "webhook_deliveries", "audit_logs"];
 
 async fn counts(app: &TestApp) -> Vec<i64> {
     let mut out = Vec::new();
@@ -76,28 +58,14 @@ fn id_set(ids: &[Uuid]) -> HashSet<Uuid> {
 #[tokio::test]
 async fn a_signed_order_creates_everything_and_dispatches_its_jobs() {
     let shop = Shop::new().await;
-    let response = shop
-        .post("msg_1", &order("mkt-1001", "Jo-Example.com"))
-        .await;
-    assert_eq!(
-        response.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    let response = shop.post("msg_1", &order("mkt-1001", "Jo-Example.com")).await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&response.body));
     let body = response.json();
     assert_eq!(body["status"], "PENDING");
     assert_eq!(body["orderStatus"], "PAID");
-    let types: Vec<&str> = body["jobs"]
-        .as_array()
-        .expect("jobs")
-        .iter()
-        .map(|j| j["type"].as_str().expect("type"))
-        .collect();
-    assert_eq!(
-        types,
-        ["PROVISION_DNS", "PROVISION_HOSTING", "PROVISION_MAIL"]
-    );
+    let types: Vec<&str> =
+        body["jobs"].as_array().expect("jobs").iter().map(|j| j["type"].as_str().expect("type")).collect();
+    assert_eq!(types, ["PROVISION_DNS", "PROVISION_HOSTING", "PROVISION_MAIL"]);
     let job_ids: Vec<Uuid> = body["jobs"]
         .as_array()
         .expect("jobs")
@@ -127,30 +95,12 @@ async fn a_signed_order_creates_everything_and_dispatches_its_jobs() {
     assert_eq!(row.get::<_, String>(8), "jo@example.org");
     assert_eq!(row.get::<_, String>(9), "Jo Doe");
     assert!(row.get::<_, bool>(10), "a monthly period");
-    assert_eq!(
-        shop.app
-            .count("jobs WHERE status = 'PENDING' AND dispatched_at IS NOT NULL")
-            .await,
-        3
-    );
-    assert_eq!(
-        shop.app
-            .count("audit_logs WHERE action = 'order.created' AND actor_type = 'WEBHOOK'")
-            .await,
-        1
-    );
+    assert_eq!(shop.app.count("jobs WHERE status = 'PENDING' AND dispatched_at IS NOT NULL").await, 3);
+    assert_eq!(shop.app.count("audit_logs WHERE action = 'order.created' AND actor_type = 'WEBHOOK'").await, 1);
     assert_eq!(shop.app.count("webhook_deliveries").await, 1);
 
-    assert_eq!(
-        id_set(&shop.app.redis_job_ids().await),
-        id_set(&job_ids),
-        "ids in Redis"
-    );
-    assert_eq!(
-        id_set(&shop.app.sqs_job_ids().await),
-        id_set(&job_ids),
-        "ids in SQS"
-    );
+    assert_eq!(id_set(&shop.app.redis_job_ids().await), id_set(&job_ids), "ids in Redis");
+    assert_eq!(id_set(&shop.app.sqs_job_ids().await), id_set(&job_ids), "ids in SQS");
 }
 
 #[tokio::test]
@@ -160,11 +110,7 @@ async fn job_plans_follow_the_product() {
     site["priceSlug"] = json!("site-monthly");
     site["totalAmountCents"] = json!(399);
     let body = shop.post("msg_site", &site).await.json();
-    assert_eq!(
-        body["jobs"].as_array().expect("jobs").len(),
-        2,
-        "no mail without mailboxes: {body}"
-    );
+    assert_eq!(body["jobs"].as_array().expect("jobs").len(), 2, "no mail without mailboxes: {body}");
 
     // A product with nothing to provision is active at once.
     let mut vps = order("vps-1", "vps-owner.com");
@@ -173,18 +119,8 @@ async fn job_plans_follow_the_product() {
     let body = shop.post("msg_vps", &vps).await.json();
     assert_eq!(body["status"], "ACTIVE");
     assert!(body["jobs"].as_array().expect("jobs").is_empty());
-    assert_eq!(
-        shop.app
-            .count("subscriptions WHERE status = 'ACTIVE' AND activated_at IS NOT NULL")
-            .await,
-        1
-    );
-    assert_eq!(
-        shop.app
-            .count("domains WHERE name = 'vps-owner.com' AND status = 'ACTIVE'")
-            .await,
-        1
-    );
+    assert_eq!(shop.app.count("subscriptions WHERE status = 'ACTIVE' AND activated_at IS NOT NULL").await, 1);
+    assert_eq!(shop.app.count("domains WHERE name = 'vps-owner.com' AND status = 'ACTIVE'").await, 1);
 }
 
 #[tokio::test]
@@ -192,21 +128,10 @@ async fn rejected_deliveries_write_nothing() {
     let shop = Shop::new().await;
     // Another tenant holds a domain.
     let other = shop.app.create_tenant("other").await;
-    shop.app
-        .catalog_price(
-            other,
-            "starter",
-            "SHARED_HOSTING",
-            json!({"emails": 1}),
-            999,
-        )
-        .await;
+    shop.app.catalog_price(other, "starter", "SHARED_HOSTING", json!({"emails": 1}), 999).await;
     let mut theirs = order("theirs-1", "taken.com");
     theirs["tenantSlug"] = json!("other");
-    assert_eq!(
-        shop.post("msg_theirs", &theirs).await.status,
-        StatusCode::CREATED
-    );
+    assert_eq!(shop.post("msg_theirs", &theirs).await.status, StatusCode::CREATED);
     let before = counts(&shop.app).await;
 
     let env = &shop.app.env;
@@ -217,8 +142,7 @@ async fn rejected_deliveries_write_nothing() {
         ("future", signed_request(env, "m2", now + 301, raw.clone())),
     ];
     let mut tampered = signed_request(env, "m3", now, raw.clone());
-    *tampered.body_mut() =
-        axum::body::Body::from(serde_json::to_vec(&order("mkt-1", "other.com")).expect("json"));
+    *tampered.body_mut() = axum::body::Body::from(serde_json::to_vec(&order("mkt-1", "other.com")).expect("json"));
     unauthorized.push(("tampered body", tampered));
     for header in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
         let mut r = signed_request(env, "m4", now, raw.clone());
@@ -227,9 +151,7 @@ async fn rejected_deliveries_write_nothing() {
     }
     let mut wrong_key = signed_request(env, "m5", now, raw.clone());
     let forged = mpanel::webhooks::sign("m5", now, &raw, b"some-other-secret-of-enough-bytes");
-    wrong_key
-        .headers_mut()
-        .insert("webhook-signature", forged.parse().expect("header"));
+    wrong_key.headers_mut().insert("webhook-signature", forged.parse().expect("header"));
     unauthorized.push(("wrong key", wrong_key));
     for (case, req) in unauthorized {
         let r = shop.app.request(req).await;
@@ -238,18 +160,9 @@ async fn rejected_deliveries_write_nothing() {
     }
 
     let invalid: Vec<(&str, Value)> = vec![
-        (
-            "customer.email",
-            json!({"customer": {"email": "nope", "fullName": "Jo"}}),
-        ),
-        (
-            "customer.fullName",
-            json!({"customer": {"email": "jo@example.org", "fullName": ""}}),
-        ),
-        (
-            "customer.phone",
-            json!({"customer": {"email": "jo@example.org", "fullName": "Jo", "phone": "call me"}}),
-        ),
+        ("customer.email", json!({"customer": {"email": "nope", "fullName": "Jo"}})),
+        ("customer.fullName", json!({"customer": {"email": "jo@example.org", "fullName": ""}})),
+        ("customer.phone", json!({"customer": {"email": "jo@example.org", "fullName": "Jo", "phone": "call me"}})),
         ("domain", json!({"domain": "localhost"})),
         ("domain", json!({"domain": "co.uk"})),
         ("domain", json!({"domain": "www.example.com"})),
@@ -272,12 +185,7 @@ async fn rejected_deliveries_write_nothing() {
             body[k] = v.clone();
         }
         let r = shop.post(&format!("bad_{i}"), &body).await;
-        assert_eq!(
-            r.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{field}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {}", String::from_utf8_lossy(&r.body));
         let named: Vec<String> = r.json()["errors"]
             .as_array()
             .expect("errors")
@@ -291,47 +199,28 @@ async fn rejected_deliveries_write_nothing() {
     shop.app
         .db()
         .await
-        .execute(
-            "UPDATE prices SET is_active = false WHERE slug = 'site-monthly'",
-            &[],
-        )
+        .execute("UPDATE prices SET is_active = false WHERE slug = 'site-monthly'", &[])
         .await
         .expect("deactivate");
     let mut inactive = order("inactive-1", "fine.com");
     inactive["priceSlug"] = json!("site-monthly");
     inactive["totalAmountCents"] = json!(399);
-    assert_eq!(
-        shop.post("inactive", &inactive).await.status,
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
+    assert_eq!(shop.post("inactive", &inactive).await.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     let mut unknown_tenant = order("unknown-1", "fine.com");
     unknown_tenant["tenantSlug"] = json!("nobody");
-    assert_eq!(
-        shop.post("unknown", &unknown_tenant).await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(shop.post("unknown", &unknown_tenant).await.status, StatusCode::NOT_FOUND);
 
     let taken = shop.post("taken", &order("taken-1", "TAKEN.com")).await;
     assert_eq!(taken.status, StatusCode::CONFLICT);
     assert_eq!(taken.json()["errors"][0]["field"], "domain");
 
     let huge = json!({"padding": "x".repeat(70 * 1024)});
-    assert_eq!(
-        shop.post("huge", &huge).await.status,
-        StatusCode::PAYLOAD_TOO_LARGE
-    );
-    let malformed = shop
-        .app
-        .request(signed_request(env, "malformed", now, b"{not json".to_vec()))
-        .await;
+    assert_eq!(shop.post("huge", &huge).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let malformed = shop.app.request(signed_request(env, "malformed", now, b"{not json".to_vec())).await;
     assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
 
-    assert_eq!(
-        counts(&shop.app).await,
-        before,
-        "a rejected delivery wrote rows ({TABLES:?})"
-    );
+    assert_eq!(counts(&shop.app).await, before, "a rejected delivery wrote rows ({TABLES:?})");
 }
 
 #[tokio::test]
@@ -347,8 +236,7 @@ async fn duplicates_replay_the_first_response() {
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
 
     // Same order under another webhook id (keys in another order): replay.
-    let reordered: Value =
-        serde_json::from_str(&order("mkt-7", "dup.com").to_string()).expect("json");
+    let reordered: Value = serde_json::from_str(&order("mkt-7", "dup.com").to_string()).expect("json");
     let by_external = shop.post("msg_2", &reordered).await;
     assert_eq!(by_external.status, StatusCode::CREATED);
     assert_eq!(by_external.json(), first.json());
@@ -373,26 +261,15 @@ async fn fifty_concurrent_deliveries_make_one_order() {
     let mut tasks = Vec::new();
     for i in 0..50 {
         // Half redeliver the same message, half are new messages of the same order.
-        let webhook_id = if i % 2 == 0 {
-            "msg_same".to_string()
-        } else {
-            format!("msg_{i}")
-        };
+        let webhook_id = if i % 2 == 0 { "msg_same".to_string() } else { format!("msg_{i}") };
         let req = shop.app.signed_order(&webhook_id, &body);
         let router = shop.app.router.clone();
-        tasks.push(tokio::spawn(async move {
-            mpanel_tests::call(&router, req).await
-        }));
+        tasks.push(tokio::spawn(async move { mpanel_tests::call(&router, req).await }));
     }
     let mut order_ids = HashSet::new();
     for task in tasks {
         let r = task.await.expect("task");
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
         order_ids.insert(r.json()["orderId"].as_str().expect("orderId").to_string());
     }
     assert_eq!(order_ids.len(), 1, "{order_ids:?}");
@@ -409,25 +286,13 @@ async fn two_hundred_concurrent_orders_of_a_new_customer() {
         let body = order(&format!("bulk-{i}"), &format!("bulk-{i}.com"));
         let req = shop.app.signed_order(&format!("bulk_msg_{i}"), &body);
         let router = shop.app.router.clone();
-        tasks.push(tokio::spawn(async move {
-            mpanel_tests::call(&router, req).await
-        }));
+        tasks.push(tokio::spawn(async move { mpanel_tests::call(&router, req).await }));
     }
     let mut customer_ids = HashSet::new();
     for task in tasks {
         let r = task.await.expect("task");
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
-        customer_ids.insert(
-            r.json()["customerId"]
-                .as_str()
-                .expect("customerId")
-                .to_string(),
-        );
+        assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+        customer_ids.insert(r.json()["customerId"].as_str().expect("customerId").to_string());
     }
     assert_eq!(customer_ids.len(), 1);
     assert_eq!(shop.app.count("customers").await, 1);
@@ -442,12 +307,7 @@ async fn with_redis_down_the_jobs_still_reach_sqs() {
     .await;
     let shop = Shop::on(app).await;
     let r = shop.post("msg_1", &order("mkt-r", "redis-down.com")).await;
-    assert_eq!(
-        r.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
     let job_ids: Vec<Uuid> = r.json()["jobs"]
         .as_array()
         .expect("jobs")
@@ -455,10 +315,7 @@ async fn with_redis_down_the_jobs_still_reach_sqs() {
         .map(|j| Uuid::parse_str(j["id"].as_str().expect("id")).expect("uuid"))
         .collect();
     assert_eq!(id_set(&shop.app.sqs_job_ids().await), id_set(&job_ids));
-    assert_eq!(
-        shop.app.count("jobs WHERE dispatched_at IS NOT NULL").await,
-        3
-    );
+    assert_eq!(shop.app.count("jobs WHERE dispatched_at IS NOT NULL").await, 3);
 }
 
 #[tokio::test]
@@ -468,36 +325,18 @@ async fn with_redis_and_sqs_down_a_later_sweep_dispatches() {
         let mut env = healthy.env.clone();
         env.insert("REDIS_URL".into(), "redis://127.0.0.1:1/".into());
         env.insert("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:1".into());
-        let config = mpanel::Config::load(&env, mpanel::Needs::ALL)
-            .await
-            .expect("config");
+        let config = mpanel::Config::load(&env, mpanel::Needs::ALL).await.expect("config");
         let state = mpanel::AppState::new(config).expect("state");
-        TestApp {
-            env,
-            router: mpanel::http::combined_app(state.clone()),
-            state,
-            db_name: healthy.db_name.clone(),
-        }
+        TestApp { env, router: mpanel::http::combined_app(state.clone()), state, db_name: healthy.db_name.clone() }
     };
     let shop = Shop::on(broken).await;
     let r = shop.post("msg_1", &order("mkt-s", "sweep-me.com")).await;
-    assert_eq!(
-        r.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    assert_eq!(
-        healthy
-            .count("jobs WHERE status = 'PENDING' AND dispatched_at IS NULL")
-            .await,
-        3
-    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(healthy.count("jobs WHERE status = 'PENDING' AND dispatched_at IS NULL").await, 3);
     assert!(healthy.redis_job_ids().await.is_empty());
 
     // The services are back: one sweep sends everything.
-    let cli =
-        <mpanel::cli::Cli as clap::Parser>::try_parse_from(["mpanel", "sweep"]).expect("args");
+    let cli = <mpanel::cli::Cli as clap::Parser>::try_parse_from(["mpanel", "sweep"]).expect("args");
     mpanel::cli::run(cli, &healthy.env).await.expect("sweep");
     let job_ids: Vec<Uuid> = r.json()["jobs"]
         .as_array()
@@ -510,40 +349,27 @@ async fn with_redis_and_sqs_down_a_later_sweep_dispatches() {
     assert_eq!(healthy.count("jobs WHERE dispatched_at IS NULL").await, 0);
 
     // Freshly dispatched jobs are not sent again by the next pass.
-    let report = mpanel::dispatch::sweep(&healthy.state.db, &healthy.state.dispatcher)
-        .await
-        .expect("sweep");
+    let report = mpanel::dispatch::sweep(&healthy.state.db, &healthy.state.dispatcher).await.expect("sweep");
     assert_eq!(report.dispatched, 0);
     // A hint older than the re-dispatch horizon is sent again.
     healthy
         .db()
         .await
-        .execute(
-            "UPDATE jobs SET dispatched_at = now() - interval '61 seconds'",
-            &[],
-        )
+        .execute("UPDATE jobs SET dispatched_at = now() - interval '61 seconds'", &[])
         .await
         .expect("age");
-    let report = mpanel::dispatch::sweep(&healthy.state.db, &healthy.state.dispatcher)
-        .await
-        .expect("sweep");
+    let report = mpanel::dispatch::sweep(&healthy.state.db, &healthy.state.dispatcher).await.expect("sweep");
     assert_eq!(report.dispatched, 3);
 }
 
 #[tokio::test]
 async fn admins_read_orders_customers_and_subscriptions_of_their_tenant() {
     let shop = Shop::new().await;
-    let created = shop
-        .post("msg_1", &order("mkt-a", "read-me.com"))
-        .await
-        .json();
+    let created = shop.post("msg_1", &order("mkt-a", "read-me.com")).await.json();
     let mut second = order("mkt-b", "read-me-too.com");
     second["customer"]["email"] = json!("sam@example.org");
     shop.post("msg_2", &second).await;
-    let token = shop
-        .app
-        .token(&shop.app.create_user(shop.tenant, Role::ReadOnly).await)
-        .await;
+    let token = shop.app.token(&shop.app.create_user(shop.tenant, Role::ReadOnly).await).await;
     let get = |path: String| {
         let app = &shop.app;
         let token = token.clone();
@@ -563,19 +389,12 @@ async fn admins_read_orders_customers_and_subscriptions_of_their_tenant() {
     let all = get("/api/orders".into()).await.json();
     assert_eq!(all["items"].as_array().expect("items").len(), 2);
     let customer_id = created["customerId"].as_str().expect("customerId");
-    let by_customer = get(format!("/api/orders?customerId={customer_id}"))
-        .await
-        .json();
+    let by_customer = get(format!("/api/orders?customerId={customer_id}")).await.json();
     assert_eq!(by_customer["items"].as_array().expect("items").len(), 1);
     let refunded = get("/api/orders?status=REFUNDED".into()).await.json();
     assert!(refunded["items"].as_array().expect("items").is_empty());
-    assert_eq!(
-        get("/api/orders?status=paid".into()).await.status,
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
-    let future = get("/api/orders?from=2999-01-01T00:00:00Z".into())
-        .await
-        .json();
+    assert_eq!(get("/api/orders?status=paid".into()).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let future = get("/api/orders?from=2999-01-01T00:00:00Z".into()).await.json();
     assert!(future["items"].as_array().expect("items").is_empty());
 
     let customers = get("/api/customers".into()).await.json();
@@ -584,49 +403,25 @@ async fn admins_read_orders_customers_and_subscriptions_of_their_tenant() {
     assert_eq!(customer["subscriptions"].as_array().expect("subs").len(), 1);
     let pending = get("/api/subscriptions?status=PENDING".into()).await.json();
     assert_eq!(pending["items"].as_array().expect("items").len(), 2);
-    let sub = get(format!(
-        "/api/subscriptions/{}",
-        created["subscriptionId"].as_str().expect("id")
-    ))
-    .await
-    .json();
+    let sub = get(format!("/api/subscriptions/{}", created["subscriptionId"].as_str().expect("id"))).await.json();
     assert_eq!(sub["jobs"].as_array().expect("jobs").len(), 3);
 
     // Another tenant sees none of it.
     let other = shop.app.create_tenant("elsewhere").await;
-    let other_token = shop
-        .app
-        .token(&shop.app.create_user(other, Role::Admin).await)
-        .await;
+    let other_token = shop.app.token(&shop.app.create_user(other, Role::Admin).await).await;
     for path in [
         format!("/api/orders/{order_id}"),
         format!("/api/customers/{customer_id}"),
-        format!(
-            "/api/subscriptions/{}",
-            created["subscriptionId"].as_str().expect("id")
-        ),
+        format!("/api/subscriptions/{}", created["subscriptionId"].as_str().expect("id")),
     ] {
         assert_eq!(
-            shop.app
-                .authed(Method::GET, &path, &other_token, None)
-                .await
-                .status,
+            shop.app.authed(Method::GET, &path, &other_token, None).await.status,
             StatusCode::NOT_FOUND,
             "{path}"
         );
     }
-    let theirs = shop
-        .app
-        .authed(Method::GET, "/api/orders", &other_token, None)
-        .await
-        .json();
+    let theirs = shop.app.authed(Method::GET, "/api/orders", &other_token, None).await.json();
     assert!(theirs["items"].as_array().expect("items").is_empty());
     // Reading needs a session.
-    assert_eq!(
-        shop.app
-            .request(request(Method::GET, "/api/orders", &[], None))
-            .await
-            .status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(shop.app.request(request(Method::GET, "/api/orders", &[], None)).await.status, StatusCode::UNAUTHORIZED);
 }

@@ -1,93 +1,13 @@
 //! The provisioning engine against the real PowerDNS, sshd, Postgres,
 //! Redis and moto.
 
-use std::path::PathBuf;
-
 use http::{Method, StatusCode};
 use mpanel::auth::Role;
 use mpanel::jobs::engine::{RunOutcome, claim, run_job, sweep};
-use mpanel_tests::{TestApp, dig, spawn_app_with, unique_domain};
+use mpanel_tests::hosting::{Hosting, job_of, site};
+use mpanel_tests::{dig, unique_domain};
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-pub struct Hosting {
-    pub app: TestApp,
-    pub tenant: Uuid,
-    pub server: Uuid,
-}
-
-/// Fast retries so backoff tests do not wait long.
-async fn app() -> TestApp {
-    spawn_app_with(|env| {
-        env.insert("JOB_RETRY_BASE_MS".into(), "1000".into());
-        env.insert("RATE_LIMIT_MAX".into(), "100000".into());
-    })
-    .await
-}
-
-impl Hosting {
-    async fn new() -> Hosting {
-        Hosting::with_key(None).await
-    }
-
-    async fn with_key(host_key: Option<&str>) -> Hosting {
-        let app = app().await;
-        let tenant = app.create_tenant("host").await;
-        app.catalog_price(
-            tenant,
-            "starter",
-            "SHARED_HOSTING",
-            json!({"emails": 5, "diskMb": 2048}),
-            999,
-        )
-        .await;
-        let server = app.local_web_server(tenant, host_key).await;
-        Hosting {
-            app,
-            tenant,
-            server,
-        }
-    }
-
-    /// Places a signed order; returns (subscription id, jobs by type).
-    async fn order(&self, domain: &str) -> (Uuid, Vec<(Uuid, String)>) {
-        let body = json!({
-            "tenantSlug": "host", "externalOrderId": format!("ext-{domain}"),
-            "customer": {"email": "owner@example.org", "fullName": "Site Owner"},
-            "priceSlug": "starter-monthly", "totalAmountCents": 999, "currency": "USD", "domain": domain,
-        });
-        let response = self
-            .app
-            .request(self.app.signed_order(&format!("msg-{domain}"), &body))
-            .await;
-        assert_eq!(
-            response.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&response.body)
-        );
-        let subscription =
-            Uuid::parse_str(response.json()["subscriptionId"].as_str().expect("id")).expect("uuid");
-        (subscription, self.app.jobs_of(subscription).await)
-    }
-
-    async fn run(&self, job: Uuid) -> RunOutcome {
-        run_job(&self.app.state, job, "test-worker")
-            .await
-            .expect("job runs")
-    }
-}
-
-fn site(env: &mpanel::config::Env, domain: &str) -> PathBuf {
-    PathBuf::from(&env["MPANEL_TEST_WEB_ROOT"]).join(domain)
-}
-
-fn job_of(jobs: &[(Uuid, String)], job_type: &str) -> Uuid {
-    jobs.iter()
-        .find(|(_, t)| t == job_type)
-        .map(|(id, _)| *id)
-        .expect("job of type")
-}
 
 #[tokio::test]
 async fn a_hosting_order_goes_live_and_running_it_again_changes_nothing() {
@@ -99,14 +19,7 @@ async fn a_hosting_order_goes_live_and_running_it_again_changes_nothing() {
         assert_eq!(h.run(*id).await, RunOutcome::Succeeded);
     }
     assert_eq!(h.app.subscription_status(subscription).await, "ACTIVE");
-    assert_eq!(
-        h.app
-            .count(&format!(
-                "domains WHERE name = '{domain}' AND status = 'ACTIVE'"
-            ))
-            .await,
-        1
-    );
+    assert_eq!(h.app.count(&format!("domains WHERE name = '{domain}' AND status = 'ACTIVE'")).await, 1);
 
     // PowerDNS serves the contract's records.
     let env = &h.app.env;
@@ -115,31 +28,19 @@ async fn a_hosting_order_goes_live_and_running_it_again_changes_nothing() {
     assert_eq!(dig(env, &domain, "MX"), [format!("10 mail.{domain}.")]);
     assert_eq!(dig(env, &format!("mail.{domain}"), "A"), ["127.0.0.1"]);
     assert_eq!(dig(env, &domain, "TXT"), ["\"v=spf1 mx a ~all\""]);
-    assert_eq!(
-        dig(env, &format!("_dmarc.{domain}"), "TXT"),
-        ["\"v=DMARC1; p=none\""]
-    );
+    assert_eq!(dig(env, &format!("_dmarc.{domain}"), "TXT"), ["\"v=DMARC1; p=none\""]);
     assert_eq!(h.app.count("dns_records").await, 6);
     assert_eq!(h.app.count("dns_zones").await, 1);
 
     // The site exists on the sshd host.
     let root = site(env, &domain);
     for dir in ["public", "logs", "private"] {
-        assert!(
-            root.join(dir).is_dir(),
-            "{dir} missing under {}",
-            root.display()
-        );
+        assert!(root.join(dir).is_dir(), "{dir} missing under {}", root.display());
     }
     let index = root.join("public/index.html");
     let page = std::fs::read_to_string(&index).expect("index.html");
     assert!(page.contains(&domain), "{page}");
-    assert_eq!(
-        h.app
-            .count("hosting_accounts WHERE status = 'ACTIVE'")
-            .await,
-        1
-    );
+    assert_eq!(h.app.count("hosting_accounts WHERE status = 'ACTIVE'").await, 1);
 
     // The mailbox, hashed, as Dovecot reads it.
     let db = h.app.db().await;
@@ -151,10 +52,7 @@ async fn a_hosting_order_goes_live_and_running_it_again_changes_nothing() {
         .await
         .expect("dovecot row");
     let password: String = row.get(0);
-    assert!(
-        password.starts_with("{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$"),
-        "{password}"
-    );
+    assert!(password.starts_with("{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$"), "{password}");
     assert_eq!(row.get::<_, String>(2), "*:storage=2048M");
 
     // Every executor again: nothing changes, and the customer's page survives.
@@ -171,14 +69,9 @@ async fn a_hosting_order_goes_live_and_running_it_again_changes_nothing() {
             max_attempts: 8,
             worker: "again".into(),
         };
-        mpanel::provision::execute(&h.app.state, &job)
-            .await
-            .expect("second run succeeds");
+        mpanel::provision::execute(&h.app.state, &job).await.expect("second run succeeds");
     }
-    assert_eq!(
-        std::fs::read_to_string(&index).expect("page"),
-        "customer content"
-    );
+    assert_eq!(std::fs::read_to_string(&index).expect("page"), "customer content");
     assert_eq!(dig(env, &domain, "A"), before_records);
     assert_eq!(h.app.count("dns_records").await, 6);
     assert_eq!(h.app.count("mail_accounts").await, 1);
@@ -199,18 +92,10 @@ async fn jobs_finishing_in_any_order_activate() {
     for sequence in orders {
         let (subscription, jobs) = h.order(&unique_domain()).await;
         for (i, job_type) in sequence.iter().enumerate() {
-            assert_eq!(
-                h.app.subscription_status(subscription).await,
-                "PENDING",
-                "before {job_type} ({i})"
-            );
+            assert_eq!(h.app.subscription_status(subscription).await, "PENDING", "before {job_type} ({i})");
             assert_eq!(h.run(job_of(&jobs, job_type)).await, RunOutcome::Succeeded);
         }
-        assert_eq!(
-            h.app.subscription_status(subscription).await,
-            "ACTIVE",
-            "{sequence:?}"
-        );
+        assert_eq!(h.app.subscription_status(subscription).await, "ACTIVE", "{sequence:?}");
     }
 }
 
@@ -222,20 +107,12 @@ async fn an_unreachable_powerdns_means_retries_then_success() {
     let down = {
         let mut env = h.app.env.clone();
         env.insert("PDNS_API_URL".into(), "http://127.0.0.1:1/api/v1".into());
-        mpanel::AppState::new(
-            mpanel::Config::load(&env, mpanel::Needs::ALL)
-                .await
-                .expect("config"),
-        )
-        .expect("state")
+        mpanel::AppState::new(mpanel::Config::load(&env, mpanel::Needs::ALL).await.expect("config")).expect("state")
     };
     let mut delays = Vec::new();
     for attempt in 1..=3 {
         let outcome = run_job(&down, dns, "worker-a").await.expect("runs");
-        assert!(
-            matches!(outcome, RunOutcome::Retrying { .. }),
-            "attempt {attempt}: {outcome:?}"
-        );
+        assert!(matches!(outcome, RunOutcome::Retrying { .. }), "attempt {attempt}: {outcome:?}");
         let db = h.app.db().await;
         let row = db
             .query_one(
@@ -248,23 +125,12 @@ async fn an_unreachable_powerdns_means_retries_then_success() {
         delays.push(row.get::<_, f64>(1));
         let error: String = row.get(2);
         assert!(error.contains("PowerDNS"), "{error}");
-        assert!(
-            !error.contains(&h.app.env["PDNS_API_KEY"]),
-            "secret in the error"
-        );
+        assert!(!error.contains(&h.app.env["PDNS_API_KEY"]), "secret in the error");
         // Not due yet: a redelivery does nothing.
-        assert_eq!(
-            run_job(&down, dns, "worker-b").await.expect("runs"),
-            RunOutcome::NotClaimed
-        );
-        db.execute("UPDATE jobs SET run_after = now() WHERE id = $1", &[&dns])
-            .await
-            .expect("due now");
+        assert_eq!(run_job(&down, dns, "worker-b").await.expect("runs"), RunOutcome::NotClaimed);
+        db.execute("UPDATE jobs SET run_after = now() WHERE id = $1", &[&dns]).await.expect("due now");
     }
-    assert!(
-        delays.windows(2).all(|w| w[1] >= w[0]) && delays[2] > delays[0],
-        "delays do not grow: {delays:?}"
-    );
+    assert!(delays.windows(2).all(|w| w[1] >= w[0]) && delays[2] > delays[0], "delays do not grow: {delays:?}");
     // PowerDNS is back.
     for (id, _) in &jobs {
         assert_eq!(h.run(*id).await, RunOutcome::Succeeded);
@@ -275,9 +141,7 @@ async fn an_unreachable_powerdns_means_retries_then_success() {
         .authed(
             Method::GET,
             &format!("/api/jobs/{dns}"),
-            &h.app
-                .token(&h.app.create_user(h.tenant, Role::Support).await)
-                .await,
+            &h.app.token(&h.app.create_user(h.tenant, Role::Support).await).await,
             None,
         )
         .await
@@ -291,46 +155,23 @@ async fn an_unreachable_powerdns_means_retries_then_success() {
 #[tokio::test]
 async fn a_wrong_host_key_fails_without_running_anything_and_can_be_retried() {
     // A well-formed key that is not the server's: the worker's own public key.
-    let wrong = std::fs::read_to_string(format!(
-        "{}.pub",
-        mpanel_tests::stack_env()["SSH_PRIVATE_KEY_FILE"]
-    ))
-    .expect("pub key");
-    let wrong: String = wrong
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let wrong =
+        std::fs::read_to_string(format!("{}.pub", mpanel_tests::stack_env()["SSH_PRIVATE_KEY_FILE"])).expect("pub key");
+    let wrong: String = wrong.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
     let h = Hosting::with_key(Some(&wrong)).await;
     let domain = unique_domain();
     let (subscription, jobs) = h.order(&domain).await;
     let hosting = job_of(&jobs, "PROVISION_HOSTING");
-    assert_eq!(
-        h.run(hosting).await,
-        RunOutcome::Dead,
-        "a host-key mismatch is not retried"
-    );
-    let error: String = h
-        .app
-        .db()
-        .await
-        .query_one("SELECT last_error FROM jobs WHERE id = $1", &[&hosting])
-        .await
-        .expect("job")
-        .get(0);
+    assert_eq!(h.run(hosting).await, RunOutcome::Dead, "a host-key mismatch is not retried");
+    let error: String =
+        h.app.db().await.query_one("SELECT last_error FROM jobs WHERE id = $1", &[&hosting]).await.expect("job").get(0);
     assert!(error.to_lowercase().contains("host key"), "{error}");
     assert!(!site(&h.app.env, &domain).exists(), "a remote command ran");
-    assert_eq!(
-        h.app.subscription_status(subscription).await,
-        "PROVISIONING_FAILED"
-    );
+    assert_eq!(h.app.subscription_status(subscription).await, "PROVISIONING_FAILED");
     assert_eq!(h.app.count("audit_logs WHERE action = 'job.dead'").await, 1);
 
     // An admin fixes the key and retries.
-    let admin = h
-        .app
-        .token(&h.app.create_user(h.tenant, Role::Admin).await)
-        .await;
+    let admin = h.app.token(&h.app.create_user(h.tenant, Role::Admin).await).await;
     let fixed = h
         .app
         .authed(
@@ -340,32 +181,11 @@ async fn a_wrong_host_key_fails_without_running_anything_and_can_be_retried() {
             Some(json!({"hostKey": h.app.env["MPANEL_TEST_SSH_HOST_KEY"]})),
         )
         .await;
-    assert_eq!(
-        fixed.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&fixed.body)
-    );
+    assert_eq!(fixed.status, StatusCode::OK, "{}", String::from_utf8_lossy(&fixed.body));
     let not_dead = job_of(&jobs, "PROVISION_DNS");
-    let refused = h
-        .app
-        .authed(
-            Method::POST,
-            &format!("/api/jobs/{not_dead}/retry"),
-            &admin,
-            None,
-        )
-        .await;
+    let refused = h.app.authed(Method::POST, &format!("/api/jobs/{not_dead}/retry"), &admin, None).await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
-    let retried = h
-        .app
-        .authed(
-            Method::POST,
-            &format!("/api/jobs/{hosting}/retry"),
-            &admin,
-            None,
-        )
-        .await;
+    let retried = h.app.authed(Method::POST, &format!("/api/jobs/{hosting}/retry"), &admin, None).await;
     assert_eq!(retried.status, StatusCode::ACCEPTED);
     assert_eq!(retried.json()["status"], "PENDING");
     assert_eq!(h.app.subscription_status(subscription).await, "PENDING");
@@ -380,56 +200,24 @@ async fn a_wrong_host_key_fails_without_running_anything_and_can_be_retried() {
 async fn expired_leases_are_rescued_and_live_ones_are_not() {
     let h = Hosting::new().await;
     let (subscription, jobs) = h.order(&unique_domain()).await;
-    let (lost, alive) = (
-        job_of(&jobs, "PROVISION_DNS"),
-        job_of(&jobs, "PROVISION_MAIL"),
-    );
+    let (lost, alive) = (job_of(&jobs, "PROVISION_DNS"), job_of(&jobs, "PROVISION_MAIL"));
     // Two workers claim, then "die" (never report back).
-    assert!(
-        claim(&h.app.state, lost, "worker-killed")
-            .await
-            .expect("claim")
-            .is_some()
-    );
-    assert!(
-        claim(&h.app.state, alive, "worker-slow")
-            .await
-            .expect("claim")
-            .is_some()
-    );
-    assert!(
-        claim(&h.app.state, lost, "worker-dup")
-            .await
-            .expect("claim")
-            .is_none(),
-        "claimed twice"
-    );
+    assert!(claim(&h.app.state, lost, "worker-killed").await.expect("claim").is_some());
+    assert!(claim(&h.app.state, alive, "worker-slow").await.expect("claim").is_some());
+    assert!(claim(&h.app.state, lost, "worker-dup").await.expect("claim").is_none(), "claimed twice");
     let db = h.app.db().await;
-    db.execute(
-        "UPDATE jobs SET locked_until = now() - interval '1 second' WHERE id = $1",
-        &[&lost],
-    )
-    .await
-    .expect("expire");
-    db.execute(
-        "UPDATE jobs SET locked_until = now() + interval '1 second' WHERE id = $1",
-        &[&alive],
-    )
-    .await
-    .expect("almost expire");
+    db.execute("UPDATE jobs SET locked_until = now() - interval '1 second' WHERE id = $1", &[&lost])
+        .await
+        .expect("expire");
+    db.execute("UPDATE jobs SET locked_until = now() + interval '1 second' WHERE id = $1", &[&alive])
+        .await
+        .expect("almost expire");
     let report = sweep(&h.app.state).await.expect("sweep");
     assert_eq!((report.rescued, report.dead), (1, 0));
     assert_eq!(h.app.job_status(lost).await, "RETRYING");
-    assert_eq!(
-        h.app.job_status(alive).await,
-        "RUNNING",
-        "a live lease was taken away"
-    );
+    assert_eq!(h.app.job_status(alive).await, "RUNNING", "a live lease was taken away");
     let outcome: String = db
-        .query_one(
-            "SELECT outcome FROM job_attempts WHERE job_id = $1 AND attempt = 1",
-            &[&lost],
-        )
+        .query_one("SELECT outcome FROM job_attempts WHERE job_id = $1 AND attempt = 1", &[&lost])
         .await
         .expect("attempt")
         .get(0);
@@ -437,34 +225,25 @@ async fn expired_leases_are_rescued_and_live_ones_are_not() {
     // The rescued job completes once.
     assert_eq!(h.run(lost).await, RunOutcome::Succeeded);
     let attempts: Vec<(i32, Option<String>)> = db
-        .query(
-            "SELECT attempt, outcome FROM job_attempts WHERE job_id = $1 ORDER BY attempt",
-            &[&lost],
-        )
+        .query("SELECT attempt, outcome FROM job_attempts WHERE job_id = $1 ORDER BY attempt", &[&lost])
         .await
         .expect("attempts")
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(
-        attempts,
-        [
-            (1, Some("LEASE_EXPIRED".into())),
-            (2, Some("SUCCEEDED".into()))
-        ]
-    );
+    assert_eq!(attempts, [(1, Some("LEASE_EXPIRED".into())), (2, Some("SUCCEEDED".into()))]);
     assert_eq!(h.app.subscription_status(subscription).await, "PENDING");
     // A job whose last lease expires with no attempts left is DEAD.
-    db.execute("UPDATE jobs SET locked_until = now() - interval '1 second', max_attempts = attempts WHERE id = $1", &[&alive])
-        .await
-        .expect("exhaust");
+    db.execute(
+        "UPDATE jobs SET locked_until = now() - interval '1 second', max_attempts = attempts WHERE id = $1",
+        &[&alive],
+    )
+    .await
+    .expect("exhaust");
     let report = sweep(&h.app.state).await.expect("sweep");
     assert_eq!(report.dead, 1);
     assert_eq!(h.app.job_status(alive).await, "DEAD");
-    assert_eq!(
-        h.app.subscription_status(subscription).await,
-        "PROVISIONING_FAILED"
-    );
+    assert_eq!(h.app.subscription_status(subscription).await, "PROVISIONING_FAILED");
 }
 
 #[tokio::test]
@@ -483,47 +262,26 @@ async fn the_sqs_handler_reports_exactly_the_failed_messages() {
         record("redelivered", &json!({"jobIds": [ids[0]]}).to_string()),
     ]}))
     .expect("event");
-    let response = mpanel::lambda::handle_jobs_batch(
-        &h.app.state,
-        lambda_runtime::LambdaEvent::new(event, Default::default()),
-    )
-    .await
-    .expect("handler");
-    let failed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
+    let response =
+        mpanel::lambda::handle_jobs_batch(&h.app.state, lambda_runtime::LambdaEvent::new(event, Default::default()))
+            .await
+            .expect("handler");
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, ["garbage"]);
     assert_eq!(h.app.subscription_status(subscription).await, "ACTIVE");
-    assert_eq!(
-        h.app.count("job_attempts").await,
-        3,
-        "a redelivered job ran twice"
-    );
+    assert_eq!(h.app.count("job_attempts").await, 3, "a redelivered job ran twice");
 }
 
 #[tokio::test]
 async fn servers_and_mail_accounts_api() {
     let h = Hosting::new().await;
-    let admin = h
-        .app
-        .token(&h.app.create_user(h.tenant, Role::Admin).await)
-        .await;
+    let admin = h.app.token(&h.app.create_user(h.tenant, Role::Admin).await).await;
     let valid = json!({
         "name": "web-2", "role": "WEB", "ipAddress": "192.0.2.20", "sshHost": "web2.internal", "sshPort": 22,
         "sshUser": "deploy", "hostKey": h.app.env["MPANEL_TEST_SSH_HOST_KEY"], "webRoot": "/srv/www"
     });
-    let created = h
-        .app
-        .authed(Method::POST, "/api/servers", &admin, Some(valid.clone()))
-        .await;
-    assert_eq!(
-        created.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&created.body)
-    );
+    let created = h.app.authed(Method::POST, "/api/servers", &admin, Some(valid.clone())).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&created.body));
     for (field, value) in [
         ("hostKey", json!("ssh-ed25519 bm90IGEga2V5")),
         ("hostKey", json!("not a key")),
@@ -537,18 +295,11 @@ async fn servers_and_mail_accounts_api() {
         let mut body = valid.clone();
         body[field] = value;
         body["name"] = json!(format!("bad-{field}"));
-        let r = h
-            .app
-            .authed(Method::POST, "/api/servers", &admin, Some(body))
-            .await;
+        let r = h.app.authed(Method::POST, "/api/servers", &admin, Some(body)).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}");
         assert_eq!(r.json()["errors"][0]["field"], field);
     }
-    let listed = h
-        .app
-        .authed(Method::GET, "/api/servers", &admin, None)
-        .await
-        .json();
+    let listed = h.app.authed(Method::GET, "/api/servers", &admin, None).await.json();
     assert_eq!(listed["items"].as_array().expect("items").len(), 2);
 
     let domain = unique_domain();
@@ -556,67 +307,29 @@ async fn servers_and_mail_accounts_api() {
     for (id, _) in &jobs {
         h.run(*id).await;
     }
-    let accounts = h
-        .app
-        .authed(
-            Method::GET,
-            &format!("/api/mail-accounts?domain={domain}"),
-            &admin,
-            None,
-        )
-        .await
-        .json();
+    let accounts = h.app.authed(Method::GET, &format!("/api/mail-accounts?domain={domain}"), &admin, None).await.json();
     let account = &accounts["items"][0];
     assert_eq!(account["address"], format!("postmaster@{domain}"));
     assert!(account.get("passwordHash").is_none());
     let id = account["id"].as_str().expect("id");
-    let reset = h
-        .app
-        .authed(
-            Method::POST,
-            &format!("/api/mail-accounts/{id}/reset-password"),
-            &admin,
-            None,
-        )
-        .await;
+    let reset = h.app.authed(Method::POST, &format!("/api/mail-accounts/{id}/reset-password"), &admin, None).await;
     assert_eq!(reset.status, StatusCode::OK);
-    let new_password = reset.json()["password"]
-        .as_str()
-        .expect("password")
-        .to_string();
+    let new_password = reset.json()["password"].as_str().expect("password").to_string();
     let stored: String = h
         .app
         .db()
         .await
-        .query_one(
-            "SELECT password_hash FROM mail_accounts WHERE id = $1::text::uuid",
-            &[&id],
-        )
+        .query_one("SELECT password_hash FROM mail_accounts WHERE id = $1::text::uuid", &[&id])
         .await
         .expect("hash")
         .get(0);
     assert!(!stored.contains(&new_password));
     let secret = mpanel::secrets::Secret::new(new_password);
-    assert!(
-        mpanel::auth::password::verify(secret, Some(stored))
-            .await
-            .expect("verify")
-    );
+    assert!(mpanel::auth::password::verify(secret, Some(stored)).await.expect("verify"));
     // SUPPORT may read servers but not reset passwords.
-    let support = h
-        .app
-        .token(&h.app.create_user(h.tenant, Role::Support).await)
-        .await;
+    let support = h.app.token(&h.app.create_user(h.tenant, Role::Support).await).await;
     assert_eq!(
-        h.app
-            .authed(
-                Method::POST,
-                &format!("/api/mail-accounts/{id}/reset-password"),
-                &support,
-                None
-            )
-            .await
-            .status,
+        h.app.authed(Method::POST, &format!("/api/mail-accounts/{id}/reset-password"), &support, None).await.status,
         StatusCode::FORBIDDEN
     );
 }

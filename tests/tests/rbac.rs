@@ -16,6 +16,7 @@ const PUBLIC: &[(&str, &str)] = &[
     ("POST", "/api/auth/refresh"),
     ("GET", "/api/public/products"),
     ("POST", "/api/orders"),
+    ("POST", "/api/subscriptions/events"),
 ];
 
 fn concrete(path: &str) -> String {
@@ -39,63 +40,29 @@ async fn every_route_answers_each_role_as_the_table_says() {
     for spec in routes.specs() {
         let key = (spec.method.as_str(), spec.path);
         if spec.permission == Permission::Public {
-            assert!(
-                PUBLIC.contains(&key),
-                "{key:?} is public but not in the public list"
-            );
+            assert!(PUBLIC.contains(&key), "{key:?} is public but not in the public list");
             continue;
         }
-        assert!(
-            !PUBLIC.contains(&key),
-            "{key:?} is listed public but requires {:?}",
-            spec.permission
-        );
-        let body =
-            matches!(spec.method, Method::POST | Method::PATCH | Method::PUT).then(|| json!({}));
+        assert!(!PUBLIC.contains(&key), "{key:?} is listed public but requires {:?}", spec.permission);
+        let body = matches!(spec.method, Method::POST | Method::PATCH | Method::PUT).then(|| json!({}));
 
-        let anonymous = app
-            .request(request(
-                spec.method.clone(),
-                &concrete(spec.path),
-                &[],
-                body.clone(),
-            ))
-            .await;
-        assert_eq!(
-            anonymous.status,
-            StatusCode::UNAUTHORIZED,
-            "anonymous {key:?}"
-        );
-        assert_eq!(
-            anonymous.header("content-type"),
-            Some("application/problem+json")
-        );
+        let anonymous = app.request(request(spec.method.clone(), &concrete(spec.path), &[], body.clone())).await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "anonymous {key:?}");
+        assert_eq!(anonymous.header("content-type"), Some("application/problem+json"));
 
         for user in &users {
             let role = user.role;
             // A fresh session per call: some routes (logout) end the session.
             let token = app.token(user).await;
-            let response = app
-                .authed(
-                    spec.method.clone(),
-                    &concrete(spec.path),
-                    &token,
-                    body.clone(),
-                )
-                .await;
+            let response = app.authed(spec.method.clone(), &concrete(spec.path), &token, body.clone()).await;
             if spec.permission.allows(role) {
                 assert!(
-                    response.status != StatusCode::UNAUTHORIZED
-                        && response.status != StatusCode::FORBIDDEN,
+                    response.status != StatusCode::UNAUTHORIZED && response.status != StatusCode::FORBIDDEN,
                     "{role} should reach {key:?}, got {}: {}",
                     response.status,
                     String::from_utf8_lossy(&response.body)
                 );
-                assert!(
-                    response.status.as_u16() < 500,
-                    "{role} {key:?}: {}",
-                    response.status
-                );
+                assert!(response.status.as_u16() < 500, "{role} {key:?}: {}", response.status);
             } else {
                 assert_eq!(response.status, StatusCode::FORBIDDEN, "{role} {key:?}");
             }
@@ -117,63 +84,24 @@ async fn tenants_are_isolated_and_only_super_admins_cross() {
     let path = format!("/api/users/{}", b_user.id);
 
     // Another tenant's id is simply not found.
-    assert_eq!(
-        app.authed(Method::GET, &path, &a_admin, None).await.status,
-        StatusCode::NOT_FOUND
-    );
-    let patch = app
-        .authed(
-            Method::PATCH,
-            &path,
-            &a_admin,
-            Some(json!({"displayName": "hijacked"})),
-        )
-        .await;
+    assert_eq!(app.authed(Method::GET, &path, &a_admin, None).await.status, StatusCode::NOT_FOUND);
+    let patch = app.authed(Method::PATCH, &path, &a_admin, Some(json!({"displayName": "hijacked"}))).await;
     assert_eq!(patch.status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        app.authed(Method::DELETE, &path, &a_admin, None)
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
-    let listed = app
-        .authed(Method::GET, "/api/users", &a_admin, None)
-        .await
-        .json();
-    assert!(
-        listed["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .all(|u| u["tenantId"] == a.to_string()),
-        "{listed}"
-    );
+    assert_eq!(app.authed(Method::DELETE, &path, &a_admin, None).await.status, StatusCode::NOT_FOUND);
+    let listed = app.authed(Method::GET, "/api/users", &a_admin, None).await.json();
+    assert!(listed["items"].as_array().expect("items").iter().all(|u| u["tenantId"] == a.to_string()), "{listed}");
     // The super admin without X-Tenant also stays in their own tenant.
-    assert_eq!(
-        app.authed(Method::GET, &path, &a_super, None).await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.authed(Method::GET, &path, &a_super, None).await.status, StatusCode::NOT_FOUND);
 
     let with_tenant = |token: &str, slug: &str| {
         let auth = format!("Bearer {token}");
-        request(
-            Method::GET,
-            &path,
-            &[("authorization", auth.as_str()), ("x-tenant", slug)],
-            None,
-        )
+        request(Method::GET, &path, &[("authorization", auth.as_str()), ("x-tenant", slug)], None)
     };
     let crossed = app.request(with_tenant(&a_super, "b")).await;
     assert_eq!(crossed.status, StatusCode::OK);
     assert_eq!(crossed.json()["email"], b_user.email);
     // Not honoured for anyone else.
-    assert_eq!(
-        app.request(with_tenant(&a_admin, "b")).await.status,
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(app.request(with_tenant(&a_admin, "b")).await.status, StatusCode::FORBIDDEN);
     // Unknown tenant: 404.
-    assert_eq!(
-        app.request(with_tenant(&a_super, "nope")).await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.request(with_tenant(&a_super, "nope")).await.status, StatusCode::NOT_FOUND);
 }

@@ -49,71 +49,49 @@ async fn migrate_creates_every_table_then_does_nothing() {
     let client = connect(&url).await;
     for table in TABLES {
         let found = client
-            .query_opt("SELECT 1 FROM information_schema.tables WHERE table_schema = 'public' AND table_name = $1", &[&table])
+            .query_opt(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = 'public' AND table_name = $1",
+                &[&table],
+            )
             .await
             .expect("query");
         assert!(found.is_some(), "table {table} missing");
     }
 
     let second = mpanel::db::migrate(&config).await.expect("second migrate");
-    assert!(
-        second.applied_migrations().is_empty(),
-        "second run applied something"
-    );
+    assert!(second.applied_migrations().is_empty(), "second run applied something");
 }
 
 #[tokio::test]
 async fn a_changed_applied_migration_is_refused() {
     let env = stack_env();
     let db = empty_database(&env).await;
-    let config =
-        Secret::new(tokio_postgres::Config::from_str(&database_url(&env, &db)).expect("url"));
+    let config = Secret::new(tokio_postgres::Config::from_str(&database_url(&env, &db)).expect("url"));
     mpanel::db::migrate(&config).await.expect("migrate");
 
     let mut changed = mpanel::db::migrations();
     let first = &changed[0];
-    let edited_sql = format!(
-        "{}\n-- edited after it was applied\n",
-        first.sql().expect("sql")
-    );
-    changed[0] = refinery::Migration::unapplied(
-        &format!("V{}__{}", first.version(), first.name()),
-        &edited_sql,
-    )
-    .expect("migration");
-    let err = mpanel::db::migrate_with(&config, &changed)
-        .await
-        .expect_err("must refuse");
-    let refinery_err = err
-        .downcast_ref::<refinery::Error>()
-        .expect("a refinery error");
-    assert!(
-        matches!(
-            refinery_err.kind(),
-            refinery::error::Kind::DivergentVersion(..)
-        ),
-        "unexpected error: {err:#}"
-    );
+    let edited_sql = format!("{}\n-- edited after it was applied\n", first.sql().expect("sql"));
+    changed[0] = refinery::Migration::unapplied(&format!("V{}__{}", first.version(), first.name()), &edited_sql)
+        .expect("migration");
+    let err = mpanel::db::migrate_with(&config, &changed).await.expect_err("must refuse");
+    let refinery_err = err.downcast_ref::<refinery::Error>().expect("a refinery error");
+    assert!(matches!(refinery_err.kind(), refinery::error::Kind::DivergentVersion(..)), "unexpected error: {err:#}");
 }
 
 #[tokio::test]
 async fn concurrent_migrations_do_not_race() {
     let env = stack_env();
     let db = empty_database(&env).await;
-    let config =
-        Secret::new(tokio_postgres::Config::from_str(&database_url(&env, &db)).expect("url"));
+    let config = Secret::new(tokio_postgres::Config::from_str(&database_url(&env, &db)).expect("url"));
     let (a, b) = tokio::join!(mpanel::db::migrate(&config), mpanel::db::migrate(&config));
-    let applied =
-        a.expect("a").applied_migrations().len() + b.expect("b").applied_migrations().len();
+    let applied = a.expect("a").applied_migrations().len() + b.expect("b").applied_migrations().len();
     assert_eq!(applied, mpanel::db::migrations().len());
 }
 
 async fn tenant(client: &tokio_postgres::Client, slug: &str) -> uuid::Uuid {
     client
-        .query_one(
-            "INSERT INTO tenants (slug, name) VALUES ($1, $1) RETURNING id",
-            &[&slug],
-        )
+        .query_one("INSERT INTO tenants (slug, name) VALUES ($1, $1) RETURNING id", &[&slug])
         .await
         .expect("tenant")
         .get(0)
@@ -160,26 +138,17 @@ async fn statuses_and_roles_are_constrained() {
     let client = app.db().await;
     let a = tenant(&client, "acme").await;
     let err = client
-        .execute(
-            "INSERT INTO users (tenant_id, email, password_hash, role) VALUES ($1, 'a@b.co', 'x', 'admin')",
-            &[&a],
-        )
+        .execute("INSERT INTO users (tenant_id, email, password_hash, role) VALUES ($1, 'a@b.co', 'x', 'admin')", &[&a])
         .await
         .expect_err("lower-case role");
     assert_eq!(sqlstate(&err), "23514");
     let err = client
-        .execute(
-            "INSERT INTO jobs (tenant_id, type, status) VALUES ($1, 'PROVISION_DNS', 'DONE')",
-            &[&a],
-        )
+        .execute("INSERT INTO jobs (tenant_id, type, status) VALUES ($1, 'PROVISION_DNS', 'DONE')", &[&a])
         .await
         .expect_err("unknown job status");
     assert_eq!(sqlstate(&err), "23514");
     let err = client
-        .execute(
-            "INSERT INTO jobs (tenant_id, type, status) VALUES ($1, 'PROVISION_DNS', 'RUNNING')",
-            &[&a],
-        )
+        .execute("INSERT INTO jobs (tenant_id, type, status) VALUES ($1, 'PROVISION_DNS', 'RUNNING')", &[&a])
         .await
         .expect_err("RUNNING without a lease");
     assert_eq!(sqlstate(&err), "23514");
@@ -208,10 +177,7 @@ async fn domain_holder(
             SELECT $1, o.customer_id, o.id, pr.product_id, pr.id FROM o, pr RETURNING id
         )
         INSERT INTO domains (tenant_id, subscription_id, name) SELECT $1, s.id, $3 FROM s RETURNING id";
-    Ok(client
-        .query_one(sql, &[&tenant_id, &external, &domain])
-        .await?
-        .get(0))
+    Ok(client.query_one(sql, &[&tenant_id, &external, &domain]).await?.get(0))
 }
 
 #[tokio::test]
@@ -220,27 +186,15 @@ async fn a_domain_has_one_live_holder_across_tenants() {
     let client = app.db().await;
     let a = tenant(&client, "acme").await;
     let b = tenant(&client, "bravo").await;
-    let held = domain_holder(&client, a, "o1", "jo-example.com")
-        .await
-        .expect("first holder");
+    let held = domain_holder(&client, a, "o1", "jo-example.com").await.expect("first holder");
 
-    let err = domain_holder(&client, b, "o2", "jo-example.com")
-        .await
-        .expect_err("second live holder");
+    let err = domain_holder(&client, b, "o2", "jo-example.com").await.expect_err("second live holder");
     let app_err = mpanel::AppError::from(err);
     assert_eq!(app_err.status(), http::StatusCode::CONFLICT);
     assert_eq!(app_err.to_problem().errors[0].field, "domain");
 
-    client
-        .execute(
-            "UPDATE domains SET status = 'RELEASED' WHERE id = $1",
-            &[&held],
-        )
-        .await
-        .expect("release");
-    domain_holder(&client, b, "o3", "jo-example.com")
-        .await
-        .expect("released domain can be ordered again");
+    client.execute("UPDATE domains SET status = 'RELEASED' WHERE id = $1", &[&held]).await.expect("release");
+    domain_holder(&client, b, "o3", "jo-example.com").await.expect("released domain can be ordered again");
 }
 
 #[tokio::test]
@@ -274,19 +228,13 @@ async fn rows_cannot_point_across_tenants() {
 async fn hot_queries_have_indexes() {
     let app = spawn_app().await;
     let client = app.db().await;
-    client
-        .batch_execute("SET enable_seqscan = off")
-        .await
-        .expect("set");
+    client.batch_execute("SET enable_seqscan = off").await.expect("set");
     let queries = [
         (
             "jobs_claim_idx",
             "SELECT id FROM jobs WHERE status IN ('PENDING','RETRYING') AND run_after <= now() ORDER BY run_after LIMIT 10",
         ),
-        (
-            "jobs_lease_idx",
-            "SELECT id FROM jobs WHERE status = 'RUNNING' AND locked_until < now()",
-        ),
+        ("jobs_lease_idx", "SELECT id FROM jobs WHERE status = 'RUNNING' AND locked_until < now()"),
         (
             "jobs_tenant_status_idx",
             "SELECT id FROM jobs WHERE tenant_id = '00000000-0000-0000-0000-000000000001' AND status = 'DEAD' ORDER BY created_at DESC, id DESC LIMIT 50",
@@ -317,13 +265,8 @@ async fn hot_queries_have_indexes() {
         ),
     ];
     for (index, sql) in queries {
-        let plan: Vec<String> = client
-            .query(&format!("EXPLAIN {sql}"), &[])
-            .await
-            .expect("explain")
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let plan: Vec<String> =
+            client.query(&format!("EXPLAIN {sql}"), &[]).await.expect("explain").iter().map(|r| r.get(0)).collect();
         let plan = plan.join("\n");
         assert!(plan.contains(index), "{index} not used by {sql}:\n{plan}");
     }

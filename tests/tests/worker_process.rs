@@ -40,9 +40,7 @@ async fn slow_pdns(delay: Option<Duration>) -> u16 {
                         let length = text[..end]
                             .lines()
                             .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().to_string())
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
                             })
                             .and_then(|v| v.parse::<usize>().ok())
                             .unwrap_or(0);
@@ -56,17 +54,10 @@ async fn slow_pdns(delay: Option<Duration>) -> u16 {
                     return;
                 };
                 tokio::time::sleep(delay).await;
-                let status = if buffer.starts_with(b"POST") {
-                    "201 Created"
-                } else {
-                    "204 No Content"
-                };
+                let status = if buffer.starts_with(b"POST") { "201 Created" } else { "204 No Content" };
                 let _ = socket
                     .write_all(
-                        format!(
-                            "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        )
-                        .as_bytes(),
+                        format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
                     )
                     .await;
             });
@@ -77,8 +68,7 @@ async fn slow_pdns(delay: Option<Duration>) -> u16 {
 
 async fn dns_order(app: &TestApp) -> Uuid {
     let tenant = app.create_tenant("dnshost").await;
-    app.catalog_price(tenant, "zone", "DNS", json!({}), 100)
-        .await;
+    app.catalog_price(tenant, "zone", "DNS", json!({}), 100).await;
     let domain = unique_domain();
     let body = json!({
         "tenantSlug": "dnshost", "externalOrderId": domain, "customer": {"email": "a@example.org", "fullName": "A"},
@@ -91,10 +81,7 @@ async fn dns_order(app: &TestApp) -> Uuid {
 
 fn worker(app: &TestApp, pdns_port: u16, lease_secs: u64) -> tokio::process::Child {
     let mut env = app.env.clone();
-    env.insert(
-        "PDNS_API_URL".into(),
-        format!("http://127.0.0.1:{pdns_port}/api/v1"),
-    );
+    env.insert("PDNS_API_URL".into(), format!("http://127.0.0.1:{pdns_port}/api/v1"));
     env.insert("JOB_LEASE_SECS".into(), lease_secs.to_string());
     env.insert("RUST_LOG".into(), "info".into());
     tokio::process::Command::new(mpanel_binary())
@@ -115,10 +102,7 @@ async fn wait_for_status(app: &TestApp, job: Uuid, status: &str) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!(
-        "job never became {status} (is {})",
-        app.job_status(job).await
-    );
+    panic!("job never became {status} (is {})", app.job_status(job).await);
 }
 
 fn signal(child: &tokio::process::Child, signal: libc::c_int) {
@@ -136,10 +120,8 @@ async fn sigterm_finishes_in_flight_jobs_and_exits_zero() {
     let mut child = worker(&app, port, 60);
     wait_for_status(&app, job, "RUNNING").await;
     signal(&child, libc::SIGTERM);
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("worker exits")
-        .expect("wait");
+    let status =
+        tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("worker exits").expect("wait");
     let mut stderr = String::new();
     if let Some(mut err) = child.stderr.take() {
         let _ = err.read_to_string(&mut stderr).await;
@@ -157,11 +139,7 @@ async fn a_killed_worker_loses_nothing() {
     wait_for_status(&app, job, "RUNNING").await;
     signal(&child, libc::SIGKILL);
     let _ = child.wait().await;
-    assert_eq!(
-        app.job_status(job).await,
-        "RUNNING",
-        "the killed worker recorded nothing"
-    );
+    assert_eq!(app.job_status(job).await, "RUNNING", "the killed worker recorded nothing");
 
     // Before the lease expires nothing is rescued; after, the sweep does it.
     assert_eq!(sweep(&app.state).await.expect("sweep").rescued, 0);
@@ -169,23 +147,12 @@ async fn a_killed_worker_loses_nothing() {
     assert_eq!(sweep(&app.state).await.expect("sweep").rescued, 1);
     assert_eq!(app.job_status(job).await, "RETRYING");
     // The real PowerDNS answers this time; the job completes once.
-    assert_eq!(
-        run_job(&app.state, job, "survivor").await.expect("run"),
-        RunOutcome::Succeeded
-    );
-    assert_eq!(
-        run_job(&app.state, job, "late-duplicate")
-            .await
-            .expect("run"),
-        RunOutcome::NotClaimed
-    );
+    assert_eq!(run_job(&app.state, job, "survivor").await.expect("run"), RunOutcome::Succeeded);
+    assert_eq!(run_job(&app.state, job, "late-duplicate").await.expect("run"), RunOutcome::NotClaimed);
     let outcomes: Vec<String> = app
         .db()
         .await
-        .query(
-            "SELECT outcome FROM job_attempts WHERE job_id = $1 ORDER BY attempt",
-            &[&job],
-        )
+        .query("SELECT outcome FROM job_attempts WHERE job_id = $1 ORDER BY attempt", &[&job])
         .await
         .expect("attempts")
         .iter()

@@ -70,22 +70,14 @@ async fn list(
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<AuditLog>>> {
     let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page)
-        .map_err(|e| errors.extend(e))
-        .ok();
+    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
     let from = parse_time("from", filters.from.as_deref(), &mut errors);
     let to = parse_time("to", filters.to.as_deref(), &mut errors);
     let action = filters.action.filter(|a| !a.is_empty());
     if let Some(a) = &action
-        && (a.len() > 100
-            || !a
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_'))
+        && (a.len() > 100 || !a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_'))
     {
-        errors.push(FieldError::new(
-            "action",
-            "must be an action name like auth.login",
-        ));
+        errors.push(FieldError::new("action", "must be an action name like auth.login"));
     }
     let Some(page) = validated(page, errors)? else {
         return Err(AppError::validation("cursor", "is invalid"));
@@ -112,12 +104,6 @@ async fn list(
             ],
         )
         .await?;
-    let logs = rows
-        .iter()
-        .map(AuditLog::from_row)
-        .collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(logs, &page, |l| Position {
-        created_at: l.created_at,
-        id: l.id,
-    })))
+    let logs = rows.iter().map(AuditLog::from_row).collect::<AppResult<Vec<_>>>()?;
+    Ok(axum::Json(Page::from_rows(logs, &page, |l| Position { created_at: l.created_at, id: l.id })))
 }

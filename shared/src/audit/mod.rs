@@ -75,10 +75,7 @@ impl AuditEntry {
 }
 
 pub async fn record(client: &impl GenericClient, entry: &AuditEntry) -> AppResult<()> {
-    let user_agent = entry
-        .user_agent
-        .as_deref()
-        .map(|ua| ua.chars().take(1000).collect::<String>());
+    let user_agent = entry.user_agent.as_deref().map(|ua| ua.chars().take(1000).collect::<String>());
     client
         .query_typed(
             "INSERT INTO audit_logs (tenant_id, actor_type, actor_user_id, action, target_type, target_id, ip, user_agent, details)

@@ -17,18 +17,8 @@ use crate::secrets::Secret;
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
         .route(Method::POST, "/api/auth/login", Permission::Public, login)
-        .route(
-            Method::POST,
-            "/api/auth/refresh",
-            Permission::Public,
-            refresh,
-        )
-        .route(
-            Method::POST,
-            "/api/auth/logout",
-            Permission::Authenticated,
-            logout,
-        )
+        .route(Method::POST, "/api/auth/refresh", Permission::Public, refresh)
+        .route(Method::POST, "/api/auth/logout", Permission::Authenticated, logout)
         .route(Method::GET, "/api/auth/me", Permission::Authenticated, me)
 }
 
@@ -62,19 +52,8 @@ async fn refresh(
     Ok(axum::Json(pair))
 }
 
-async fn logout(
-    State(state): State<AppState>,
-    principal: Principal,
-    meta: ClientMeta,
-) -> AppResult<StatusCode> {
-    sessions::logout(
-        &state,
-        principal.user_id,
-        principal.home_tenant_id,
-        principal.session_id,
-        &meta,
-    )
-    .await?;
+async fn logout(State(state): State<AppState>, principal: Principal, meta: ClientMeta) -> AppResult<StatusCode> {
+    sessions::logout(&state, principal.user_id, principal.home_tenant_id, principal.session_id, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -15,8 +15,8 @@ pub const MAX_LEN: usize = 128;
 const COMMON_PASSWORDS: &str = include_str!("common_passwords.txt");
 
 fn argon2() -> AppResult<Argon2<'static>> {
-    let params = Params::new(19_456, 2, 1, None)
-        .map_err(|e| AppError::internal(anyhow::anyhow!("argon2 params: {e}")))?;
+    let params =
+        Params::new(19_456, 2, 1, None).map_err(|e| AppError::internal(anyhow::anyhow!("argon2 params: {e}")))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -24,23 +24,13 @@ fn argon2() -> AppResult<Argon2<'static>> {
 pub fn check_rules(field: &str, password: &str) -> Result<(), FieldError> {
     let len = password.chars().count();
     if len < MIN_LEN {
-        return Err(FieldError::new(
-            field,
-            format!("must be at least {MIN_LEN} characters"),
-        ));
+        return Err(FieldError::new(field, format!("must be at least {MIN_LEN} characters")));
     }
     if len > MAX_LEN {
-        return Err(FieldError::new(
-            field,
-            format!("must be at most {MAX_LEN} characters"),
-        ));
+        return Err(FieldError::new(field, format!("must be at most {MAX_LEN} characters")));
     }
     let lowered = password.to_lowercase();
-    if COMMON_PASSWORDS
-        .lines()
-        .map(str::trim)
-        .any(|common| common == lowered)
-    {
+    if COMMON_PASSWORDS.lines().map(str::trim).any(|common| common == lowered) {
         return Err(FieldError::new(field, "is too common; choose another"));
     }
     Ok(())
@@ -56,9 +46,7 @@ pub fn hash_blocking(password: &str) -> AppResult<String> {
 }
 
 pub async fn hash(password: Secret<String>) -> AppResult<String> {
-    tokio::task::spawn_blocking(move || hash_blocking(password.expose()))
-        .await
-        .map_err(AppError::internal)?
+    tokio::task::spawn_blocking(move || hash_blocking(password.expose())).await.map_err(AppError::internal)?
 }
 
 /// A valid hash of a random password, verified against when the user does
@@ -69,7 +57,8 @@ fn dummy_hash() -> &'static str {
         let random: [u8; 16] = rand::random();
         hash_blocking(&hex::encode(random)).unwrap_or_else(|_| {
             // Static fallback with the same parameters (never matches anything typed).
-            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$9Xq0wMl1zC1zTk7K0mZ1oPqN2bM3cL4dE5fG6hI7jK8".to_string()
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$9Xq0wMl1zC1zTk7K0mZ1oPqN2bM3cL4dE5fG6hI7jK8"
+                .to_string()
         })
     })
 }
@@ -83,9 +72,7 @@ pub async fn verify(password: Secret<String>, stored: Option<String>) -> AppResu
         let Ok(parsed) = PasswordHash::new(&hash_text) else {
             return Ok(false);
         };
-        let matched = argon2()?
-            .verify_password(password.expose().as_bytes(), &parsed)
-            .is_ok();
+        let matched = argon2()?.verify_password(password.expose().as_bytes(), &parsed).is_ok();
         Ok(has_user && matched)
     })
     .await
@@ -108,27 +95,10 @@ mod tests {
 
     #[tokio::test]
     async fn hash_and_verify() {
-        let hash = hash(Secret::new("correct horse battery staple".into()))
-            .await
-            .unwrap();
+        let hash = hash(Secret::new("correct horse battery staple".into())).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(
-            verify(
-                Secret::new("correct horse battery staple".into()),
-                Some(hash.clone())
-            )
-            .await
-            .unwrap()
-        );
-        assert!(
-            !verify(Secret::new("wrong horse battery staple".into()), Some(hash))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !verify(Secret::new("anything at all".into()), None)
-                .await
-                .unwrap()
-        );
+        assert!(verify(Secret::new("correct horse battery staple".into()), Some(hash.clone())).await.unwrap());
+        assert!(!verify(Secret::new("wrong horse battery staple".into()), Some(hash)).await.unwrap());
+        assert!(!verify(Secret::new("anything at all".into()), None).await.unwrap());
     }
 }

@@ -54,31 +54,18 @@ mod tests {
         let table: [(Permission, [bool; 5]); 10] = [
             (Permission::ReadData, [true, true, true, true, true]),
             (Permission::WriteCatalog, [false, false, true, true, true]),
-            (
-                Permission::SuspendSubscription,
-                [false, true, true, true, true],
-            ),
-            (
-                Permission::TerminateSubscription,
-                [false, false, false, true, true],
-            ),
+            (Permission::SuspendSubscription, [false, true, true, true, true]),
+            (Permission::TerminateSubscription, [false, false, false, true, true]),
             (Permission::RetryJob, [false, true, false, true, true]),
             (Permission::ReadServers, [false, true, false, true, true]),
             (Permission::WriteServers, [false, false, false, true, true]),
             (Permission::ManageUsers, [false, false, false, true, true]),
             (Permission::ReadAudit, [false, false, false, true, true]),
-            (
-                Permission::ManageTenants,
-                [false, false, false, false, true],
-            ),
+            (Permission::ManageTenants, [false, false, false, false, true]),
         ];
         for (permission, expected) in table {
             for (role, allowed) in Role::ALL.into_iter().zip(expected) {
-                assert_eq!(
-                    permission.allows(role),
-                    allowed,
-                    "{permission:?} for {role}"
-                );
+                assert_eq!(permission.allows(role), allowed, "{permission:?} for {role}");
             }
         }
     }

@@ -43,13 +43,9 @@ impl AuthFailure {
     pub fn into_error(self) -> AppError {
         match self {
             AuthFailure::Unauthorized => AppError::Unauthorized,
-            AuthFailure::ForeignTenant => {
-                AppError::Forbidden("Only SUPER_ADMIN may act in another tenant.".into())
-            }
+            AuthFailure::ForeignTenant => AppError::Forbidden("Only SUPER_ADMIN may act in another tenant.".into()),
             AuthFailure::UnknownTenant => AppError::NotFound,
-            AuthFailure::Unavailable => {
-                AppError::Unavailable("authentication lookup failed".into())
-            }
+            AuthFailure::Unavailable => AppError::Unavailable("authentication lookup failed".into()),
         }
     }
 }
@@ -63,21 +59,10 @@ pub enum AuthState {
 /// Outer layer of every HTTP function: resolves the bearer token (if any)
 /// and makes the state reachable to the per-route guard.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let bearer = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string());
+    let bearer = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string());
     if let Some(header) = bearer {
-        let x_tenant = req
-            .headers()
-            .get("x-tenant")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let outcome = match header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-        {
+        let x_tenant = req.headers().get("x-tenant").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let outcome = match header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")) {
             Some(token) => match resolve(&state, token.trim(), x_tenant.as_deref()).await {
                 Ok(principal) => AuthState::Authenticated(principal),
                 Err(failure) => AuthState::Failed(failure),
@@ -90,11 +75,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     next.run(req).await
 }
 
-async fn resolve(
-    state: &AppState,
-    token: &str,
-    x_tenant: Option<&str>,
-) -> Result<Principal, AuthFailure> {
+async fn resolve(state: &AppState, token: &str, x_tenant: Option<&str>) -> Result<Principal, AuthFailure> {
     let keys = state.tokens.as_ref().ok_or(AuthFailure::Unauthorized)?;
     let claims = keys.verify(token).map_err(|_| AuthFailure::Unauthorized)?;
     let client = state.db.get().await.map_err(|_| AuthFailure::Unavailable)?;
@@ -123,14 +104,11 @@ async fn resolve(
         })?
         .ok_or(AuthFailure::Unauthorized)?;
     let get = |r: Result<String, tokio_postgres::Error>| r.map_err(|_| AuthFailure::Unavailable);
-    let role: Role = get(row.try_get(0))?
-        .parse()
-        .map_err(|_| AuthFailure::Unauthorized)?;
+    let role: Role = get(row.try_get(0))?.parse().map_err(|_| AuthFailure::Unauthorized)?;
     let user_status = get(row.try_get(1))?;
     let tenant_status = get(row.try_get(2))?;
     let home_slug = get(row.try_get(3))?;
-    let password_changed_at: DateTime<Utc> =
-        row.try_get(4).map_err(|_| AuthFailure::Unavailable)?;
+    let password_changed_at: DateTime<Utc> = row.try_get(4).map_err(|_| AuthFailure::Unavailable)?;
     let session_live: bool = row.try_get(5).map_err(|_| AuthFailure::Unavailable)?;
     let x_tenant_id: Option<Uuid> = row.try_get(6).map_err(|_| AuthFailure::Unavailable)?;
 
@@ -147,13 +125,7 @@ async fn resolve(
         Some(_) if role != Role::SuperAdmin => return Err(AuthFailure::ForeignTenant),
         Some(_) => x_tenant_id.ok_or(AuthFailure::UnknownTenant)?,
     };
-    Ok(Principal {
-        user_id: claims.sub,
-        home_tenant_id: claims.tid,
-        tenant_id,
-        role,
-        session_id: claims.sid,
-    })
+    Ok(Principal { user_id: claims.sub, home_tenant_id: claims.tid, tenant_id, role, session_id: claims.sid })
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {

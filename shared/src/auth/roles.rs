@@ -17,13 +17,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::ReadOnly,
-        Role::Support,
-        Role::Billing,
-        Role::Admin,
-        Role::SuperAdmin,
-    ];
+    pub const ALL: [Role; 5] = [Role::ReadOnly, Role::Support, Role::Billing, Role::Admin, Role::SuperAdmin];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,9 +44,7 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                "must be one of SUPER_ADMIN, ADMIN, BILLING, SUPPORT, READ_ONLY".to_string()
-            })
+            .ok_or_else(|| "must be one of SUPER_ADMIN, ADMIN, BILLING, SUPPORT, READ_ONLY".to_string())
     }
 }
 

@@ -68,9 +68,7 @@ async fn login_row(
             id: row.try_get(0)?,
             email: row.try_get(1)?,
             display_name: row.try_get(2)?,
-            role: role
-                .parse()
-                .map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?,
+            role: role.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?,
             tenant_id: row.try_get(4)?,
         },
         password_hash: row.try_get(5)?,
@@ -80,10 +78,7 @@ async fn login_row(
 }
 
 fn login_limit(state: &AppState) -> Limit {
-    Limit {
-        max: state.config.rate_limits.login_failures,
-        window: state.config.rate_limits.window,
-    }
+    Limit { max: state.config.rate_limits.login_failures, window: state.config.rate_limits.window }
 }
 
 /// The one 401 of login, identical for unknown emails and wrong passwords.
@@ -107,31 +102,19 @@ pub async fn login(
 
     let client = state.db.get().await?;
     let row = match EmailAddress::parse(&normalized) {
-        Ok(email) => {
-            login_row(
-                &**client,
-                "lower(u.email) = lower($1)",
-                &email.as_str(),
-                Type::TEXT,
-            )
-            .await?
-        }
+        Ok(email) => login_row(&**client, "lower(u.email) = lower($1)", &email.as_str(), Type::TEXT).await?,
         Err(_) => None,
     };
     // Unknown emails are verified against a dummy hash: same time, same answer.
-    let matched =
-        password::verify(password_text, row.as_ref().map(|r| r.password_hash.clone())).await?;
+    let matched = password::verify(password_text, row.as_ref().map(|r| r.password_hash.clone())).await?;
     let row = match (row, matched) {
         (Some(row), true) => row,
         (row, _) => {
             state.limiter.consume(&account_bucket, limit).await?;
             state.limiter.consume(&ip_bucket, limit).await?;
-            let mut entry = AuditEntry::new(
-                row.as_ref().map(|r| r.user.tenant_id),
-                Actor::Anonymous,
-                "auth.login_failed",
-            )
-            .details(json!({ "email": normalized.chars().take(254).collect::<String>() }));
+            let mut entry =
+                AuditEntry::new(row.as_ref().map(|r| r.user.tenant_id), Actor::Anonymous, "auth.login_failed")
+                    .details(json!({ "email": normalized.chars().take(254).collect::<String>() }));
             if let Some(r) = &row {
                 entry = entry.target("user", r.user.id);
             }
@@ -142,15 +125,9 @@ pub async fn login(
         }
     };
     if !row.user_active || !row.tenant_active {
-        let mut entry = AuditEntry::new(
-            Some(row.user.tenant_id),
-            Actor::User(row.user.id),
-            "auth.login_refused",
-        )
-        .target("user", row.user.id)
-        .details(
-            json!({ "reason": if row.user_active { "tenant disabled" } else { "user disabled" } }),
-        );
+        let mut entry = AuditEntry::new(Some(row.user.tenant_id), Actor::User(row.user.id), "auth.login_refused")
+            .target("user", row.user.id)
+            .details(json!({ "reason": if row.user_active { "tenant disabled" } else { "user disabled" } }));
         entry.ip = meta.ip;
         entry.user_agent = meta.user_agent.clone();
         audit::record(&**client, &entry).await?;
@@ -166,18 +143,11 @@ pub async fn login(
     crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
             insert_refresh_token(tx, &tx_user, family_id, &refresh_hash, &tx_meta).await?;
-            tx.query_typed(
-                "UPDATE users SET last_login_at = now() WHERE id = $1",
-                &[(&tx_user.id, Type::UUID)],
-            )
-            .await?;
-            let mut entry = AuditEntry::new(
-                Some(tx_user.tenant_id),
-                Actor::User(tx_user.id),
-                "auth.login",
-            )
-            .target("user", tx_user.id)
-            .details(json!({ "sessionId": family_id }));
+            tx.query_typed("UPDATE users SET last_login_at = now() WHERE id = $1", &[(&tx_user.id, Type::UUID)])
+                .await?;
+            let mut entry = AuditEntry::new(Some(tx_user.tenant_id), Actor::User(tx_user.id), "auth.login")
+                .target("user", tx_user.id)
+                .details(json!({ "sessionId": family_id }));
             entry.ip = tx_meta.ip;
             entry.user_agent = tx_meta.user_agent.clone();
             audit::record(tx, &entry).await?;
@@ -220,10 +190,7 @@ fn token_pair(
     family_id: Uuid,
     refresh_token: Secret<String>,
 ) -> AppResult<TokenPair> {
-    let keys = state
-        .tokens
-        .as_ref()
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("JWT secret not configured")))?;
+    let keys = state.tokens.as_ref().ok_or_else(|| AppError::internal(anyhow::anyhow!("JWT secret not configured")))?;
     let access_token = keys.issue(user.id, user.tenant_id, user.role, family_id)?;
     Ok(TokenPair {
         access_token,
@@ -298,9 +265,7 @@ pub async fn refresh(state: &AppState, presented: &str, meta: &ClientMeta) -> Ap
     })
     .await?;
     match outcome {
-        RefreshOutcome::Rotated(user, family_id, token) => {
-            token_pair(state, user, family_id, token)
-        }
+        RefreshOutcome::Rotated(user, family_id, token) => token_pair(state, user, family_id, token),
         RefreshOutcome::Reused | RefreshOutcome::Invalid => Err(AppError::Unauthorized),
     }
 }
@@ -352,8 +317,5 @@ pub async fn revoke_all_for_user(client: &impl GenericClient, user_id: Uuid) -> 
 /// The signed-in user's profile (`/api/auth/me`).
 pub async fn me(state: &AppState, user_id: Uuid) -> AppResult<SessionUser> {
     let client = state.db.get().await?;
-    login_row(&**client, "u.id = $1", &user_id, Type::UUID)
-        .await?
-        .map(|r| r.user)
-        .ok_or(AppError::Unauthorized)
+    login_row(&**client, "u.id = $1", &user_id, Type::UUID).await?.map(|r| r.user).ok_or(AppError::Unauthorized)
 }

@@ -59,13 +59,7 @@ impl TokenKeys {
         }
     }
 
-    pub fn issue(
-        &self,
-        user_id: Uuid,
-        tenant_id: Uuid,
-        role: Role,
-        session_id: Uuid,
-    ) -> AppResult<String> {
+    pub fn issue(&self, user_id: Uuid, tenant_id: Uuid, role: Role, session_id: Uuid) -> AppResult<String> {
         let now = Utc::now().timestamp();
         let claims = AccessClaims {
             sub: user_id,
@@ -85,11 +79,10 @@ impl TokenKeys {
 
     /// Any failure is a plain 401: the caller learns nothing about why.
     pub fn verify(&self, token: &str) -> AppResult<AccessClaims> {
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                tracing::debug!(error = %e, "access token rejected");
-                AppError::Unauthorized
-            })?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|e| {
+            tracing::debug!(error = %e, "access token rejected");
+            AppError::Unauthorized
+        })?;
         if data.claims.typ != ACCESS_TOKEN_TYPE {
             return Err(AppError::Unauthorized);
         }
@@ -119,12 +112,7 @@ mod tests {
     }
 
     fn forge(claims: serde_json::Value, key: &[u8]) -> String {
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(key),
-        )
-        .unwrap()
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(key)).unwrap()
     }
 
     fn valid_claims() -> serde_json::Value {
@@ -143,37 +131,21 @@ mod tests {
         let (user, tenant, sid) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let token = keys.issue(user, tenant, Role::Billing, sid).unwrap();
         let claims = keys.verify(&token).unwrap();
-        assert_eq!(
-            (claims.sub, claims.tid, claims.role, claims.sid),
-            (user, tenant, Role::Billing, sid)
-        );
+        assert_eq!((claims.sub, claims.tid, claims.role, claims.sid), (user, tenant, Role::Billing, sid));
         assert_eq!(claims.exp - claims.iat, ACCESS_TOKEN_SECS);
     }
 
     #[test]
     fn forged_and_malformed_tokens_fail() {
         let keys = keys();
-        assert!(
-            keys.verify(&forge(valid_claims(), KEY)).is_ok(),
-            "control: a valid forged-with-our-key token passes"
-        );
-        assert!(
-            keys.verify(&forge(
-                valid_claims(),
-                b"another-key-another-key-another-key"
-            ))
-            .is_err()
-        );
+        assert!(keys.verify(&forge(valid_claims(), KEY)).is_ok(), "control: a valid forged-with-our-key token passes");
+        assert!(keys.verify(&forge(valid_claims(), b"another-key-another-key-another-key")).is_err());
 
         let mut c = valid_claims();
         c["exp"] = json!(Utc::now().timestamp() - 3600);
         assert!(keys.verify(&forge(c, KEY)).is_err(), "expired");
 
-        for (field, value) in [
-            ("aud", json!("someone-else")),
-            ("iss", json!("evil")),
-            ("typ", json!("refresh")),
-        ] {
+        for (field, value) in [("aud", json!("someone-else")), ("iss", json!("evil")), ("typ", json!("refresh"))] {
             let mut c = valid_claims();
             c[field] = value;
             assert!(keys.verify(&forge(c, KEY)).is_err(), "wrong {field}");
@@ -185,38 +157,24 @@ mod tests {
         }
 
         // alg: none, unsigned.
-        let b64 = |v: serde_json::Value| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
-        };
-        let none = format!(
-            "{}.{}.",
-            b64(json!({"alg": "none", "typ": "JWT"})),
-            b64(valid_claims())
-        );
+        let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let none = format!("{}.{}.", b64(json!({"alg": "none", "typ": "JWT"})), b64(valid_claims()));
         assert!(keys.verify(&none).is_err());
 
         // HS512 with the right key is still refused: the algorithm is pinned.
-        let hs512 = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS512),
-            &valid_claims(),
-            &EncodingKey::from_secret(KEY),
-        )
-        .unwrap();
+        let hs512 =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS512), &valid_claims(), &EncodingKey::from_secret(KEY))
+                .unwrap();
         assert!(keys.verify(&hs512).is_err());
 
         let (refresh, _) = new_refresh_token();
-        assert!(
-            keys.verify(refresh.expose()).is_err(),
-            "a refresh token is not an access token"
-        );
+        assert!(keys.verify(refresh.expose()).is_err(), "a refresh token is not an access token");
     }
 
     #[test]
     fn refresh_tokens_are_256_bit_and_hashed() {
         let (token, hash) = new_refresh_token();
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token.expose())
-            .unwrap();
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.expose()).unwrap();
         assert_eq!(raw.len(), 32);
         assert_eq!(hash, hash_refresh_token(token.expose()));
         let (other, _) = new_refresh_token();

@@ -10,9 +10,7 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
-use super::{
-    Currency, Interval, PRICE_COLUMNS, PRODUCT_COLUMNS, Price, Product, ProductType, parse_limits,
-};
+use super::{Currency, Interval, PRICE_COLUMNS, PRODUCT_COLUMNS, Price, Product, ProductType, parse_limits};
 use crate::audit::{self, Actor, AuditEntry};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
@@ -27,43 +25,13 @@ use crate::types::{DisplayName, Slug};
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
         .route(Method::GET, "/api/products", Permission::ReadData, list)
-        .route(
-            Method::POST,
-            "/api/products",
-            Permission::WriteCatalog,
-            create,
-        )
+        .route(Method::POST, "/api/products", Permission::WriteCatalog, create)
         .route(Method::GET, "/api/products/{id}", Permission::ReadData, get)
-        .route(
-            Method::PATCH,
-            "/api/products/{id}",
-            Permission::WriteCatalog,
-            patch,
-        )
-        .route(
-            Method::DELETE,
-            "/api/products/{id}",
-            Permission::WriteCatalog,
-            deactivate,
-        )
-        .route(
-            Method::POST,
-            "/api/products/{id}/prices",
-            Permission::WriteCatalog,
-            create_price,
-        )
-        .route(
-            Method::PATCH,
-            "/api/prices/{id}",
-            Permission::WriteCatalog,
-            patch_price,
-        )
-        .route(
-            Method::DELETE,
-            "/api/prices/{id}",
-            Permission::WriteCatalog,
-            deactivate_price,
-        )
+        .route(Method::PATCH, "/api/products/{id}", Permission::WriteCatalog, patch)
+        .route(Method::DELETE, "/api/products/{id}", Permission::WriteCatalog, deactivate)
+        .route(Method::POST, "/api/products/{id}/prices", Permission::WriteCatalog, create_price)
+        .route(Method::PATCH, "/api/prices/{id}", Permission::WriteCatalog, patch_price)
+        .route(Method::DELETE, "/api/prices/{id}", Permission::WriteCatalog, deactivate_price)
 }
 
 const MAX_DESCRIPTION: usize = 5000;
@@ -73,10 +41,7 @@ fn parse_description(raw: &str) -> Result<String, String> {
     if text.chars().count() > MAX_DESCRIPTION {
         return Err(format!("must be at most {MAX_DESCRIPTION} characters"));
     }
-    if text
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err("must not contain control characters".into());
     }
     Ok(text.to_string())
@@ -91,11 +56,7 @@ fn parse_slug(raw: &str) -> Result<String, String> {
 }
 
 fn parse_amount(amount: i64) -> Result<i64, String> {
-    if amount < 0 {
-        Err("must be an integer of at least 0".into())
-    } else {
-        Ok(amount)
-    }
+    if amount < 0 { Err("must be an integer of at least 0".into()) } else { Ok(amount) }
 }
 
 // ------------------------------------------------------------------ reads
@@ -115,18 +76,12 @@ async fn list(
     Query(filters): Query<ListFilters>,
 ) -> AppResult<axum::Json<Page<Product>>> {
     let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page)
-        .map_err(|e| errors.extend(e))
-        .ok();
+    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
     let product_type = filters
         .product_type
         .as_deref()
         .filter(|t| !t.is_empty())
-        .and_then(|t| {
-            t.parse::<ProductType>()
-                .map_err(|e| errors.push(FieldError::new("type", e)))
-                .ok()
-        });
+        .and_then(|t| t.parse::<ProductType>().map_err(|e| errors.push(FieldError::new("type", e))).ok());
     let active = match filters.active.as_deref() {
         None | Some("") => None,
         Some("true") => Some(true),
@@ -160,23 +115,13 @@ async fn list(
             ],
         )
         .await?;
-    let mut products = rows
-        .iter()
-        .map(Product::from_row)
-        .collect::<AppResult<Vec<_>>>()?;
+    let mut products = rows.iter().map(Product::from_row).collect::<AppResult<Vec<_>>>()?;
     attach_prices(&**client, principal.tenant_id, &mut products).await?;
-    Ok(axum::Json(Page::from_rows(products, &page, |p| Position {
-        created_at: p.created_at,
-        id: p.id,
-    })))
+    Ok(axum::Json(Page::from_rows(products, &page, |p| Position { created_at: p.created_at, id: p.id })))
 }
 
 /// All prices (active or not) of the given products, cheapest first.
-async fn attach_prices(
-    client: &impl GenericClient,
-    tenant_id: Uuid,
-    products: &mut [Product],
-) -> AppResult<()> {
+async fn attach_prices(client: &impl GenericClient, tenant_id: Uuid, products: &mut [Product]) -> AppResult<()> {
     if products.is_empty() {
         return Ok(());
     }
@@ -199,11 +144,7 @@ async fn attach_prices(
     Ok(())
 }
 
-async fn load_product(
-    client: &impl GenericClient,
-    tenant_id: Uuid,
-    id: Uuid,
-) -> AppResult<Product> {
+async fn load_product(client: &impl GenericClient, tenant_id: Uuid, id: Uuid) -> AppResult<Product> {
     let row = client
         .query_typed_opt(
             &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1 AND tenant_id = $2"),
@@ -223,9 +164,7 @@ async fn get(
     IdPath(id): IdPath,
 ) -> AppResult<axum::Json<Product>> {
     let client = state.db.get().await?;
-    Ok(axum::Json(
-        load_product(&**client, principal.tenant_id, id).await?,
-    ))
+    Ok(axum::Json(load_product(&**client, principal.tenant_id, id).await?))
 }
 
 // ------------------------------------------------------------------ product writes
@@ -238,31 +177,19 @@ async fn create(
     Json(body): Json<Value>,
 ) -> AppResult<(StatusCode, axum::Json<Product>)> {
     let mut f = Fields::new(&body)?;
-    let name = f
-        .string("name")
-        .and_then(|raw| f.parse("name", Some(raw), parse_name));
-    let slug = f
-        .string("slug")
-        .and_then(|raw| f.parse("slug", Some(raw), parse_slug));
-    let product_type = f
-        .string("type")
-        .and_then(|raw| f.parse("type", Some(raw), |s| s.parse::<ProductType>()));
-    let description = f
-        .opt_string("description")
-        .flatten()
-        .and_then(|raw| f.parse("description", Some(raw), parse_description));
+    let name = f.string("name").and_then(|raw| f.parse("name", Some(raw), parse_name));
+    let slug = f.string("slug").and_then(|raw| f.parse("slug", Some(raw), parse_slug));
+    let product_type = f.string("type").and_then(|raw| f.parse("type", Some(raw), |s| s.parse::<ProductType>()));
+    let description =
+        f.opt_string("description").flatten().and_then(|raw| f.parse("description", Some(raw), parse_description));
     let limits = match f.raw("limits") {
         None | Some(Value::Null) => Some(Value::Object(Map::new())),
         Some(v) => f.check("limits", parse_limits(v)),
     };
     let is_active = f.opt_bool("isActive").unwrap_or(true);
     f.finish(&PRODUCT_FIELDS)?;
-    let (Some(name), Some(slug), Some(product_type), Some(limits)) =
-        (name, slug, product_type, limits)
-    else {
-        return Err(AppError::internal(anyhow::anyhow!(
-            "validated product fields missing"
-        )));
+    let (Some(name), Some(slug), Some(product_type), Some(limits)) = (name, slug, product_type, limits) else {
+        return Err(AppError::internal(anyhow::anyhow!("validated product fields missing")));
     };
     let tenant_id = principal.tenant_id;
     let actor = Actor::User(principal.user_id);
@@ -316,13 +243,7 @@ fn assign<T: ToSql + Sync + Send + serde::Serialize + 'static>(
     ty: Type,
 ) -> Assignment {
     let audit = serde_json::to_value(&value).unwrap_or(Value::Null);
-    Assignment {
-        column,
-        field,
-        value: Box::new(value),
-        ty,
-        audit,
-    }
+    Assignment { column, field, value: Box::new(value), ty, audit }
 }
 
 /// `UPDATE <table> SET <assignments>, updated_at = now() WHERE id = $1 AND tenant_id = $2 RETURNING <columns>`,
@@ -337,8 +258,7 @@ async fn apply_update(
     action: &'static str,
 ) -> AppResult<tokio_postgres::Row> {
     let mut sets: Vec<String> = Vec::new();
-    let mut params: Vec<(&(dyn ToSql + Sync), Type)> =
-        vec![(&id, Type::UUID), (&principal.tenant_id, Type::UUID)];
+    let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![(&id, Type::UUID), (&principal.tenant_id, Type::UUID)];
     let mut changed = Map::new();
     for (i, a) in assignments.iter().enumerate() {
         sets.push(format!("{} = ${}", a.column, i + 3));
@@ -346,23 +266,13 @@ async fn apply_update(
         changed.insert(a.field.to_string(), a.audit.clone());
     }
     sets.push("updated_at = now()".into());
-    let sql = format!(
-        "UPDATE {table} SET {} WHERE id = $1 AND tenant_id = $2 RETURNING {columns}",
-        sets.join(", ")
-    );
-    let row = client
-        .query_typed_opt(&sql, &params)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let sql = format!("UPDATE {table} SET {} WHERE id = $1 AND tenant_id = $2 RETURNING {columns}", sets.join(", "));
+    let row = client.query_typed_opt(&sql, &params).await?.ok_or(AppError::NotFound)?;
     audit::record(
         client,
-        &AuditEntry::new(
-            Some(principal.tenant_id),
-            Actor::User(principal.user_id),
-            action,
-        )
-        .target(table.trim_end_matches('s'), id)
-        .details(Value::Object(changed)),
+        &AuditEntry::new(Some(principal.tenant_id), Actor::User(principal.user_id), action)
+            .target(table.trim_end_matches('s'), id)
+            .details(Value::Object(changed)),
     )
     .await?;
     Ok(row)
@@ -377,33 +287,22 @@ async fn patch(
     let mut f = Fields::new(&body)?;
     let mut changes = Vec::new();
     if f.has("name")
-        && let Some(v) = f
-            .string("name")
-            .and_then(|raw| f.parse("name", Some(raw), parse_name))
+        && let Some(v) = f.string("name").and_then(|raw| f.parse("name", Some(raw), parse_name))
     {
         changes.push(assign("name", "name", v, Type::TEXT));
     }
     if f.has("slug")
-        && let Some(v) = f
-            .string("slug")
-            .and_then(|raw| f.parse("slug", Some(raw), parse_slug))
+        && let Some(v) = f.string("slug").and_then(|raw| f.parse("slug", Some(raw), parse_slug))
     {
         changes.push(assign("slug", "slug", v, Type::TEXT));
     }
     if f.has("type")
-        && let Some(v) = f
-            .string("type")
-            .and_then(|raw| f.parse("type", Some(raw), |s| s.parse::<ProductType>()))
+        && let Some(v) = f.string("type").and_then(|raw| f.parse("type", Some(raw), |s| s.parse::<ProductType>()))
     {
         changes.push(assign("type", "type", v.as_str().to_string(), Type::TEXT));
     }
     match f.opt_string("description") {
-        Some(None) => changes.push(assign(
-            "description",
-            "description",
-            None::<String>,
-            Type::TEXT,
-        )),
+        Some(None) => changes.push(assign("description", "description", None::<String>, Type::TEXT)),
         Some(Some(raw)) => {
             if let Some(v) = f.parse("description", Some(raw), parse_description) {
                 changes.push(assign("description", "description", Some(v), Type::TEXT));
@@ -423,16 +322,7 @@ async fn patch(
     let product = crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
             if !changes.is_empty() {
-                apply_update(
-                    tx,
-                    "products",
-                    PRODUCT_COLUMNS,
-                    id,
-                    &principal,
-                    changes,
-                    "product.updated",
-                )
-                .await?;
+                apply_update(tx, "products", PRODUCT_COLUMNS, id, &principal, changes, "product.updated").await?;
             }
             load_product(tx, principal.tenant_id, id).await
         })
@@ -443,24 +333,11 @@ async fn patch(
 
 /// Soft delete: the product becomes inactive (and leaves the public listing);
 /// orders and subscriptions keep pointing at it.
-async fn deactivate(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<StatusCode> {
+async fn deactivate(State(state): State<AppState>, principal: Principal, IdPath(id): IdPath) -> AppResult<StatusCode> {
     crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
             let changes = vec![assign("is_active", "isActive", false, Type::BOOL)];
-            apply_update(
-                tx,
-                "products",
-                PRODUCT_COLUMNS,
-                id,
-                &principal,
-                changes,
-                "product.deleted",
-            )
-            .await?;
+            apply_update(tx, "products", PRODUCT_COLUMNS, id, &principal, changes, "product.deleted").await?;
             Ok(())
         })
     })
@@ -470,15 +347,7 @@ async fn deactivate(
 
 // ------------------------------------------------------------------ price writes
 
-const PRICE_FIELDS: [&str; 7] = [
-    "name",
-    "slug",
-    "interval",
-    "amountCents",
-    "currency",
-    "isPopular",
-    "isActive",
-];
+const PRICE_FIELDS: [&str; 7] = ["name", "slug", "interval", "amountCents", "currency", "isPopular", "isActive"];
 
 async fn create_price(
     State(state): State<AppState>,
@@ -487,30 +356,18 @@ async fn create_price(
     Json(body): Json<Value>,
 ) -> AppResult<(StatusCode, axum::Json<Price>)> {
     let mut f = Fields::new(&body)?;
-    let name = f
-        .string("name")
-        .and_then(|raw| f.parse("name", Some(raw), parse_name));
-    let slug = f
-        .string("slug")
-        .and_then(|raw| f.parse("slug", Some(raw), parse_slug));
-    let interval = f
-        .string("interval")
-        .and_then(|raw| f.parse("interval", Some(raw), |s| s.parse::<Interval>()));
-    let amount = f
-        .int("amountCents")
-        .and_then(|n| f.check("amountCents", parse_amount(n)));
-    let currency = f
-        .string("currency")
-        .and_then(|raw| f.parse("currency", Some(raw), Currency::parse));
+    let name = f.string("name").and_then(|raw| f.parse("name", Some(raw), parse_name));
+    let slug = f.string("slug").and_then(|raw| f.parse("slug", Some(raw), parse_slug));
+    let interval = f.string("interval").and_then(|raw| f.parse("interval", Some(raw), |s| s.parse::<Interval>()));
+    let amount = f.int("amountCents").and_then(|n| f.check("amountCents", parse_amount(n)));
+    let currency = f.string("currency").and_then(|raw| f.parse("currency", Some(raw), Currency::parse));
     let is_popular = f.opt_bool("isPopular").unwrap_or(false);
     let is_active = f.opt_bool("isActive").unwrap_or(true);
     f.finish(&PRICE_FIELDS)?;
     let (Some(name), Some(slug), Some(interval), Some(amount), Some(currency)) =
         (name, slug, interval, amount, currency)
     else {
-        return Err(AppError::internal(anyhow::anyhow!(
-            "validated price fields missing"
-        )));
+        return Err(AppError::internal(anyhow::anyhow!("validated price fields missing")));
     };
     let tenant_id = principal.tenant_id;
     let actor = Actor::User(principal.user_id);
@@ -570,42 +427,27 @@ async fn patch_price(
     let mut f = Fields::new(&body)?;
     let mut changes = Vec::new();
     if f.has("name")
-        && let Some(v) = f
-            .string("name")
-            .and_then(|raw| f.parse("name", Some(raw), parse_name))
+        && let Some(v) = f.string("name").and_then(|raw| f.parse("name", Some(raw), parse_name))
     {
         changes.push(assign("name", "name", v, Type::TEXT));
     }
     if f.has("slug")
-        && let Some(v) = f
-            .string("slug")
-            .and_then(|raw| f.parse("slug", Some(raw), parse_slug))
+        && let Some(v) = f.string("slug").and_then(|raw| f.parse("slug", Some(raw), parse_slug))
     {
         changes.push(assign("slug", "slug", v, Type::TEXT));
     }
     if f.has("interval")
-        && let Some(v) = f
-            .string("interval")
-            .and_then(|raw| f.parse("interval", Some(raw), |s| s.parse::<Interval>()))
+        && let Some(v) = f.string("interval").and_then(|raw| f.parse("interval", Some(raw), |s| s.parse::<Interval>()))
     {
-        changes.push(assign(
-            "interval",
-            "interval",
-            v.as_str().to_string(),
-            Type::TEXT,
-        ));
+        changes.push(assign("interval", "interval", v.as_str().to_string(), Type::TEXT));
     }
     if f.has("amountCents")
-        && let Some(v) = f
-            .int("amountCents")
-            .and_then(|n| f.check("amountCents", parse_amount(n)))
+        && let Some(v) = f.int("amountCents").and_then(|n| f.check("amountCents", parse_amount(n)))
     {
         changes.push(assign("amount_cents", "amountCents", v, Type::INT8));
     }
     if f.has("currency")
-        && let Some(v) = f
-            .string("currency")
-            .and_then(|raw| f.parse("currency", Some(raw), Currency::parse))
+        && let Some(v) = f.string("currency").and_then(|raw| f.parse("currency", Some(raw), Currency::parse))
     {
         changes.push(assign("currency", "currency", v.code(), Type::TEXT));
     }
@@ -626,16 +468,7 @@ async fn patch_price(
                 .await?
                 .ok_or(AppError::NotFound)?
             } else {
-                apply_update(
-                    tx,
-                    "prices",
-                    PRICE_COLUMNS,
-                    id,
-                    &principal,
-                    changes,
-                    "price.updated",
-                )
-                .await?
+                apply_update(tx, "prices", PRICE_COLUMNS, id, &principal, changes, "price.updated").await?
             };
             Price::from_row(&row)
         })
@@ -652,16 +485,7 @@ async fn deactivate_price(
     crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
             let changes = vec![assign("is_active", "isActive", false, Type::BOOL)];
-            apply_update(
-                tx,
-                "prices",
-                PRICE_COLUMNS,
-                id,
-                &principal,
-                changes,
-                "price.deleted",
-            )
-            .await?;
+            apply_update(tx, "prices", PRICE_COLUMNS, id, &principal, changes, "price.deleted").await?;
             Ok(())
         })
     })

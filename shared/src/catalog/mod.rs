@@ -25,13 +25,8 @@ pub enum ProductType {
 }
 
 impl ProductType {
-    pub const ALL: [ProductType; 5] = [
-        ProductType::SharedHosting,
-        ProductType::Vps,
-        ProductType::Email,
-        ProductType::Dns,
-        ProductType::Addon,
-    ];
+    pub const ALL: [ProductType; 5] =
+        [ProductType::SharedHosting, ProductType::Vps, ProductType::Email, ProductType::Dns, ProductType::Addon];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -104,8 +99,7 @@ impl Interval {
 
     /// End of a period starting at `start` (calendar months, clamped to month ends).
     pub fn period_end(self, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.months()
-            .and_then(|m| start.checked_add_months(Months::new(m)))
+        self.months().and_then(|m| start.checked_add_months(Months::new(m)))
     }
 }
 
@@ -125,10 +119,7 @@ pub struct Currency(iso_currency::Currency);
 impl Currency {
     pub fn parse(raw: &str) -> Result<Currency, String> {
         const NOT_MONEY: [&str; 2] = ["XXX", "XTS"]; // "no currency" and the testing code
-        if raw.len() != 3
-            || !raw.bytes().all(|b| b.is_ascii_uppercase())
-            || NOT_MONEY.contains(&raw)
-        {
+        if raw.len() != 3 || !raw.bytes().all(|b| b.is_ascii_uppercase()) || NOT_MONEY.contains(&raw) {
             return Err("must be an upper-case ISO 4217 currency code, e.g. USD".into());
         }
         iso_currency::Currency::from_code(raw)
@@ -189,7 +180,8 @@ pub struct Price {
     pub updated_at: DateTime<Utc>,
 }
 
-pub const PRICE_COLUMNS: &str = "id, product_id, name, slug, interval, amount_cents, currency, is_popular, is_active, created_at, updated_at";
+pub const PRICE_COLUMNS: &str =
+    "id, product_id, name, slug, interval, amount_cents, currency, is_popular, is_active, created_at, updated_at";
 
 impl Price {
     pub fn from_row(row: &Row) -> AppResult<Price> {
@@ -225,8 +217,7 @@ pub struct Product {
     pub prices: Vec<Price>,
 }
 
-pub const PRODUCT_COLUMNS: &str =
-    "id, name, slug, type, description, limits, is_active, created_at, updated_at";
+pub const PRODUCT_COLUMNS: &str = "id, name, slug, type, description, limits, is_active, created_at, updated_at";
 
 impl Product {
     pub fn from_row(row: &Row) -> AppResult<Product> {
@@ -274,10 +265,7 @@ mod tests {
 
     #[test]
     fn limits() {
-        assert_eq!(
-            parse_limits(&json!({"emails": 5, "diskMb": 1024})).unwrap(),
-            json!({"emails": 5, "diskMb": 1024})
-        );
+        assert_eq!(parse_limits(&json!({"emails": 5, "diskMb": 1024})).unwrap(), json!({"emails": 5, "diskMb": 1024}));
         assert!(parse_limits(&json!({})).is_ok());
         for bad in [
             json!({"emails": -1}),
@@ -296,14 +284,8 @@ mod tests {
     #[test]
     fn periods() {
         let jan31 = Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).unwrap();
-        assert_eq!(
-            Interval::Monthly.period_end(jan31),
-            Utc.with_ymd_and_hms(2026, 2, 28, 12, 0, 0).single()
-        );
-        assert_eq!(
-            Interval::Yearly.period_end(jan31),
-            Utc.with_ymd_and_hms(2027, 1, 31, 12, 0, 0).single()
-        );
+        assert_eq!(Interval::Monthly.period_end(jan31), Utc.with_ymd_and_hms(2026, 2, 28, 12, 0, 0).single());
+        assert_eq!(Interval::Yearly.period_end(jan31), Utc.with_ymd_and_hms(2027, 1, 31, 12, 0, 0).single());
         assert_eq!(Interval::OneTime.period_end(jan31), None);
     }
 }

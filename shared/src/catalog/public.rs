@@ -22,13 +22,7 @@ use crate::http::routes::{ApiRoutes, Limited};
 pub fn routes() -> ApiRoutes {
     // Not rate limited per client: one marketing server renders every visitor's
     // page; responses are cacheable and API Gateway throttles the stage.
-    ApiRoutes::new().add(
-        Method::GET,
-        "/api/public/products",
-        Permission::Public,
-        Limited::No,
-        list,
-    )
+    ApiRoutes::new().add(Method::GET, "/api/public/products", Permission::Public, Limited::No, list)
 }
 
 #[derive(Debug, Serialize)]
@@ -71,15 +65,8 @@ struct Params {
     tenant: Option<String>,
 }
 
-async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(params): Query<Params>,
-) -> AppResult<Response> {
-    let slug = params
-        .tenant
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| AppError::validation("tenant", "is required"))?;
+async fn list(State(state): State<AppState>, headers: HeaderMap, Query(params): Query<Params>) -> AppResult<Response> {
+    let slug = params.tenant.filter(|t| !t.is_empty()).ok_or_else(|| AppError::validation("tenant", "is required"))?;
     let client = state.db.get().await?;
     let tenant = client
         .query_typed_opt(
@@ -129,25 +116,10 @@ async fn list(
     }
     let mut products: Vec<PublicProduct> = products.into_iter().map(|(_, p)| p).collect();
     products.sort_by(|a, b| {
-        let cheapest = |p: &PublicProduct| {
-            p.prices
-                .iter()
-                .map(|pr| pr.amount_cents)
-                .min()
-                .unwrap_or(i64::MAX)
-        };
-        cheapest(a)
-            .cmp(&cheapest(b))
-            .then_with(|| a.name.cmp(&b.name))
-            .then_with(|| a.slug.cmp(&b.slug))
+        let cheapest = |p: &PublicProduct| p.prices.iter().map(|pr| pr.amount_cents).min().unwrap_or(i64::MAX);
+        cheapest(a).cmp(&cheapest(b)).then_with(|| a.name.cmp(&b.name)).then_with(|| a.slug.cmp(&b.slug))
     });
-    let listing = Listing {
-        tenant: PublicTenant {
-            slug: tenant.try_get(1)?,
-            name: tenant.try_get(2)?,
-        },
-        products,
-    };
+    let listing = Listing { tenant: PublicTenant { slug: tenant.try_get(1)?, name: tenant.try_get(2)? }, products };
     let body = serde_json::to_vec(&listing).map_err(AppError::internal)?;
     Ok(cached_json(&headers, body))
 }
@@ -167,15 +139,11 @@ fn cached_json(request_headers: &HeaderMap, body: Vec<u8>) -> Response {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut r = (StatusCode::OK, body).into_response();
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         r
     };
     let headers = response.headers_mut();
-    headers.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60"),
-    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
     if let Ok(value) = HeaderValue::from_str(&etag) {
         headers.insert(ETAG, value);
     }
@@ -193,20 +161,11 @@ mod tests {
         let etag = first.headers()[ETAG].clone();
         let mut headers = HeaderMap::new();
         headers.insert(IF_NONE_MATCH, etag.clone());
-        assert_eq!(
-            cached_json(&headers, b"{\"a\":1}".to_vec()).status(),
-            StatusCode::NOT_MODIFIED
-        );
+        assert_eq!(cached_json(&headers, b"{\"a\":1}".to_vec()).status(), StatusCode::NOT_MODIFIED);
         // Another body, another tag.
-        assert_eq!(
-            cached_json(&headers, b"{\"a\":2}".to_vec()).status(),
-            StatusCode::OK
-        );
+        assert_eq!(cached_json(&headers, b"{\"a\":2}".to_vec()).status(), StatusCode::OK);
         let weak = HeaderValue::from_str(&format!("\"x\", W/{}", etag.to_str().unwrap())).unwrap();
         headers.insert(IF_NONE_MATCH, weak);
-        assert_eq!(
-            cached_json(&headers, b"{\"a\":1}".to_vec()).status(),
-            StatusCode::NOT_MODIFIED
-        );
+        assert_eq!(cached_json(&headers, b"{\"a\":1}".to_vec()).status(), StatusCode::NOT_MODIFIED);
     }
 }

@@ -21,11 +21,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        if !is_json(
-            req.headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok()),
-        ) {
+        if !is_json(req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
             return Err(AppError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
@@ -41,14 +37,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
 fn is_json(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Parses JSON into `T`, turning serde's errors into field errors.
@@ -63,21 +53,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         }
         AppError::Validation(vec![field_error(&path, &message)])
     })?;
-    de.end().map_err(|e| {
-        AppError::BadRequest(format!(
-            "Malformed JSON: {}.",
-            strip_position(&e.to_string())
-        ))
-    })?;
+    de.end().map_err(|e| AppError::BadRequest(format!("Malformed JSON: {}.", strip_position(&e.to_string()))))?;
     Ok(value)
 }
 
 /// serde says "missing field `email`" at the parent's path: name the field itself.
 fn field_error(path: &str, message: &str) -> FieldError {
     let parent = if path == "." { "" } else { path };
-    let missing = message
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next());
+    let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
     match missing {
         Some(name) if parent.is_empty() => FieldError::new(name, "is required"),
         Some(name) => FieldError::new(format!("{parent}.{name}"), "is required"),
@@ -101,12 +84,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| AppError::NotFound)?;
-        Uuid::parse_str(&raw)
-            .map(IdPath)
-            .map_err(|_| AppError::NotFound)
+            axum::extract::Path::<String>::from_request_parts(parts, state).await.map_err(|_| AppError::NotFound)?;
+        Uuid::parse_str(&raw).map(IdPath).map_err(|_| AppError::NotFound)
     }
 }
 
@@ -143,18 +122,13 @@ impl ClientMeta {
     fn read(headers: &HeaderMap, extensions: &Extensions) -> ClientMeta {
         ClientMeta {
             ip: client_ip(extensions),
-            user_agent: headers
-                .get(USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(1000).collect()),
+            user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(1000).collect()),
         }
     }
 
     /// The rate-limit key for an anonymous caller.
     pub fn ip_key(&self) -> String {
-        self.ip
-            .map(|ip| ip.to_string())
-            .unwrap_or_else(|| "unknown".into())
+        self.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
     }
 }
 
@@ -167,17 +141,11 @@ fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
             return ctx.http.source_ip.as_deref().and_then(|ip| ip.parse().ok());
         }
         Some(lambda_http::request::RequestContext::ApiGatewayV1(ctx)) => {
-            return ctx
-                .identity
-                .source_ip
-                .as_deref()
-                .and_then(|ip| ip.parse().ok());
+            return ctx.identity.source_ip.as_deref().and_then(|ip| ip.parse().ok());
         }
         _ => {}
     }
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
+    extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
@@ -231,10 +199,7 @@ mod tests {
     fn malformed_json_is_400() {
         assert!(matches!(err("{"), AppError::BadRequest(_)));
         assert!(matches!(err("{\"customer\": }"), AppError::BadRequest(_)));
-        assert!(matches!(
-            err(r#"{"customer": {"email": "a@b.co"}, "amount": 1} trailing"#),
-            AppError::BadRequest(_)
-        ));
+        assert!(matches!(err(r#"{"customer": {"email": "a@b.co"}, "amount": 1} trailing"#), AppError::BadRequest(_)));
     }
 
     #[test]

@@ -20,24 +20,13 @@ impl<'a> Fields<'a> {
     /// Fields of a nested object, reported as `prefix.field`.
     pub fn nested(value: &'a Value, prefix: &str) -> Result<Fields<'a>, AppError> {
         match value {
-            Value::Object(map) => Ok(Fields {
-                map,
-                prefix: prefix.to_string(),
-                errors: Vec::new(),
-            }),
-            _ => Err(AppError::validation(
-                if prefix.is_empty() { "body" } else { prefix },
-                "must be a JSON object",
-            )),
+            Value::Object(map) => Ok(Fields { map, prefix: prefix.to_string(), errors: Vec::new() }),
+            _ => Err(AppError::validation(if prefix.is_empty() { "body" } else { prefix }, "must be a JSON object")),
         }
     }
 
     pub fn path(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.prefix)
-        }
+        if self.prefix.is_empty() { key.to_string() } else { format!("{}.{key}", self.prefix) }
     }
 
     pub fn error(&mut self, key: &str, message: impl Into<String>) {
@@ -155,30 +144,16 @@ impl<'a> Fields<'a> {
 
     /// Fails with every collected problem, plus one per unknown field.
     pub fn finish(mut self, known: &[&str]) -> Result<(), AppError> {
-        let unknown: Vec<String> = self
-            .map
-            .keys()
-            .filter(|k| !known.contains(&k.as_str()))
-            .cloned()
-            .collect();
+        let unknown: Vec<String> = self.map.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect();
         for key in unknown {
             self.error(&key, "is not a known field");
         }
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(AppError::Validation(self.errors))
-        }
+        if self.errors.is_empty() { Ok(()) } else { Err(AppError::Validation(self.errors)) }
     }
 
     /// Like [`finish`](Self::finish) but keeps going (for nested readers).
     pub fn finish_nested(mut self, known: &[&str]) -> Vec<FieldError> {
-        let unknown: Vec<String> = self
-            .map
-            .keys()
-            .filter(|k| !known.contains(&k.as_str()))
-            .cloned()
-            .collect();
+        let unknown: Vec<String> = self.map.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect();
         for key in unknown {
             self.error(&key, "is not a known field");
         }

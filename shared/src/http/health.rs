@@ -17,21 +17,13 @@ use crate::error::{AppError, AppResult};
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub fn routes() -> ApiRoutes {
-    ApiRoutes::new()
-        .add(
-            Method::GET,
-            "/api/health",
-            Permission::Public,
-            Limited::No,
-            health,
-        )
-        .add(
-            Method::GET,
-            "/api/ready",
-            Permission::Public,
-            Limited::No,
-            ready,
-        )
+    ApiRoutes::new().add(Method::GET, "/api/health", Permission::Public, Limited::No, health).add(
+        Method::GET,
+        "/api/ready",
+        Permission::Public,
+        Limited::No,
+        ready,
+    )
 }
 
 async fn health() -> Json<Value> {

@@ -15,9 +15,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::Request;
 use tower::ServiceBuilder;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::auth::principal::authenticate;
@@ -48,15 +46,8 @@ impl AppState {
     pub fn new(config: Config) -> anyhow::Result<AppState> {
         let db = crate::db::pool(&config.database, config.db_pool_size)?;
         let kv = Kv::new(&config.redis_url, &config.redis_key_prefix)?;
-        let tokens = config
-            .jwt_secret
-            .as_ref()
-            .map(|s| Arc::new(TokenKeys::new(s)));
-        let dispatcher = Dispatcher::new(
-            kv.clone(),
-            config.aws.as_ref(),
-            config.sqs_queue_url.clone(),
-        );
+        let tokens = config.jwt_secret.as_ref().map(|s| Arc::new(TokenKeys::new(s)));
+        let dispatcher = Dispatcher::new(kv.clone(), config.aws.as_ref(), config.sqs_queue_url.clone());
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(15))
@@ -89,12 +80,7 @@ impl AppState {
             secrets.push(String::from_utf8_lossy(pw).into_owned());
         }
         if let Some(crate::config::SshKeySource::Inline(key)) = &config.ssh_private_key {
-            secrets.extend(
-                key.expose()
-                    .lines()
-                    .filter(|l| l.len() > 16)
-                    .map(str::to_string),
-            );
+            secrets.extend(key.expose().lines().filter(|l| l.len() > 16).map(str::to_string));
         }
         let mut out = text.to_string();
         for secret in secrets.iter().filter(|s| s.len() >= 6) {
@@ -114,12 +100,7 @@ pub enum Function {
 }
 
 impl Function {
-    pub const ALL: [Function; 4] = [
-        Function::Auth,
-        Function::Products,
-        Function::Orders,
-        Function::Admin,
-    ];
+    pub const ALL: [Function; 4] = [Function::Auth, Function::Products, Function::Orders, Function::Admin];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -137,21 +118,9 @@ impl Function {
     /// The configuration each function needs (and so the secrets it may read).
     pub fn needs(self) -> Needs {
         match self {
-            Function::Auth | Function::Products => Needs {
-                jwt: true,
-                ..Needs::NONE
-            },
-            Function::Orders => Needs {
-                jwt: true,
-                webhook: true,
-                sqs: true,
-                ..Needs::NONE
-            },
-            Function::Admin => Needs {
-                jwt: true,
-                sqs: true,
-                ..Needs::NONE
-            },
+            Function::Auth | Function::Products => Needs { jwt: true, ..Needs::NONE },
+            Function::Orders => Needs { jwt: true, webhook: true, sqs: true, ..Needs::NONE },
+            Function::Admin => Needs { jwt: true, sqs: true, ..Needs::NONE },
         }
     }
 
@@ -159,10 +128,8 @@ impl Function {
     pub fn routes(self) -> ApiRoutes {
         match self {
             Function::Auth => crate::auth::api::routes(),
-            Function::Products => {
-                crate::catalog::public::routes().merge(crate::catalog::api::routes())
-            }
-            Function::Orders => crate::orders::api::routes(),
+            Function::Products => crate::catalog::public::routes().merge(crate::catalog::api::routes()),
+            Function::Orders => crate::orders::api::routes().merge(crate::subscriptions::events::routes()),
             Function::Admin => crate::users::api::routes()
                 .merge(crate::customers::routes())
                 .merge(crate::subscriptions::api::routes())
@@ -177,11 +144,7 @@ impl Function {
 
 /// Every route of every function (health included once), for tests and docs.
 pub fn all_routes() -> ApiRoutes {
-    Function::ALL
-        .into_iter()
-        .fold(health::routes(), |acc, function| {
-            acc.merge(function.routes())
-        })
+    Function::ALL.into_iter().fold(health::routes(), |acc, function| acc.merge(function.routes()))
 }
 
 /// The router one Lambda function serves.
@@ -211,20 +174,14 @@ fn finish(routes: ApiRoutes, state: AppState) -> Router {
                         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    authenticate,
-                )),
+                .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate)),
         )
         .with_state(state)
 }
 
 fn request_span<B>(request: &Request<B>) -> tracing::Span {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("-");
+    let request_id =
+        request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("-");
     tracing::info_span!(
         "request",
         method = %request.method(),

@@ -23,10 +23,7 @@ impl Position {
     /// Sorts after every real row, so the first page needs no special query.
     pub fn start() -> Position {
         Position {
-            created_at: Utc
-                .with_ymd_and_hms(9999, 12, 31, 0, 0, 0)
-                .single()
-                .unwrap_or_else(Utc::now),
+            created_at: Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).single().unwrap_or_else(Utc::now),
             id: Uuid::max(),
         }
     }
@@ -37,9 +34,7 @@ impl Position {
     }
 
     fn decode(cursor: &str) -> Option<Position> {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(cursor)
-            .ok()?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
         let raw = String::from_utf8(raw).ok()?;
         let (micros, id) = raw.split_once('|')?;
         Some(Position {
@@ -70,10 +65,7 @@ impl PageRequest {
             Some(raw) => match raw.parse::<i64>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
                 _ => {
-                    errors.push(FieldError::new(
-                        "limit",
-                        format!("must be an integer from 1 to {MAX_LIMIT}"),
-                    ));
+                    errors.push(FieldError::new("limit", format!("must be an integer from 1 to {MAX_LIMIT}")));
                     DEFAULT_LIMIT
                 }
             },
@@ -81,18 +73,11 @@ impl PageRequest {
         let after = match params.cursor.as_deref() {
             None | Some("") => Position::start(),
             Some(raw) => Position::decode(raw).unwrap_or_else(|| {
-                errors.push(FieldError::new(
-                    "cursor",
-                    "is not a cursor this API returned",
-                ));
+                errors.push(FieldError::new("cursor", "is not a cursor this API returned"));
                 Position::start()
             }),
         };
-        if errors.is_empty() {
-            Ok(PageRequest { limit, after })
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(PageRequest { limit, after }) } else { Err(errors) }
     }
 
     /// Rows to fetch: one more than the page, to know whether another follows.
@@ -110,39 +95,21 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// Builds a page from up to `fetch()` rows in list order.
-    pub fn from_rows(
-        mut rows: Vec<T>,
-        request: &PageRequest,
-        position: impl Fn(&T) -> Position,
-    ) -> Page<T> {
+    pub fn from_rows(mut rows: Vec<T>, request: &PageRequest, position: impl Fn(&T) -> Position) -> Page<T> {
         let has_more = rows.len() as i64 > request.limit;
         rows.truncate(request.limit as usize);
-        let next_cursor = if has_more {
-            rows.last().map(|last| position(last).encode())
-        } else {
-            None
-        };
-        Page {
-            items: rows,
-            next_cursor,
-        }
+        let next_cursor = if has_more { rows.last().map(|last| position(last).encode()) } else { None };
+        Page { items: rows, next_cursor }
     }
 }
 
 /// Parses an optional RFC 3339 time filter (`from`, `to`).
-pub fn parse_time(
-    field: &str,
-    raw: Option<&str>,
-    errors: &mut Vec<FieldError>,
-) -> Option<DateTime<Utc>> {
+pub fn parse_time(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
     let raw = raw.filter(|r| !r.is_empty())?;
     match DateTime::parse_from_rfc3339(raw) {
         Ok(t) => Some(t.with_timezone(&Utc)),
         Err(_) => {
-            errors.push(FieldError::new(
-                field,
-                "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z",
-            ));
+            errors.push(FieldError::new(field, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"));
             None
         }
     }
@@ -150,11 +117,7 @@ pub fn parse_time(
 
 /// Field errors collected from query parameters → 422.
 pub fn validated<T>(value: T, errors: Vec<FieldError>) -> Result<T, AppError> {
-    if errors.is_empty() {
-        Ok(value)
-    } else {
-        Err(AppError::Validation(errors))
-    }
+    if errors.is_empty() { Ok(value) } else { Err(AppError::Validation(errors)) }
 }
 
 #[cfg(test)]
@@ -173,48 +136,26 @@ mod tests {
 
     #[test]
     fn limits() {
-        let parse = |limit: &str| {
-            PageRequest::parse(&PageParams {
-                limit: Some(limit.into()),
-                cursor: None,
-            })
-        };
+        let parse = |limit: &str| PageRequest::parse(&PageParams { limit: Some(limit.into()), cursor: None });
         assert_eq!(parse("1").unwrap().limit, 1);
         assert_eq!(parse("200").unwrap().limit, 200);
         for bad in ["0", "201", "-1", "ten", "1.5"] {
             assert_eq!(parse(bad).unwrap_err()[0].field, "limit", "{bad}");
         }
-        assert_eq!(
-            PageRequest::parse(&PageParams::default()).unwrap().limit,
-            DEFAULT_LIMIT
-        );
-        let bad_cursor = PageRequest::parse(&PageParams {
-            limit: None,
-            cursor: Some("nope".into()),
-        });
+        assert_eq!(PageRequest::parse(&PageParams::default()).unwrap().limit, DEFAULT_LIMIT);
+        let bad_cursor = PageRequest::parse(&PageParams { limit: None, cursor: Some("nope".into()) });
         assert_eq!(bad_cursor.unwrap_err()[0].field, "cursor");
     }
 
     #[test]
     fn page_has_next_cursor_only_when_more_rows_exist() {
-        let request = PageRequest {
-            limit: 2,
-            after: Position::start(),
-        };
+        let request = PageRequest { limit: 2, after: Position::start() };
         // Postgres keeps microseconds; so do cursors.
         let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
-        let rows: Vec<Position> = (0..3)
-            .map(|_| Position {
-                created_at: now,
-                id: Uuid::new_v4(),
-            })
-            .collect();
+        let rows: Vec<Position> = (0..3).map(|_| Position { created_at: now, id: Uuid::new_v4() }).collect();
         let page = Page::from_rows(rows.clone(), &request, |p| *p);
         assert_eq!(page.items.len(), 2);
-        assert_eq!(
-            Position::decode(page.next_cursor.as_deref().unwrap()),
-            Some(rows[1])
-        );
+        assert_eq!(Position::decode(page.next_cursor.as_deref().unwrap()), Some(rows[1]));
         let last = Page::from_rows(rows[..2].to_vec(), &request, |p| *p);
         assert!(last.next_cursor.is_none());
     }

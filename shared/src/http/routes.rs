@@ -44,13 +44,7 @@ impl ApiRoutes {
     }
 
     /// Adds a rate-limited route guarded by `permission`.
-    pub fn route<H, T>(
-        self,
-        method: Method,
-        path: &'static str,
-        permission: Permission,
-        handler: H,
-    ) -> ApiRoutes
+    pub fn route<H, T>(self, method: Method, path: &'static str, permission: Permission, handler: H) -> ApiRoutes
     where
         H: Handler<T, AppState>,
         T: 'static,
@@ -71,19 +65,13 @@ impl ApiRoutes {
         T: 'static,
     {
         let filter = method_filter(&method);
-        let spec = RouteSpec {
-            method,
-            path,
-            permission,
-            limited,
-        };
+        let spec = RouteSpec { method, path, permission, limited };
         let guard_spec = spec.clone();
-        let method_router = on(filter, handler).route_layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| {
+        let method_router =
+            on(filter, handler).route_layer(axum::middleware::from_fn(move |req: Request, next: Next| {
                 let spec = guard_spec.clone();
                 async move { guard(spec, req, next).await }
-            },
-        ));
+            }));
         self.router = self.router.route(path, method_router);
         self.specs.push(spec);
         self
@@ -126,8 +114,7 @@ async fn guard(spec: RouteSpec, req: Request, next: Next) -> Response {
         (_, Some(AuthState::Failed(failure))) => return failure.into_error().into_response(),
         (permission, Some(AuthState::Authenticated(p))) => {
             if !permission.allows(p.role) {
-                return AppError::Forbidden("Your role does not allow this action.".into())
-                    .into_response();
+                return AppError::Forbidden("Your role does not allow this action.".into()).into_response();
             }
             Some(p)
         }
@@ -137,10 +124,7 @@ async fn guard(spec: RouteSpec, req: Request, next: Next) -> Response {
     {
         let bucket = match &principal {
             Some(p) => format!("api:user:{}", p.user_id),
-            None => format!(
-                "api:ip:{}",
-                super::extract::ClientMeta::from_request(&req).ip_key()
-            ),
+            None => format!("api:ip:{}", super::extract::ClientMeta::from_request(&req).ip_key()),
         };
         let limit = crate::ratelimit::Limit {
             max: state.config.rate_limits.max_requests,

@@ -22,12 +22,7 @@ pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
         .route(Method::GET, "/api/jobs", Permission::ReadData, list)
         .route(Method::GET, "/api/jobs/{id}", Permission::ReadData, get)
-        .route(
-            Method::POST,
-            "/api/jobs/{id}/retry",
-            Permission::RetryJob,
-            retry,
-        )
+        .route(Method::POST, "/api/jobs/{id}/retry", Permission::RetryJob, retry)
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,32 +42,22 @@ async fn list(
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<JobView>>> {
     let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page)
-        .map_err(|e| errors.extend(e))
-        .ok();
+    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
     let status = filters
         .status
         .as_deref()
         .filter(|s| !s.is_empty())
-        .and_then(|s| {
-            s.parse::<JobStatus>()
-                .map_err(|e| errors.push(FieldError::new("status", e)))
-                .ok()
-        });
+        .and_then(|s| s.parse::<JobStatus>().map_err(|e| errors.push(FieldError::new("status", e))).ok());
     let job_type = filters
         .job_type
         .as_deref()
         .filter(|s| !s.is_empty())
-        .and_then(|s| {
-            s.parse::<JobType>()
-                .map_err(|e| errors.push(FieldError::new("type", e)))
-                .ok()
-        });
+        .and_then(|s| s.parse::<JobType>().map_err(|e| errors.push(FieldError::new("type", e))).ok());
     let subscription_id = match filters.subscription_id.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(raw) => Uuid::parse_str(raw)
-            .map_err(|_| errors.push(FieldError::new("subscriptionId", "must be a UUID")))
-            .ok(),
+        Some(raw) => {
+            Uuid::parse_str(raw).map_err(|_| errors.push(FieldError::new("subscriptionId", "must be a UUID"))).ok()
+        }
     };
     let Some(page) = validated(page, errors)? else {
         return Err(AppError::validation("cursor", "is invalid"));
@@ -97,14 +82,8 @@ async fn list(
             ],
         )
         .await?;
-    let jobs = rows
-        .iter()
-        .map(JobView::from_row)
-        .collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(jobs, &page, |j| Position {
-        created_at: j.created_at,
-        id: j.id,
-    })))
+    let jobs = rows.iter().map(JobView::from_row).collect::<AppResult<Vec<_>>>()?;
+    Ok(axum::Json(Page::from_rows(jobs, &page, |j| Position { created_at: j.created_at, id: j.id })))
 }
 
 #[derive(Debug, Serialize)]
@@ -155,11 +134,7 @@ async fn load(state: &AppState, tenant_id: Uuid, id: Uuid) -> AppResult<JobDetai
             })
         })
         .collect::<AppResult<Vec<_>>>()?;
-    Ok(JobDetail {
-        job: JobView::from_row(&row)?,
-        payload: row.try_get("payload")?,
-        attempt_history: attempts,
-    })
+    Ok(JobDetail { job: JobView::from_row(&row)?, payload: row.try_get("payload")?, attempt_history: attempts })
 }
 
 async fn get(
@@ -175,15 +150,6 @@ async fn retry(
     principal: Principal,
     IdPath(id): IdPath,
 ) -> AppResult<(StatusCode, axum::Json<JobDetail>)> {
-    super::engine::retry_dead(
-        &state,
-        principal.tenant_id,
-        id,
-        Actor::User(principal.user_id),
-    )
-    .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(load(&state, principal.tenant_id, id).await?),
-    ))
+    super::engine::retry_dead(&state, principal.tenant_id, id, Actor::User(principal.user_id)).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(load(&state, principal.tenant_id, id).await?)))
 }

@@ -38,17 +38,11 @@ pub struct JobError {
 
 impl JobError {
     pub fn retryable(message: impl Into<String>) -> JobError {
-        JobError {
-            retryable: true,
-            message: message.into(),
-        }
+        JobError { retryable: true, message: message.into() }
     }
 
     pub fn permanent(message: impl Into<String>) -> JobError {
-        JobError {
-            retryable: false,
-            message: message.into(),
-        }
+        JobError { retryable: false, message: message.into() }
     }
 }
 
@@ -79,10 +73,7 @@ pub enum RunOutcome {
 }
 
 fn statuses(event: JobEvent) -> Vec<String> {
-    JobStatus::accepting(event)
-        .into_iter()
-        .map(str::to_string)
-        .collect()
+    JobStatus::accepting(event).into_iter().map(str::to_string).collect()
 }
 
 /// The one atomic claim: status, due time, lease and attempt count change
@@ -147,10 +138,7 @@ pub async fn run_job(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<
     let budget = state.config.jobs.lease.mul_f64(0.8);
     let result = match tokio::time::timeout(budget, crate::provision::execute(state, &job)).await {
         Ok(result) => result,
-        Err(_) => Err(JobError::retryable(format!(
-            "timed out after {} s",
-            budget.as_secs()
-        ))),
+        Err(_) => Err(JobError::retryable(format!("timed out after {} s", budget.as_secs()))),
     };
     match result {
         Ok(()) => complete(state, &job).await,
@@ -176,7 +164,18 @@ async fn complete(state: &AppState, job: &ClaimedJob) -> AppResult<RunOutcome> {
             }
             finish_attempt(tx, &job, "SUCCEEDED", None).await?;
             if let Some(subscription_id) = job.subscription_id {
-                crate::subscriptions::activate_if_ready(tx, job.tenant_id, subscription_id).await?;
+                if job.job_type.is_provisioning() {
+                    crate::subscriptions::activate_if_ready(tx, job.tenant_id, subscription_id).await?;
+                } else {
+                    crate::subscriptions::lifecycle::apply_success(
+                        tx,
+                        job.tenant_id,
+                        subscription_id,
+                        job.job_type,
+                        &job.payload,
+                    )
+                    .await?;
+                }
             }
             Ok(RunOutcome::Succeeded)
         })
@@ -194,10 +193,7 @@ async fn fail(state: &AppState, job: &ClaimedJob, error: JobError) -> AppResult<
     let message = state.redact(&error.message);
     let attempts_left = job.attempt < job.max_attempts;
     let next = JobStatus::Running
-        .transition(JobEvent::Fail {
-            retryable: error.retryable,
-            attempts_left,
-        })
+        .transition(JobEvent::Fail { retryable: error.retryable, attempts_left })
         .map_err(AppError::internal)?;
     let delay = backoff(
         job.attempt.max(1) as u32,
@@ -205,8 +201,7 @@ async fn fail(state: &AppState, job: &ClaimedJob, error: JobError) -> AppResult<
         state.config.jobs.retry_cap,
         rand::random::<f64>(),
     );
-    let run_after =
-        Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60));
+    let run_after = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60));
     let job_id = job.id;
     let job = job.clone();
     let tx_message = message.clone();
@@ -258,12 +253,7 @@ async fn finish_attempt(
 ) -> AppResult<()> {
     tx.query_typed(
         "UPDATE job_attempts SET finished_at = now(), outcome = $3, error = $4 WHERE job_id = $1 AND attempt = $2",
-        &[
-            (&job.id, Type::UUID),
-            (&job.attempt, Type::INT4),
-            (&outcome, Type::TEXT),
-            (&error, Type::TEXT),
-        ],
+        &[(&job.id, Type::UUID), (&job.attempt, Type::INT4), (&outcome, Type::TEXT), (&error, Type::TEXT)],
     )
     .await?;
     Ok(())
@@ -288,8 +278,7 @@ async fn on_dead(
     if let Some(subscription_id) = subscription_id
         && job_type.is_provisioning()
     {
-        crate::subscriptions::mark_provisioning_failed(tx, tenant_id, subscription_id, *job_id)
-            .await?;
+        crate::subscriptions::mark_provisioning_failed(tx, tenant_id, subscription_id, *job_id).await?;
     }
     Ok(())
 }
@@ -300,6 +289,10 @@ async fn on_dead(
 pub struct SweepReport {
     pub rescued: u64,
     pub dead: u64,
+    /// Suspensions requested for payments past their grace period.
+    pub suspended: u64,
+    /// Terminations requested for subscriptions cancelled at period end.
+    pub terminated: u64,
     pub dispatched: u64,
     pub undelivered: u64,
 }
@@ -327,9 +320,7 @@ pub async fn rescue_expired(state: &AppState) -> AppResult<(u64, u64)> {
                 let attempts: i32 = row.try_get(4)?;
                 let max_attempts: i32 = row.try_get(5)?;
                 let next = JobStatus::Running
-                    .transition(JobEvent::LeaseExpired {
-                        attempts_left: attempts < max_attempts,
-                    })
+                    .transition(JobEvent::LeaseExpired { attempts_left: attempts < max_attempts })
                     .map_err(AppError::internal)?;
                 let message = "lease expired: the worker stopped before finishing";
                 tx.query_typed(
@@ -364,10 +355,13 @@ pub async fn rescue_expired(state: &AppState) -> AppResult<(u64, u64)> {
 /// One scheduler pass: rescue expired leases, then dispatch every due job.
 pub async fn sweep(state: &AppState) -> AppResult<SweepReport> {
     let (rescued, dead) = rescue_expired(state).await?;
+    let billing = crate::subscriptions::lifecycle::billing_sweep(state).await?;
     let dispatched = crate::dispatch::sweep(&state.db, &state.dispatcher).await?;
     Ok(SweepReport {
         rescued,
         dead,
+        suspended: billing.suspended,
+        terminated: billing.terminated,
         dispatched: dispatched.dispatched,
         undelivered: dispatched.undelivered,
     })
@@ -375,12 +369,7 @@ pub async fn sweep(state: &AppState) -> AppResult<SweepReport> {
 
 /// `POST /api/jobs/{id}/retry`: a DEAD job back to PENDING with a fresh
 /// budget of attempts, and its failed subscription back to PENDING.
-pub async fn retry_dead(
-    state: &AppState,
-    tenant_id: Uuid,
-    job_id: Uuid,
-    actor: Actor,
-) -> AppResult<()> {
+pub async fn retry_dead(state: &AppState, tenant_id: Uuid, job_id: Uuid, actor: Actor) -> AppResult<()> {
     let budget = state.config.jobs.max_attempts;
     crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
@@ -413,7 +402,9 @@ pub async fn retry_dead(
             }
             audit::record(
                 tx,
-                &AuditEntry::new(Some(tenant_id), actor, "job.retried").target("job", job_id).details(json!({ "type": job_type })),
+                &AuditEntry::new(Some(tenant_id), actor, "job.retried")
+                    .target("job", job_id)
+                    .details(json!({ "type": job_type })),
             )
             .await?;
             Ok(())

@@ -38,10 +38,7 @@ impl JobType {
 
     /// Jobs whose success (all of them) activates a subscription.
     pub fn is_provisioning(self) -> bool {
-        matches!(
-            self,
-            JobType::ProvisionDns | JobType::ProvisionHosting | JobType::ProvisionMail
-        )
+        matches!(self, JobType::ProvisionDns | JobType::ProvisionHosting | JobType::ProvisionMail)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -77,13 +74,8 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 5] = [
-        JobStatus::Pending,
-        JobStatus::Running,
-        JobStatus::Retrying,
-        JobStatus::Succeeded,
-        JobStatus::Dead,
-    ];
+    pub const ALL: [JobStatus; 5] =
+        [JobStatus::Pending, JobStatus::Running, JobStatus::Retrying, JobStatus::Succeeded, JobStatus::Dead];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -41,26 +41,10 @@ impl JobStatus {
         match (self, event) {
             (S::Pending | S::Retrying, E::Claim) => Ok(S::Running),
             (S::Running, E::Succeed) => Ok(S::Succeeded),
-            (
-                S::Running,
-                E::Fail {
-                    retryable: true,
-                    attempts_left: true,
-                },
-            ) => Ok(S::Retrying),
+            (S::Running, E::Fail { retryable: true, attempts_left: true }) => Ok(S::Retrying),
             (S::Running, E::Fail { .. }) => Ok(S::Dead),
-            (
-                S::Running,
-                E::LeaseExpired {
-                    attempts_left: true,
-                },
-            ) => Ok(S::Retrying),
-            (
-                S::Running,
-                E::LeaseExpired {
-                    attempts_left: false,
-                },
-            ) => Ok(S::Dead),
+            (S::Running, E::LeaseExpired { attempts_left: true }) => Ok(S::Retrying),
+            (S::Running, E::LeaseExpired { attempts_left: false }) => Ok(S::Dead),
             (S::Dead, E::Retry) => Ok(S::Pending),
             (from, event) => Err(InvalidJobTransition { from, event }),
         }
@@ -69,11 +53,7 @@ impl JobStatus {
     /// Statuses from which `event` is allowed (used to build the SQL guards,
     /// so the queries and the machine cannot disagree).
     pub fn accepting(event: JobEvent) -> Vec<&'static str> {
-        JobStatus::ALL
-            .into_iter()
-            .filter(|s| s.transition(event).is_ok())
-            .map(JobStatus::as_str)
-            .collect()
+        JobStatus::ALL.into_iter().filter(|s| s.transition(event).is_ok()).map(JobStatus::as_str).collect()
     }
 }
 
@@ -99,25 +79,12 @@ mod tests {
         assert_eq!(S::Pending.transition(E::Claim), Ok(S::Running));
         assert_eq!(S::Retrying.transition(E::Claim), Ok(S::Running));
         assert_eq!(S::Running.transition(E::Succeed), Ok(S::Succeeded));
-        let fail = |retryable, attempts_left| E::Fail {
-            retryable,
-            attempts_left,
-        };
+        let fail = |retryable, attempts_left| E::Fail { retryable, attempts_left };
         assert_eq!(S::Running.transition(fail(true, true)), Ok(S::Retrying));
         assert_eq!(S::Running.transition(fail(true, false)), Ok(S::Dead));
         assert_eq!(S::Running.transition(fail(false, true)), Ok(S::Dead));
-        assert_eq!(
-            S::Running.transition(E::LeaseExpired {
-                attempts_left: true
-            }),
-            Ok(S::Retrying)
-        );
-        assert_eq!(
-            S::Running.transition(E::LeaseExpired {
-                attempts_left: false
-            }),
-            Ok(S::Dead)
-        );
+        assert_eq!(S::Running.transition(E::LeaseExpired { attempts_left: true }), Ok(S::Retrying));
+        assert_eq!(S::Running.transition(E::LeaseExpired { attempts_left: false }), Ok(S::Dead));
         assert_eq!(S::Dead.transition(E::Retry), Ok(S::Pending));
         for s in [S::Running, S::Succeeded, S::Dead] {
             assert!(s.transition(E::Claim).is_err(), "{s:?} claimable");
@@ -140,10 +107,7 @@ mod tests {
         assert_eq!(backoff(u32::MAX, base, cap, 1.0), cap);
         // The longest wait of attempt n never exceeds the shortest of n+1.
         for n in 1..12 {
-            assert!(
-                backoff(n, base, cap, 1.0) <= backoff(n + 1, base, cap, 0.0),
-                "attempt {n}"
-            );
+            assert!(backoff(n, base, cap, 1.0) <= backoff(n + 1, base, cap, 0.0), "attempt {n}");
         }
     }
 }

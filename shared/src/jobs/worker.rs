@@ -38,8 +38,7 @@ pub async fn run_pool(state: AppState, concurrency: usize, shutdown: Cancellatio
     shutdown.cancelled().await;
     tracing::info!("worker pool stopping: no new jobs; waiting for in-flight jobs");
     let grace = state.config.jobs.worker_grace;
-    let drained =
-        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     match drained {
         Ok(()) => {
             tracing::info!("worker pool stopped");
@@ -47,10 +46,7 @@ pub async fn run_pool(state: AppState, concurrency: usize, shutdown: Cancellatio
         }
         Err(_) => {
             // Their leases expire and the sweep gives the jobs to another worker.
-            tracing::warn!(
-                grace_secs = grace.as_secs(),
-                "in-flight jobs outlived the grace period"
-            );
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight jobs outlived the grace period");
             tasks.abort_all();
             false
         }
@@ -62,11 +58,7 @@ async fn worker_loop(state: AppState, name: String, shutdown: CancellationToken)
     let mut conn = None;
     while !shutdown.is_cancelled() {
         if conn.is_none() {
-            match state
-                .kv
-                .dedicated(Duration::from_secs_f64(POP_TIMEOUT_SECS + 5.0))
-                .await
-            {
+            match state.kv.dedicated(Duration::from_secs_f64(POP_TIMEOUT_SECS + 5.0)).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     tracing::warn!(error = %e, "worker cannot reach redis; retrying");
@@ -76,8 +68,7 @@ async fn worker_loop(state: AppState, name: String, shutdown: CancellationToken)
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        let popped: redis::RedisResult<Option<(String, String)>> =
-            c.brpop(&key, POP_TIMEOUT_SECS).await;
+        let popped: redis::RedisResult<Option<(String, String)>> = c.brpop(&key, POP_TIMEOUT_SECS).await;
         let id = match popped {
             Ok(Some((_, id))) => id,
             Ok(None) => continue,

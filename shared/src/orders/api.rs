@@ -32,37 +32,23 @@ pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
         // Authenticated by its signature, not a session; exempt from the
         // per-client limit (the marketing site is one client).
-        .add(
-            Method::POST,
-            "/api/orders",
-            Permission::Public,
-            Limited::No,
-            receive,
-        )
+        .add(Method::POST, "/api/orders", Permission::Public, Limited::No, receive)
         .route(Method::GET, "/api/orders", Permission::ReadData, list)
         .route(Method::GET, "/api/orders/{id}", Permission::ReadData, get)
 }
 
-async fn receive(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> AppResult<Response> {
-    let bytes = axum::body::to_bytes(body, WEBHOOK_BODY_LIMIT)
-        .await
-        .map_err(|_| AppError::PayloadTooLarge)?;
-    let key = state.config.webhook_secret.as_ref().ok_or_else(|| {
-        AppError::internal(anyhow::anyhow!("MARKETING_WEBHOOK_SECRET not configured"))
-    })?;
+async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AppResult<Response> {
+    let bytes = axum::body::to_bytes(body, WEBHOOK_BODY_LIMIT).await.map_err(|_| AppError::PayloadTooLarge)?;
+    let key = state
+        .config
+        .webhook_secret
+        .as_ref()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("MARKETING_WEBHOOK_SECRET not configured")))?;
     let webhook = crate::webhooks::verify(&headers, &bytes, key.expose(), Utc::now().timestamp())?;
     let json_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-        });
+        .is_some_and(|ct| ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
     if !json_type {
         return Err(AppError::UnsupportedMediaType);
     }
@@ -74,18 +60,13 @@ async fn receive(
             let ids: Vec<Uuid> = response.jobs.iter().map(|j| j.id).collect();
             // After commit; a failure here is the sweep's to repair.
             state.dispatcher.dispatch(&state.db, &ids).await;
-            (
-                serde_json::to_value(&response).map_err(AppError::internal)?,
-                false,
-            )
+            (serde_json::to_value(&response).map_err(AppError::internal)?, false)
         }
         IntakeOutcome::Replayed(first) => (first, true),
     };
     let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
     if replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }
@@ -105,7 +86,8 @@ pub struct OrderView {
     pub created_at: DateTime<Utc>,
 }
 
-const ORDER_COLUMNS: &str = "id, external_order_id, status, customer_id, price_id, total_amount_cents, currency, domain, metadata, created_at";
+const ORDER_COLUMNS: &str =
+    "id, external_order_id, status, customer_id, price_id, total_amount_cents, currency, domain, metadata, created_at";
 
 impl OrderView {
     fn from_row(row: &Row) -> AppResult<OrderView> {
@@ -141,23 +123,18 @@ async fn list(
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<OrderView>>> {
     let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page)
-        .map_err(|e| errors.extend(e))
-        .ok();
+    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
     let status = filters.status.filter(|s| !s.is_empty());
     if let Some(s) = &status
         && !["PAID", "CANCELLED", "REFUNDED"].contains(&s.as_str())
     {
-        errors.push(FieldError::new(
-            "status",
-            "must be one of PAID, CANCELLED, REFUNDED",
-        ));
+        errors.push(FieldError::new("status", "must be one of PAID, CANCELLED, REFUNDED"));
     }
     let customer_id = match filters.customer_id.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(raw) => Uuid::parse_str(raw)
-            .map_err(|_| errors.push(FieldError::new("customerId", "must be a UUID")))
-            .ok(),
+        Some(raw) => {
+            Uuid::parse_str(raw).map_err(|_| errors.push(FieldError::new("customerId", "must be a UUID"))).ok()
+        }
     };
     let from = parse_time("from", filters.from.as_deref(), &mut errors);
     let to = parse_time("to", filters.to.as_deref(), &mut errors);
@@ -186,14 +163,8 @@ async fn list(
             ],
         )
         .await?;
-    let orders = rows
-        .iter()
-        .map(OrderView::from_row)
-        .collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(orders, &page, |o| Position {
-        created_at: o.created_at,
-        id: o.id,
-    })))
+    let orders = rows.iter().map(OrderView::from_row).collect::<AppResult<Vec<_>>>()?;
+    Ok(axum::Json(Page::from_rows(orders, &page, |o| Position { created_at: o.created_at, id: o.id })))
 }
 
 #[derive(Debug, Serialize)]
@@ -224,9 +195,7 @@ async fn get(
     let customer = Customer::from_row(
         &client
             .query_typed_one(
-                &format!(
-                    "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND tenant_id = $2"
-                ),
+                &format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND tenant_id = $2"),
                 &[(&order.customer_id, Type::UUID), (&tenant, Type::UUID)],
             )
             .await?,
@@ -252,10 +221,5 @@ async fn get(
             .map(JobView::from_row)
             .collect::<AppResult<Vec<_>>>()?,
     };
-    Ok(axum::Json(OrderDetail {
-        order,
-        customer,
-        subscription,
-        jobs,
-    }))
+    Ok(axum::Json(OrderDetail { order, customer, subscription, jobs }))
 }

@@ -56,23 +56,16 @@ fn parse_external_id(raw: &str) -> Result<String, String> {
 /// Parses the whole body into an [`OrderRequest`], naming every bad field.
 pub fn parse_order(body: &Value) -> AppResult<OrderRequest> {
     let mut f = Fields::new(body)?;
-    let tenant_slug = f
-        .string("tenantSlug")
-        .and_then(|raw| f.parse("tenantSlug", Some(raw), Slug::parse));
-    let external_order_id = f
-        .string("externalOrderId")
-        .and_then(|raw| f.parse("externalOrderId", Some(raw), parse_external_id));
+    let tenant_slug = f.string("tenantSlug").and_then(|raw| f.parse("tenantSlug", Some(raw), Slug::parse));
+    let external_order_id =
+        f.string("externalOrderId").and_then(|raw| f.parse("externalOrderId", Some(raw), parse_external_id));
     let mut customer = (None, None, None);
     match f.raw("customer") {
         None | Some(Value::Null) => f.error("customer", "is required"),
         Some(value) => match Fields::nested(value, "customer") {
             Ok(mut c) => {
-                customer.0 = c
-                    .string("email")
-                    .and_then(|raw| c.parse("email", Some(raw), EmailAddress::parse));
-                customer.1 = c
-                    .string("fullName")
-                    .and_then(|raw| c.parse("fullName", Some(raw), DisplayName::parse));
+                customer.0 = c.string("email").and_then(|raw| c.parse("email", Some(raw), EmailAddress::parse));
+                customer.1 = c.string("fullName").and_then(|raw| c.parse("fullName", Some(raw), DisplayName::parse));
                 customer.2 = match c.opt_string("phone") {
                     Some(Some(raw)) => c.parse("phone", Some(raw), Phone::parse).map(Some),
                     _ => Some(None),
@@ -83,22 +76,11 @@ pub fn parse_order(body: &Value) -> AppResult<OrderRequest> {
             Err(_) => f.error("customer", "must be an object"),
         },
     }
-    let price_slug = f
-        .string("priceSlug")
-        .and_then(|raw| f.parse("priceSlug", Some(raw), Slug::parse));
-    let total = f.int("totalAmountCents").and_then(|n| {
-        f.check(
-            "totalAmountCents",
-            if n >= 0 {
-                Ok(n)
-            } else {
-                Err("must be at least 0".to_string())
-            },
-        )
-    });
-    let currency = f
-        .string("currency")
-        .and_then(|raw| f.parse("currency", Some(raw), Currency::parse));
+    let price_slug = f.string("priceSlug").and_then(|raw| f.parse("priceSlug", Some(raw), Slug::parse));
+    let total = f
+        .int("totalAmountCents")
+        .and_then(|n| f.check("totalAmountCents", if n >= 0 { Ok(n) } else { Err("must be at least 0".to_string()) }));
+    let currency = f.string("currency").and_then(|raw| f.parse("currency", Some(raw), Currency::parse));
     let domain = match f.opt_string("domain") {
         Some(Some(raw)) => f.parse("domain", Some(raw), DomainName::parse).map(Some),
         _ => Some(None),
@@ -109,11 +91,7 @@ pub fn parse_order(body: &Value) -> AppResult<OrderRequest> {
             let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
             f.check(
                 "metadata",
-                if size <= MAX_METADATA_BYTES {
-                    Ok(v.clone())
-                } else {
-                    Err("must be at most 16 KiB".to_string())
-                },
+                if size <= MAX_METADATA_BYTES { Ok(v.clone()) } else { Err("must be at most 16 KiB".to_string()) },
             )
         }
         Some(_) => {
@@ -132,16 +110,7 @@ pub fn parse_order(body: &Value) -> AppResult<OrderRequest> {
         "metadata",
     ])?;
     let canonical = serde_json::to_vec(body).map_err(AppError::internal)?;
-    match (
-        tenant_slug,
-        external_order_id,
-        customer,
-        price_slug,
-        total,
-        currency,
-        domain,
-        metadata,
-    ) {
+    match (tenant_slug, external_order_id, customer, price_slug, total, currency, domain, metadata) {
         (
             Some(tenant_slug),
             Some(external_order_id),
@@ -164,9 +133,7 @@ pub fn parse_order(body: &Value) -> AppResult<OrderRequest> {
             metadata,
             request_hash: Sha256::digest(&canonical).into(),
         }),
-        _ => Err(AppError::internal(anyhow::anyhow!(
-            "order fields validated but missing"
-        ))),
+        _ => Err(AppError::internal(anyhow::anyhow!("order fields validated but missing"))),
     }
 }
 
@@ -212,11 +179,7 @@ struct PriceRow {
 pub fn jobs_for(product_type: ProductType, emails: i64) -> Vec<JobType> {
     match product_type {
         ProductType::SharedHosting if emails > 0 => {
-            vec![
-                JobType::ProvisionDns,
-                JobType::ProvisionHosting,
-                JobType::ProvisionMail,
-            ]
+            vec![JobType::ProvisionDns, JobType::ProvisionHosting, JobType::ProvisionMail]
         }
         ProductType::SharedHosting => vec![JobType::ProvisionDns, JobType::ProvisionHosting],
         ProductType::Dns => vec![JobType::ProvisionDns],
@@ -227,10 +190,7 @@ pub fn jobs_for(product_type: ProductType, emails: i64) -> Vec<JobType> {
 }
 
 /// A previously recorded answer for this webhook id, if any.
-pub async fn replay_by_webhook_id(
-    client: &impl GenericClient,
-    webhook_id: &str,
-) -> AppResult<Option<Value>> {
+pub async fn replay_by_webhook_id(client: &impl GenericClient, webhook_id: &str) -> AppResult<Option<Value>> {
     let row = client
         .query_typed_opt(
             "SELECT response_body FROM webhook_deliveries WHERE source = 'ORDERS' AND webhook_id = $1",
@@ -242,11 +202,7 @@ pub async fn replay_by_webhook_id(
 
 /// Validates against the tenant's catalogue, then writes everything in one
 /// transaction. Nothing is written unless everything is.
-pub async fn intake(
-    state: &AppState,
-    webhook: &VerifiedWebhook,
-    order: OrderRequest,
-) -> AppResult<IntakeOutcome> {
+pub async fn intake(state: &AppState, webhook: &VerifiedWebhook, order: OrderRequest) -> AppResult<IntakeOutcome> {
     let client = state.db.get().await?;
     // Fast path for redeliveries; the check is repeated under the lock.
     if let Some(previous) = replay_by_webhook_id(&**client, &webhook.id).await? {
@@ -270,11 +226,7 @@ pub async fn intake(
     .await
 }
 
-async fn load_price(
-    client: &impl GenericClient,
-    tenant_id: Uuid,
-    order: &OrderRequest,
-) -> AppResult<PriceRow> {
+async fn load_price(client: &impl GenericClient, tenant_id: Uuid, order: &OrderRequest) -> AppResult<PriceRow> {
     let row = client
         .query_typed_opt(
             "SELECT pr.id, p.id, pr.amount_cents, pr.currency, pr.interval, p.type,
@@ -292,12 +244,8 @@ async fn load_price(
         product_id: row.try_get(1)?,
         amount_cents: row.try_get(2)?,
         currency: row.try_get(3)?,
-        interval: interval
-            .parse()
-            .map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?,
-        product_type: product_type
-            .parse()
-            .map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?,
+        interval: interval.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?,
+        product_type: product_type.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?,
         emails: row.try_get(6)?,
     };
     let mut errors = Vec::new();
@@ -308,26 +256,13 @@ async fn load_price(
         ));
     }
     if order.currency.code() != price.currency {
-        errors.push(FieldError::new(
-            "currency",
-            format!("must equal the price's currency ({})", price.currency),
-        ));
+        errors.push(FieldError::new("currency", format!("must equal the price's currency ({})", price.currency)));
     }
-    let needs_domain = matches!(
-        price.product_type,
-        ProductType::SharedHosting | ProductType::Dns | ProductType::Email
-    );
+    let needs_domain = matches!(price.product_type, ProductType::SharedHosting | ProductType::Dns | ProductType::Email);
     if needs_domain && order.domain.is_none() {
-        errors.push(FieldError::new(
-            "domain",
-            format!("is required for {}", price.product_type.as_str()),
-        ));
+        errors.push(FieldError::new("domain", format!("is required for {}", price.product_type.as_str())));
     }
-    if errors.is_empty() {
-        Ok(price)
-    } else {
-        Err(AppError::Validation(errors))
-    }
+    if errors.is_empty() { Ok(price) } else { Err(AppError::Validation(errors)) }
 }
 
 async fn write_order(
@@ -341,10 +276,7 @@ async fn write_order(
     // losers then find the winner's rows below.
     tx.query_typed(
         "SELECT pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 0))",
-        &[
-            (&tenant_id.to_string(), Type::TEXT),
-            (&order.external_order_id, Type::TEXT),
-        ],
+        &[(&tenant_id.to_string(), Type::TEXT), (&order.external_order_id, Type::TEXT)],
     )
     .await?;
     if let Some(previous) = replay_by_webhook_id(tx, webhook_id).await? {
@@ -353,10 +285,7 @@ async fn write_order(
     if let Some(existing) = tx
         .query_typed_opt(
             "SELECT id, request_hash FROM orders WHERE tenant_id = $1 AND external_order_id = $2",
-            &[
-                (&tenant_id, Type::UUID),
-                (&order.external_order_id, Type::TEXT),
-            ],
+            &[(&tenant_id, Type::UUID), (&order.external_order_id, Type::TEXT)],
         )
         .await?
     {
@@ -375,15 +304,7 @@ async fn write_order(
             )
             .await?
             .try_get(0)?;
-        record_delivery(
-            tx,
-            tenant_id,
-            webhook_id,
-            &order.request_hash,
-            &first,
-            order_id,
-        )
-        .await?;
+        record_delivery(tx, tenant_id, webhook_id, &order.request_hash, &first, order_id).await?;
         return Ok(IntakeOutcome::Replayed(first));
     }
 
@@ -467,11 +388,7 @@ async fn write_order(
             )
             .await?
             .try_get(0)?;
-        jobs.push(IntakeJob {
-            id,
-            job_type: job_type.as_str().into(),
-            status: "PENDING".into(),
-        });
+        jobs.push(IntakeJob { id, job_type: job_type.as_str().into(), status: "PENDING".into() });
     }
 
     let response = IntakeResponse {
@@ -484,24 +401,14 @@ async fn write_order(
     };
     audit::record(
         tx,
-        &AuditEntry::new(Some(tenant_id), Actor::Webhook, "order.created")
-            .target("order", order_id)
-            .details(json!({
-                "externalOrderId": order.external_order_id, "webhookId": webhook_id,
-                "subscriptionId": subscription_id, "domain": order.domain.as_ref().map(DomainName::as_str),
-            })),
+        &AuditEntry::new(Some(tenant_id), Actor::Webhook, "order.created").target("order", order_id).details(json!({
+            "externalOrderId": order.external_order_id, "webhookId": webhook_id,
+            "subscriptionId": subscription_id, "domain": order.domain.as_ref().map(DomainName::as_str),
+        })),
     )
     .await?;
     let body = serde_json::to_value(&response).map_err(AppError::internal)?;
-    record_delivery(
-        tx,
-        tenant_id,
-        webhook_id,
-        &order.request_hash,
-        &body,
-        order_id,
-    )
-    .await?;
+    record_delivery(tx, tenant_id, webhook_id, &order.request_hash, &body, order_id).await?;
     Ok(IntakeOutcome::Created(response))
 }
 
@@ -530,10 +437,7 @@ async fn find_or_create_customer(
     let existing = client
         .query_typed_one(
             "SELECT id FROM customers WHERE tenant_id = $1 AND lower(email) = lower($2)",
-            &[
-                (&tenant_id, Type::UUID),
-                (&order.email.as_str(), Type::TEXT),
-            ],
+            &[(&tenant_id, Type::UUID), (&order.email.as_str(), Type::TEXT)],
         )
         .await?;
     Ok(existing.try_get(0)?)
@@ -599,10 +503,7 @@ mod tests {
                "customer":{"phone":"+15550100","fullName":"Jo Doe","email":"jo@example.org"},"externalOrderId":"mkt-1001","tenantSlug":"demo"}"#,
         )
         .unwrap();
-        assert_eq!(
-            a.request_hash,
-            parse_order(&reordered).unwrap().request_hash
-        );
+        assert_eq!(a.request_hash, parse_order(&reordered).unwrap().request_hash);
         let mut changed = valid();
         changed["totalAmountCents"] = json!(1000);
         assert_ne!(a.request_hash, parse_order(&changed).unwrap().request_hash);
@@ -626,10 +527,7 @@ mod tests {
     #[test]
     fn job_plans() {
         assert_eq!(jobs_for(ProductType::SharedHosting, 5).len(), 3);
-        assert_eq!(
-            jobs_for(ProductType::SharedHosting, 0),
-            [JobType::ProvisionDns, JobType::ProvisionHosting]
-        );
+        assert_eq!(jobs_for(ProductType::SharedHosting, 0), [JobType::ProvisionDns, JobType::ProvisionHosting]);
         assert!(jobs_for(ProductType::Vps, 0).is_empty());
     }
 }

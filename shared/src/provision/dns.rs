@@ -30,41 +30,17 @@ fn address_type(ip: IpAddr) -> &'static str {
 }
 
 /// The records the contract lists for a domain hosted at `web` with mail at `mail`.
-pub fn records_for(
-    domain: &crate::types::DomainName,
-    web: Option<IpAddr>,
-    mail: Option<IpAddr>,
-) -> Vec<RecordSet> {
+pub fn records_for(domain: &crate::types::DomainName, web: Option<IpAddr>, mail: Option<IpAddr>) -> Vec<RecordSet> {
     let apex = domain.fqdn();
     let mut sets = Vec::new();
     if let Some(ip) = web {
-        sets.push(RecordSet {
-            name: apex.clone(),
-            rtype: address_type(ip),
-            contents: vec![ip.to_string()],
-        });
-        sets.push(RecordSet {
-            name: format!("www.{apex}"),
-            rtype: address_type(ip),
-            contents: vec![ip.to_string()],
-        });
+        sets.push(RecordSet { name: apex.clone(), rtype: address_type(ip), contents: vec![ip.to_string()] });
+        sets.push(RecordSet { name: format!("www.{apex}"), rtype: address_type(ip), contents: vec![ip.to_string()] });
     }
     if let Some(ip) = mail {
-        sets.push(RecordSet {
-            name: apex.clone(),
-            rtype: "MX",
-            contents: vec![format!("10 mail.{apex}")],
-        });
-        sets.push(RecordSet {
-            name: format!("mail.{apex}"),
-            rtype: address_type(ip),
-            contents: vec![ip.to_string()],
-        });
-        sets.push(RecordSet {
-            name: apex.clone(),
-            rtype: "TXT",
-            contents: vec!["\"v=spf1 mx a ~all\"".into()],
-        });
+        sets.push(RecordSet { name: apex.clone(), rtype: "MX", contents: vec![format!("10 mail.{apex}")] });
+        sets.push(RecordSet { name: format!("mail.{apex}"), rtype: address_type(ip), contents: vec![ip.to_string()] });
+        sets.push(RecordSet { name: apex.clone(), rtype: "TXT", contents: vec!["\"v=spf1 mx a ~all\"".into()] });
         sets.push(RecordSet {
             name: format!("_dmarc.{apex}"),
             rtype: "TXT",
@@ -86,17 +62,11 @@ impl<'a> PdnsClient<'a> {
             .pdns
             .as_ref()
             .ok_or_else(|| JobError::permanent("PowerDNS is not configured in this process"))?;
-        Ok(PdnsClient {
-            http: &state.http,
-            config,
-        })
+        Ok(PdnsClient { http: &state.http, config })
     }
 
     fn zones_url(&self) -> String {
-        format!(
-            "{}/servers/{}/zones",
-            self.config.api_url, self.config.server_id
-        )
+        format!("{}/servers/{}/zones", self.config.api_url, self.config.server_id)
     }
 
     fn zone_url(&self, zone: &str) -> String {
@@ -120,30 +90,14 @@ impl<'a> PdnsClient<'a> {
         if status.is_success() || also_ok.contains(&status) {
             return Ok(status);
         }
-        let body: String = response
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(300)
-            .collect();
+        let body: String = response.text().await.unwrap_or_default().chars().take(300).collect();
         let message = format!("PowerDNS {what}: HTTP {status}: {}", body.trim());
-        if status.is_client_error() {
-            Err(JobError::permanent(message))
-        } else {
-            Err(JobError::retryable(message))
-        }
+        if status.is_client_error() { Err(JobError::permanent(message)) } else { Err(JobError::retryable(message)) }
     }
 
     pub async fn ensure_zone(&self, zone: &str) -> Result<(), JobError> {
-        let body =
-            json!({ "name": zone, "kind": "Native", "nameservers": self.config.nameservers });
-        self.send(
-            self.http.post(self.zones_url()).json(&body),
-            "create zone",
-            &[StatusCode::CONFLICT],
-        )
-        .await?;
+        let body = json!({ "name": zone, "kind": "Native", "nameservers": self.config.nameservers });
+        self.send(self.http.post(self.zones_url()).json(&body), "create zone", &[StatusCode::CONFLICT]).await?;
         Ok(())
     }
 
@@ -160,25 +114,14 @@ impl<'a> PdnsClient<'a> {
                 })
             })
             .collect();
-        self.send(
-            self.http
-                .patch(self.zone_url(zone))
-                .json(&json!({ "rrsets": rrsets })),
-            "update records",
-            &[],
-        )
-        .await?;
+        self.send(self.http.patch(self.zone_url(zone)).json(&json!({ "rrsets": rrsets })), "update records", &[])
+            .await?;
         Ok(())
     }
 
     /// Deletes a zone; a zone that is already gone counts as deleted.
     pub async fn delete_zone(&self, zone: &str) -> Result<(), JobError> {
-        self.send(
-            self.http.delete(self.zone_url(zone)),
-            "delete zone",
-            &[StatusCode::NOT_FOUND],
-        )
-        .await?;
+        self.send(self.http.delete(self.zone_url(zone)), "delete zone", &[StatusCode::NOT_FOUND]).await?;
         Ok(())
     }
 }
@@ -203,13 +146,8 @@ pub async fn provision(state: &AppState, job: &ClaimedJob) -> Result<(), JobErro
     let (web, mail) = match target.product_type {
         ProductType::SharedHosting => {
             let server = assign_server(state, &target).await?;
-            let mail_ip = mail_server_ip(state, target.tenant_id)
-                .await
-                .map_err(JobError::from)?;
-            (
-                Some(server.ip_address),
-                Some(mail_ip.unwrap_or(server.ip_address)),
-            )
+            let mail_ip = mail_server_ip(state, target.tenant_id).await.map_err(JobError::from)?;
+            (Some(server.ip_address), Some(mail_ip.unwrap_or(server.ip_address)))
         }
         ProductType::Email => {
             let mail_ip = mail_server_ip(state, target.tenant_id)
@@ -225,18 +163,11 @@ pub async fn provision(state: &AppState, job: &ClaimedJob) -> Result<(), JobErro
     let zone = target.domain.fqdn();
     pdns.ensure_zone(&zone).await?;
     pdns.replace_rrsets(&zone, &sets).await?;
-    mirror(state, &target, &zone, &sets)
-        .await
-        .map_err(JobError::from)
+    mirror(state, &target, &zone, &sets).await.map_err(JobError::from)
 }
 
 /// Records what PowerDNS now holds, replacing any earlier mirror.
-async fn mirror(
-    state: &AppState,
-    target: &Target,
-    zone: &str,
-    sets: &[RecordSet],
-) -> Result<(), AppError> {
+async fn mirror(state: &AppState, target: &Target, zone: &str, sets: &[RecordSet]) -> Result<(), AppError> {
     let target = target.clone();
     let zone = zone.to_string();
     let sets = sets.to_vec();
@@ -292,14 +223,8 @@ mod tests {
         let d = DomainName::parse("example.com").unwrap();
         let ip: IpAddr = "192.0.2.10".parse().unwrap();
         let sets = records_for(&d, Some(ip), Some(ip));
-        let flat: Vec<(String, &str, String)> = sets
-            .iter()
-            .flat_map(|s| {
-                s.contents
-                    .iter()
-                    .map(|c| (s.name.clone(), s.rtype, c.clone()))
-            })
-            .collect();
+        let flat: Vec<(String, &str, String)> =
+            sets.iter().flat_map(|s| s.contents.iter().map(|c| (s.name.clone(), s.rtype, c.clone()))).collect();
         let expected = [
             ("example.com.", "A", "192.0.2.10"),
             ("www.example.com.", "A", "192.0.2.10"),
@@ -308,10 +233,8 @@ mod tests {
             ("example.com.", "TXT", "\"v=spf1 mx a ~all\""),
             ("_dmarc.example.com.", "TXT", "\"v=DMARC1; p=none\""),
         ];
-        let expected: Vec<(String, &str, String)> = expected
-            .iter()
-            .map(|(n, t, c)| (n.to_string(), *t, c.to_string()))
-            .collect();
+        let expected: Vec<(String, &str, String)> =
+            expected.iter().map(|(n, t, c)| (n.to_string(), *t, c.to_string())).collect();
         assert_eq!(flat, expected);
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         assert_eq!(records_for(&d, Some(v6), None)[0].rtype, "AAAA");

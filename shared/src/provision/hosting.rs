@@ -83,12 +83,10 @@ pub async fn connect(state: &AppState, server: &Server) -> Result<Session, JobEr
         .ssh_private_key
         .as_ref()
         .ok_or_else(|| JobError::permanent("no SSH key is configured in this process"))?;
-    let key = key_file(source)
-        .map_err(|e| JobError::retryable(format!("cannot prepare the SSH key: {e}")))?;
-    let (known_hosts, config) = ssh_files(server)
-        .map_err(|e| JobError::retryable(format!("cannot prepare SSH files: {e}")))?;
-    let control = private_dir("mpanel-ssh-ctl")
-        .map_err(|e| JobError::retryable(format!("control dir: {e}")))?;
+    let key = key_file(source).map_err(|e| JobError::retryable(format!("cannot prepare the SSH key: {e}")))?;
+    let (known_hosts, config) =
+        ssh_files(server).map_err(|e| JobError::retryable(format!("cannot prepare SSH files: {e}")))?;
+    let control = private_dir("mpanel-ssh-ctl").map_err(|e| JobError::retryable(format!("control dir: {e}")))?;
     let mut builder = SessionBuilder::default();
     builder
         .user(server.ssh_user.clone())
@@ -100,15 +98,12 @@ pub async fn connect(state: &AppState, server: &Server) -> Result<Session, JobEr
         .connect_timeout(CONNECT_TIMEOUT)
         .server_alive_interval(Duration::from_secs(15))
         .control_directory(&control);
-    builder
-        .connect(&server.ssh_host)
-        .await
-        .map_err(|e| classify_ssh_error(&error_chain(&e)))
+    builder.connect(&server.ssh_host).await.map_err(|e| classify_ssh_error(&error_chain(&e)))
 }
 
 /// openssh puts ssh's own words (e.g. "Host key verification failed.") in
 /// the error's source: keep the whole chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -123,9 +118,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 /// blindly. Network trouble is retryable.
 pub fn classify_ssh_error(message: &str) -> JobError {
     let lowered = message.to_lowercase();
-    if lowered.contains("host key verification failed")
-        || lowered.contains("remote host identification has changed")
-    {
+    if lowered.contains("host key verification failed") || lowered.contains("remote host identification has changed") {
         JobError::permanent(format!(
             "SSH host key mismatch: the server did not present its registered host key ({message})"
         ))
@@ -136,34 +129,45 @@ pub fn classify_ssh_error(message: &str) -> JobError {
     }
 }
 
-/// Runs a command, failing (retryably) on a non-zero exit.
-async fn run(
-    session: &Session,
-    program: &str,
-    args: &[&str],
-) -> Result<std::process::Output, JobError> {
-    let output = session
-        .command(program)
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| classify_ssh_error(&error_chain(&e)))?;
+/// Runs a command and returns its output (a non-zero exit is not an error here).
+pub(crate) async fn run(session: &Session, program: &str, args: &[&str]) -> Result<std::process::Output, JobError> {
+    let output =
+        session.command(program).args(args).output().await.map_err(|e| classify_ssh_error(&error_chain(&e)))?;
     Ok(output)
 }
 
-fn check(output: &std::process::Output, what: &str) -> Result<(), JobError> {
+pub(crate) fn check(output: &std::process::Output, what: &str) -> Result<(), JobError> {
     if output.status.success() {
         Ok(())
     } else {
-        let stderr: String = String::from_utf8_lossy(&output.stderr)
-            .chars()
-            .take(300)
-            .collect();
-        Err(JobError::retryable(format!(
-            "{what} failed: {}",
-            stderr.trim()
-        )))
+        let stderr: String = String::from_utf8_lossy(&output.stderr).chars().take(300).collect();
+        Err(JobError::retryable(format!("{what} failed: {}", stderr.trim())))
     }
+}
+
+/// Writes `content` to `path` on the server (replacing it); the path is `$1`
+/// of a constant script, never part of the script text.
+pub(crate) async fn write_file(session: &Session, path: &str, content: &str) -> Result<(), JobError> {
+    let mut child = session
+        .command("sh")
+        .args(["-c", "cat > \"$1\"", "sh", path])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .await
+        .map_err(|e| classify_ssh_error(&error_chain(&e)))?;
+    if let Some(mut stdin) = child.stdin().take() {
+        stdin.write_all(content.as_bytes()).await.map_err(|e| JobError::retryable(format!("writing {path}: {e}")))?;
+        stdin.shutdown().await.map_err(|e| JobError::retryable(format!("writing {path}: {e}")))?;
+    }
+    let output = child.wait_with_output().await.map_err(|e| classify_ssh_error(&error_chain(&e)))?;
+    check(&output, "writing a file")
+}
+
+/// Whether `path` exists on the server.
+pub(crate) async fn exists(session: &Session, path: &str) -> Result<bool, JobError> {
+    Ok(run(session, "test", &["-e", path]).await?.status.success())
 }
 
 /// The default page; the domain is LDH-only but escaped anyway.
@@ -186,37 +190,19 @@ pub fn default_page(domain: &DomainName) -> String {
 
 /// `<webRoot>/<domain>` on the server.
 pub fn site_root(server: &Server, domain: &DomainName) -> String {
-    format!(
-        "{}/{}",
-        server.web_root.trim_end_matches('/'),
-        domain.as_str()
-    )
+    format!("{}/{}", server.web_root.trim_end_matches('/'), domain.as_str())
 }
 
 /// Creates the directories and (only if absent) the default page.
-pub async fn create_site(
-    session: &Session,
-    server: &Server,
-    domain: &DomainName,
-) -> Result<(), JobError> {
+pub async fn create_site(session: &Session, server: &Server, domain: &DomainName) -> Result<(), JobError> {
     let root = site_root(server, domain);
     let public = format!("{root}/public");
     let logs = format!("{root}/logs");
     let private = format!("{root}/private");
-    check(
-        &run(session, "mkdir", &["-p", "--", &public, &logs, &private]).await?,
-        "mkdir",
-    )?;
-    check(
-        &run(session, "chmod", &["0750", "--", &private]).await?,
-        "chmod",
-    )?;
+    check(&run(session, "mkdir", &["-p", "--", &public, &logs, &private]).await?, "mkdir")?;
+    check(&run(session, "chmod", &["0750", "--", &private]).await?, "chmod")?;
     let index = format!("{public}/index.html");
-    if run(session, "test", &["-e", &index])
-        .await?
-        .status
-        .success()
-    {
+    if run(session, "test", &["-e", &index]).await?.status.success() {
         return Ok(());
     }
     // noclobber: if another attempt wrote it meanwhile, keep that one.
@@ -234,21 +220,10 @@ pub async fn create_site(
             .write_all(default_page(domain).as_bytes())
             .await
             .map_err(|e| JobError::retryable(format!("writing index.html: {e}")))?;
-        stdin
-            .shutdown()
-            .await
-            .map_err(|e| JobError::retryable(format!("writing index.html: {e}")))?;
+        stdin.shutdown().await.map_err(|e| JobError::retryable(format!("writing index.html: {e}")))?;
     }
-    let output = child
-        .wait_with_output()
-        .await
-        .map_err(|e| classify_ssh_error(&error_chain(&e)))?;
-    if output.status.success()
-        || run(session, "test", &["-e", &index])
-            .await?
-            .status
-            .success()
-    {
+    let output = child.wait_with_output().await.map_err(|e| classify_ssh_error(&error_chain(&e)))?;
+    if output.status.success() || run(session, "test", &["-e", &index]).await?.status.success() {
         Ok(())
     } else {
         check(&output, "writing index.html")
@@ -267,10 +242,7 @@ pub async fn provision(state: &AppState, job: &ClaimedJob) -> Result<(), JobErro
         .query_typed(
             "UPDATE hosting_accounts SET status = 'ACTIVE', updated_at = now()
              WHERE subscription_id = $1 AND server_id = $2 AND status = 'PENDING'",
-            &[
-                (&target.subscription_id, Type::UUID),
-                (&server.id, Type::UUID),
-            ],
+            &[(&target.subscription_id, Type::UUID), (&server.id, Type::UUID)],
         )
         .await
         .map_err(AppError::from)?;
@@ -295,10 +267,7 @@ mod tests {
 
     #[test]
     fn known_hosts_lines() {
-        assert_eq!(
-            known_hosts_line(&server(22)),
-            "web1.example.net ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGk\n"
-        );
+        assert_eq!(known_hosts_line(&server(22)), "web1.example.net ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGk\n");
         assert_eq!(
             known_hosts_line(&server(2222)),
             "[web1.example.net]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGk\n"
@@ -315,9 +284,6 @@ mod tests {
     #[test]
     fn ssh_errors() {
         assert!(!classify_ssh_error("Host key verification failed.").retryable);
-        assert!(
-            classify_ssh_error("ssh: connect to host 10.0.0.1 port 22: Connection timed out")
-                .retryable
-        );
+        assert!(classify_ssh_error("ssh: connect to host 10.0.0.1 port 22: Connection timed out").retryable);
     }
 }

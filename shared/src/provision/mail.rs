@@ -18,10 +18,7 @@ const DEFAULT_QUOTA_MB: i64 = 1024;
 /// Mailbox quota: `limits.mailboxQuotaMb`, else the plan's `diskMb`, else 1 GiB.
 pub fn quota_mb(limits: &Value) -> i32 {
     let pick = |key: &str| limits.get(key).and_then(Value::as_i64).filter(|n| *n > 0);
-    pick("mailboxQuotaMb")
-        .or_else(|| pick("diskMb"))
-        .unwrap_or(DEFAULT_QUOTA_MB)
-        .min(i64::from(i32::MAX)) as i32
+    pick("mailboxQuotaMb").or_else(|| pick("diskMb")).unwrap_or(DEFAULT_QUOTA_MB).min(i64::from(i32::MAX)) as i32
 }
 
 /// A new random mailbox password (shown once, by the reset endpoint).
@@ -76,10 +73,7 @@ mod tests {
 
     #[test]
     fn quotas() {
-        assert_eq!(
-            quota_mb(&json!({"mailboxQuotaMb": 500, "diskMb": 10240})),
-            500
-        );
+        assert_eq!(quota_mb(&json!({"mailboxQuotaMb": 500, "diskMb": 10240})), 500);
         assert_eq!(quota_mb(&json!({"diskMb": 10240})), 10240);
         assert_eq!(quota_mb(&json!({})), 1024);
         assert_eq!(quota_mb(&json!({"diskMb": 0})), 1024);

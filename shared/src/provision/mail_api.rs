@@ -23,24 +23,9 @@ use crate::types::DomainName;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
-        .route(
-            Method::GET,
-            "/api/mail-accounts",
-            Permission::ReadData,
-            list,
-        )
-        .route(
-            Method::GET,
-            "/api/mail-accounts/{id}",
-            Permission::ReadData,
-            get,
-        )
-        .route(
-            Method::POST,
-            "/api/mail-accounts/{id}/reset-password",
-            Permission::ManageMail,
-            reset_password,
-        )
+        .route(Method::GET, "/api/mail-accounts", Permission::ReadData, list)
+        .route(Method::GET, "/api/mail-accounts/{id}", Permission::ReadData, get)
+        .route(Method::POST, "/api/mail-accounts/{id}/reset-password", Permission::ManageMail, reset_password)
 }
 
 #[derive(Debug, Serialize)]
@@ -55,7 +40,8 @@ pub struct MailAccount {
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, subscription_id, local_part || '@' || domain_name AS address, domain_name, quota_mb, status, created_at";
+const COLUMNS: &str =
+    "id, subscription_id, local_part || '@' || domain_name AS address, domain_name, quota_mb, status, created_at";
 
 impl MailAccount {
     fn from_row(row: &Row) -> AppResult<MailAccount> {
@@ -84,18 +70,12 @@ async fn list(
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<MailAccount>>> {
     let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page)
-        .map_err(|e| errors.extend(e))
-        .ok();
+    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
     let domain = filters
         .domain
         .as_deref()
         .filter(|d| !d.is_empty())
-        .and_then(|d| {
-            DomainName::parse(d)
-                .map_err(|e| errors.push(FieldError::new("domain", e)))
-                .ok()
-        });
+        .and_then(|d| DomainName::parse(d).map_err(|e| errors.push(FieldError::new("domain", e))).ok());
     let Some(page) = validated(page, errors)? else {
         return Err(AppError::validation("cursor", "is invalid"));
     };
@@ -116,14 +96,8 @@ async fn list(
             ],
         )
         .await?;
-    let items = rows
-        .iter()
-        .map(MailAccount::from_row)
-        .collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(items, &page, |m| Position {
-        created_at: m.created_at,
-        id: m.id,
-    })))
+    let items = rows.iter().map(MailAccount::from_row).collect::<AppResult<Vec<_>>>()?;
+    Ok(axum::Json(Page::from_rows(items, &page, |m| Position { created_at: m.created_at, id: m.id })))
 }
 
 async fn get(
@@ -174,7 +148,5 @@ async fn reset_password(
     })
     .await?;
     // The only time the password is ever shown.
-    Ok(axum::Json(
-        json!({ "id": id, "address": address, "password": new_password.expose() }),
-    ))
+    Ok(axum::Json(json!({ "id": id, "address": address, "password": new_password.expose() })))
 }

@@ -3,6 +3,7 @@
 
 pub mod dns;
 pub mod hosting;
+pub mod lifecycle;
 pub mod mail;
 pub mod mail_api;
 
@@ -24,10 +25,9 @@ pub async fn execute(state: &AppState, job: &ClaimedJob) -> Result<(), JobError>
         JobType::ProvisionDns => dns::provision(state, job).await,
         JobType::ProvisionHosting => hosting::provision(state, job).await,
         JobType::ProvisionMail => mail::provision(state, job).await,
-        other => Err(JobError::permanent(format!(
-            "{} is not supported by this worker",
-            other.as_str()
-        ))),
+        JobType::SuspendService => lifecycle::suspend(state, job).await,
+        JobType::UnsuspendService => lifecycle::unsuspend(state, job).await,
+        JobType::TerminateService => lifecycle::terminate(state, job).await,
     }
 }
 
@@ -44,9 +44,7 @@ pub struct Target {
 }
 
 pub async fn load_target(state: &AppState, job: &ClaimedJob) -> Result<Target, JobError> {
-    let subscription_id = job
-        .subscription_id
-        .ok_or_else(|| JobError::permanent("the job has no subscription"))?;
+    let subscription_id = job.subscription_id.ok_or_else(|| JobError::permanent("the job has no subscription"))?;
     let client = state.db.get().await.map_err(AppError::from)?;
     let row = client
         .query_typed_opt(
@@ -65,8 +63,7 @@ pub async fn load_target(state: &AppState, job: &ClaimedJob) -> Result<Target, J
         tenant_id: job.tenant_id,
         subscription_id,
         domain_id: row.try_get(0).map_err(AppError::from)?,
-        domain: DomainName::parse(&name)
-            .map_err(|e| JobError::permanent(format!("stored domain {name:?} {e}")))?,
+        domain: DomainName::parse(&name).map_err(|e| JobError::permanent(format!("stored domain {name:?} {e}")))?,
         product_type: product_type.parse().map_err(JobError::permanent)?,
         limits: row.try_get(3).map_err(AppError::from)?,
     })
@@ -155,9 +152,7 @@ pub async fn load_server(state: &AppState, id: Uuid) -> Result<Server, JobError>
     let port: i32 = row.try_get(3).map_err(AppError::from)?;
     Ok(Server {
         id: row.try_get(0).map_err(AppError::from)?,
-        ip_address: ip
-            .parse()
-            .map_err(|_| JobError::permanent(format!("server address {ip:?} is invalid")))?,
+        ip_address: ip.parse().map_err(|_| JobError::permanent(format!("server address {ip:?} is invalid")))?,
         ssh_host: row.try_get(2).map_err(AppError::from)?,
         ssh_port: u16::try_from(port).map_err(|_| JobError::permanent("server port is invalid"))?,
         ssh_user: row.try_get(4).map_err(AppError::from)?,
@@ -177,8 +172,5 @@ pub async fn mail_server_ip(state: &AppState, tenant_id: Uuid) -> AppResult<Opti
             &[(&tenant_id, Type::UUID)],
         )
         .await?;
-    Ok(row
-        .map(|r| r.try_get::<_, String>(0))
-        .transpose()?
-        .and_then(|ip| ip.parse().ok()))
+    Ok(row.map(|r| r.try_get::<_, String>(0)).transpose()?.and_then(|ip| ip.parse().ok()))
 }

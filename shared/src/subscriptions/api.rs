@@ -1,44 +1,102 @@
 //! `GET /api/subscriptions` (`?status=&customerId=`) and `/api/subscriptions/{id}`.
 
 use axum::extract::State;
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
+use super::lifecycle::{self, Action, JobRef, Requester};
 use super::{SUBSCRIPTION_COLUMNS, SubscriptionView};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::AppState;
-use crate::http::extract::{IdPath, Query};
+use crate::http::extract::{IdPath, Json, Query};
+use crate::http::fields::Fields;
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, validated};
 use crate::http::routes::ApiRoutes;
 use crate::jobs::{JOB_COLUMNS, JobView};
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
-        .route(
-            Method::GET,
-            "/api/subscriptions",
-            Permission::ReadData,
-            list,
-        )
-        .route(
-            Method::GET,
-            "/api/subscriptions/{id}",
-            Permission::ReadData,
-            get,
-        )
+        .route(Method::GET, "/api/subscriptions", Permission::ReadData, list)
+        .route(Method::GET, "/api/subscriptions/{id}", Permission::ReadData, get)
+        .route(Method::POST, "/api/subscriptions/{id}/suspend", Permission::SuspendSubscription, suspend)
+        .route(Method::POST, "/api/subscriptions/{id}/unsuspend", Permission::SuspendSubscription, unsuspend)
+        .route(Method::POST, "/api/subscriptions/{id}/terminate", Permission::TerminateSubscription, terminate)
 }
 
-const STATUSES: [&str; 5] = [
-    "PENDING",
-    "ACTIVE",
-    "PROVISIONING_FAILED",
-    "SUSPENDED",
-    "TERMINATED",
-];
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ActionAccepted {
+    subscription: SubscriptionView,
+    jobs: Vec<JobRef>,
+}
+
+async fn act(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    action: Action,
+    reason: Option<String>,
+) -> AppResult<(StatusCode, axum::Json<ActionAccepted>)> {
+    let requested =
+        lifecycle::request(state, principal.tenant_id, id, action, reason, Requester::User(principal.user_id)).await?;
+    let client = state.db.get().await?;
+    let row = client
+        .query_typed_one(
+            &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.id = $1 AND s.tenant_id = $2"),
+            &[(&id, Type::UUID), (&principal.tenant_id, Type::UUID)],
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(ActionAccepted { subscription: SubscriptionView::from_row(&row)?, jobs: requested.jobs }),
+    ))
+}
+
+fn parse_reason(raw: &str) -> Result<String, String> {
+    let reason = raw.trim();
+    if reason.is_empty() || reason.chars().count() > 1000 {
+        Err("must be 1 to 1000 characters".to_string())
+    } else if reason.chars().any(|c| c.is_control() && c != '\n') {
+        Err("must not contain control characters".to_string())
+    } else {
+        Ok(reason.to_string())
+    }
+}
+
+async fn suspend(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+    Json(body): Json<Value>,
+) -> AppResult<(StatusCode, axum::Json<ActionAccepted>)> {
+    let mut f = Fields::new(&body)?;
+    let reason = f.string("reason").and_then(|raw| f.parse("reason", Some(raw), parse_reason));
+    f.finish(&["reason"])?;
+    act(&state, &principal, id, Action::Suspend, reason).await
+}
+
+async fn unsuspend(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> AppResult<(StatusCode, axum::Json<ActionAccepted>)> {
+    act(&state, &principal, id, Action::Unsuspend, None).await
+}
+
+async fn terminate(
+    State(state): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> AppResult<(StatusCode, axum::Json<ActionAccepted>)> {
+    act(&state, &principal, id, Action::Terminate, None).await
+}
+
+const STATUSES: [&str; 5] = ["PENDING", "ACTIVE", "PROVISIONING_FAILED", "SUSPENDED", "TERMINATED"];
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -55,21 +113,16 @@ async fn list(
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<SubscriptionView>>> {
     let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page)
-        .map_err(|e| errors.extend(e))
-        .ok();
+    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
     let status = filters.status.filter(|s| !s.is_empty());
     if status.as_deref().is_some_and(|s| !STATUSES.contains(&s)) {
-        errors.push(FieldError::new(
-            "status",
-            format!("must be one of {}", STATUSES.join(", ")),
-        ));
+        errors.push(FieldError::new("status", format!("must be one of {}", STATUSES.join(", "))));
     }
     let customer_id = match filters.customer_id.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(raw) => Uuid::parse_str(raw)
-            .map_err(|_| errors.push(FieldError::new("customerId", "must be a UUID")))
-            .ok(),
+        Some(raw) => {
+            Uuid::parse_str(raw).map_err(|_| errors.push(FieldError::new("customerId", "must be a UUID"))).ok()
+        }
     };
     let Some(page) = validated(page, errors)? else {
         return Err(AppError::validation("cursor", "is invalid"));
@@ -93,14 +146,8 @@ async fn list(
             ],
         )
         .await?;
-    let items = rows
-        .iter()
-        .map(SubscriptionView::from_row)
-        .collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(items, &page, |s| Position {
-        created_at: s.created_at,
-        id: s.id,
-    })))
+    let items = rows.iter().map(SubscriptionView::from_row).collect::<AppResult<Vec<_>>>()?;
+    Ok(axum::Json(Page::from_rows(items, &page, |s| Position { created_at: s.created_at, id: s.id })))
 }
 
 #[derive(Debug, Serialize)]
@@ -126,15 +173,14 @@ async fn get(
         .ok_or(AppError::NotFound)?;
     let jobs = client
         .query_typed(
-            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE subscription_id = $1 AND tenant_id = $2 ORDER BY created_at, id"),
+            &format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE subscription_id = $1 AND tenant_id = $2 ORDER BY created_at, id"
+            ),
             &[(&id, Type::UUID), (&principal.tenant_id, Type::UUID)],
         )
         .await?
         .iter()
         .map(JobView::from_row)
         .collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(SubscriptionDetail {
-        subscription: SubscriptionView::from_row(&row)?,
-        jobs,
-    }))
+    Ok(axum::Json(SubscriptionDetail { subscription: SubscriptionView::from_row(&row)?, jobs }))
 }

@@ -1,6 +1,8 @@
 //! Subscriptions and `/api/subscriptions`.
 
 pub mod api;
+pub mod events;
+pub mod lifecycle;
 pub mod state;
 
 pub use state::{SubscriptionEvent, SubscriptionStatus};
@@ -65,7 +67,7 @@ use tokio_postgres::types::Type;
 use crate::audit::{self, Actor, AuditEntry};
 use crate::error::AppError;
 
-async fn lock_status(
+pub(crate) async fn lock_status(
     tx: &tokio_postgres::Transaction<'_>,
     tenant_id: Uuid,
     id: Uuid,
@@ -78,9 +80,7 @@ async fn lock_status(
         .await?
         .ok_or(AppError::NotFound)?;
     let status: String = row.try_get(0)?;
-    status
-        .parse()
-        .map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))
+    status.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))
 }
 
 async fn set_status(
@@ -106,9 +106,7 @@ async fn set_status(
     }
     audit::record(
         tx,
-        &AuditEntry::new(Some(tenant_id), Actor::System, action)
-            .target("subscription", id)
-            .details(details),
+        &AuditEntry::new(Some(tenant_id), Actor::System, action).target("subscription", id).details(details),
     )
     .await
 }
@@ -116,11 +114,7 @@ async fn set_status(
 /// Called after every successful job, under a lock on the subscription row:
 /// the subscription (and its domain) become ACTIVE once every provisioning
 /// job has succeeded, in whatever order they finished.
-pub async fn activate_if_ready(
-    tx: &tokio_postgres::Transaction<'_>,
-    tenant_id: Uuid,
-    id: Uuid,
-) -> AppResult<bool> {
+pub async fn activate_if_ready(tx: &tokio_postgres::Transaction<'_>, tenant_id: Uuid, id: Uuid) -> AppResult<bool> {
     let status = lock_status(tx, tenant_id, id).await?;
     let Ok(next) = status.transition(SubscriptionEvent::Activate) else {
         return Ok(false);
@@ -136,16 +130,7 @@ pub async fn activate_if_ready(
     if remaining > 0 {
         return Ok(false);
     }
-    set_status(
-        tx,
-        tenant_id,
-        id,
-        status,
-        next,
-        "subscription.activated",
-        json!({}),
-    )
-    .await?;
+    set_status(tx, tenant_id, id, status, next, "subscription.activated", json!({})).await?;
     tx.query_typed(
         "UPDATE domains SET status = 'ACTIVE', updated_at = now() WHERE subscription_id = $1 AND status = 'PENDING'",
         &[(&id, Type::UUID)],
@@ -163,38 +148,17 @@ pub async fn mark_provisioning_failed(
 ) -> AppResult<()> {
     let status = lock_status(tx, tenant_id, id).await?;
     if let Ok(next) = status.transition(SubscriptionEvent::ProvisioningFailed) {
-        set_status(
-            tx,
-            tenant_id,
-            id,
-            status,
-            next,
-            "subscription.provisioning_failed",
-            json!({ "jobId": job_id }),
-        )
-        .await?;
+        set_status(tx, tenant_id, id, status, next, "subscription.provisioning_failed", json!({ "jobId": job_id }))
+            .await?;
     }
     Ok(())
 }
 
 /// An operator retried a dead provisioning job: the subscription waits again.
-pub async fn retry_provisioning(
-    tx: &tokio_postgres::Transaction<'_>,
-    tenant_id: Uuid,
-    id: Uuid,
-) -> AppResult<()> {
+pub async fn retry_provisioning(tx: &tokio_postgres::Transaction<'_>, tenant_id: Uuid, id: Uuid) -> AppResult<()> {
     let status = lock_status(tx, tenant_id, id).await?;
     if let Ok(next) = status.transition(SubscriptionEvent::RetryProvisioning) {
-        set_status(
-            tx,
-            tenant_id,
-            id,
-            status,
-            next,
-            "subscription.provisioning_retried",
-            json!({}),
-        )
-        .await?;
+        set_status(tx, tenant_id, id, status, next, "subscription.provisioning_retried", json!({})).await?;
     }
     Ok(())
 }

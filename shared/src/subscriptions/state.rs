@@ -51,10 +51,7 @@ impl SubscriptionStatus {
     }
 
     /// The status after `event`, or an error naming both when not allowed.
-    pub fn transition(
-        self,
-        event: SubscriptionEvent,
-    ) -> Result<SubscriptionStatus, InvalidTransition> {
+    pub fn transition(self, event: SubscriptionEvent) -> Result<SubscriptionStatus, InvalidTransition> {
         use SubscriptionEvent as E;
         use SubscriptionStatus as S;
         match (self, event) {
@@ -96,10 +93,7 @@ impl From<InvalidTransition> for AppError {
     fn from(e: InvalidTransition) -> AppError {
         AppError::Conflict {
             field: Some("status".into()),
-            detail: format!(
-                "The subscription is {}; {:?} is not allowed from there.",
-                e.from, e.event
-            ),
+            detail: format!("The subscription is {}; {:?} is not allowed from there.", e.from, e.event),
         }
     }
 }
@@ -113,14 +107,8 @@ mod tests {
     #[test]
     fn allowed_transitions() {
         assert_eq!(S::Pending.transition(E::Activate), Ok(S::Active));
-        assert_eq!(
-            S::Pending.transition(E::ProvisioningFailed),
-            Ok(S::ProvisioningFailed)
-        );
-        assert_eq!(
-            S::ProvisioningFailed.transition(E::RetryProvisioning),
-            Ok(S::Pending)
-        );
+        assert_eq!(S::Pending.transition(E::ProvisioningFailed), Ok(S::ProvisioningFailed));
+        assert_eq!(S::ProvisioningFailed.transition(E::RetryProvisioning), Ok(S::Pending));
         assert_eq!(S::Active.transition(E::Suspend), Ok(S::Suspended));
         assert_eq!(S::Suspended.transition(E::Unsuspend), Ok(S::Active));
         for from in [S::Active, S::Suspended, S::ProvisioningFailed] {
@@ -140,14 +128,7 @@ mod tests {
             (S::Suspended, E::Terminate),
             (S::ProvisioningFailed, E::Terminate),
         ];
-        let events = [
-            E::Activate,
-            E::ProvisioningFailed,
-            E::RetryProvisioning,
-            E::Suspend,
-            E::Unsuspend,
-            E::Terminate,
-        ];
+        let events = [E::Activate, E::ProvisioningFailed, E::RetryProvisioning, E::Suspend, E::Unsuspend, E::Terminate];
         for from in S::ALL {
             for event in events {
                 if !allowed.contains(&(from, event)) {

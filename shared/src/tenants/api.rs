@@ -16,27 +16,19 @@ use crate::http::routes::ApiRoutes;
 use crate::types::{DisplayName, Slug};
 
 pub fn routes() -> ApiRoutes {
-    ApiRoutes::new()
-        .route(Method::GET, "/api/tenants", Permission::ManageTenants, list)
-        .route(
-            Method::POST,
-            "/api/tenants",
-            Permission::ManageTenants,
-            create,
-        )
+    ApiRoutes::new().route(Method::GET, "/api/tenants", Permission::ManageTenants, list).route(
+        Method::POST,
+        "/api/tenants",
+        Permission::ManageTenants,
+        create,
+    )
 }
 
-async fn list(
-    State(state): State<AppState>,
-    Query(params): Query<PageParams>,
-) -> AppResult<axum::Json<Page<Tenant>>> {
+async fn list(State(state): State<AppState>, Query(params): Query<PageParams>) -> AppResult<axum::Json<Page<Tenant>>> {
     let page = PageRequest::parse(&params).map_err(AppError::Validation)?;
     let client = state.db.get().await?;
     let rows = super::list(&**client, &page).await?;
-    Ok(axum::Json(Page::from_rows(rows, &page, |t| Position {
-        created_at: t.created_at,
-        id: t.id,
-    })))
+    Ok(axum::Json(Page::from_rows(rows, &page, |t| Position { created_at: t.created_at, id: t.id })))
 }
 
 #[derive(Deserialize)]
@@ -52,12 +44,8 @@ async fn create(
     Json(body): Json<CreateBody>,
 ) -> AppResult<(StatusCode, axum::Json<Tenant>)> {
     let mut errors = Vec::new();
-    let slug = Slug::parse(&body.slug)
-        .map_err(|e| errors.push(FieldError::new("slug", e)))
-        .ok();
-    let name = DisplayName::parse(&body.name)
-        .map_err(|e| errors.push(FieldError::new("name", e)))
-        .ok();
+    let slug = Slug::parse(&body.slug).map_err(|e| errors.push(FieldError::new("slug", e))).ok();
+    let name = DisplayName::parse(&body.name).map_err(|e| errors.push(FieldError::new("name", e))).ok();
     let (Some(slug), Some(name)) = (slug, name) else {
         return Err(AppError::Validation(errors));
     };

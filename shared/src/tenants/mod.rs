@@ -36,12 +36,7 @@ impl Tenant {
 const COLUMNS: &str = "id, slug, name, status, created_at";
 
 /// Creates a tenant and its audit row (run inside the caller's transaction).
-pub async fn create(
-    client: &impl GenericClient,
-    slug: &Slug,
-    name: &DisplayName,
-    actor: Actor,
-) -> AppResult<Tenant> {
+pub async fn create(client: &impl GenericClient, slug: &Slug, name: &DisplayName, actor: Actor) -> AppResult<Tenant> {
     let row = client
         .query_typed_one(
             &format!("INSERT INTO tenants (slug, name) VALUES ($1, $2) RETURNING {COLUMNS}"),
@@ -71,21 +66,14 @@ pub async fn find_by_slug(client: &impl GenericClient, slug: &str) -> AppResult<
 
 pub mod api;
 
-pub async fn list(
-    client: &impl GenericClient,
-    page: &crate::http::pagination::PageRequest,
-) -> AppResult<Vec<Tenant>> {
+pub async fn list(client: &impl GenericClient, page: &crate::http::pagination::PageRequest) -> AppResult<Vec<Tenant>> {
     let rows = client
         .query_typed(
             &format!(
                 "SELECT {COLUMNS} FROM tenants WHERE (created_at, id) < ($1, $2)
                  ORDER BY created_at DESC, id DESC LIMIT $3"
             ),
-            &[
-                (&page.after.created_at, Type::TIMESTAMPTZ),
-                (&page.after.id, Type::UUID),
-                (&page.fetch(), Type::INT8),
-            ],
+            &[(&page.after.created_at, Type::TIMESTAMPTZ), (&page.after.id, Type::UUID), (&page.fetch(), Type::INT8)],
         )
         .await?;
     rows.iter().map(Tenant::from_row).collect()

@@ -23,18 +23,8 @@ pub fn routes() -> ApiRoutes {
         .route(Method::GET, "/api/users", Permission::ManageUsers, list)
         .route(Method::POST, "/api/users", Permission::ManageUsers, create)
         .route(Method::GET, "/api/users/{id}", Permission::ManageUsers, get)
-        .route(
-            Method::PATCH,
-            "/api/users/{id}",
-            Permission::ManageUsers,
-            patch,
-        )
-        .route(
-            Method::DELETE,
-            "/api/users/{id}",
-            Permission::ManageUsers,
-            disable,
-        )
+        .route(Method::PATCH, "/api/users/{id}", Permission::ManageUsers, patch)
+        .route(Method::DELETE, "/api/users/{id}", Permission::ManageUsers, disable)
 }
 
 async fn list(
@@ -45,10 +35,7 @@ async fn list(
     let page = PageRequest::parse(&params).map_err(AppError::Validation)?;
     let client = state.db.get().await?;
     let rows = super::list(&**client, principal.tenant_id, &page).await?;
-    Ok(axum::Json(Page::from_rows(rows, &page, |u| Position {
-        created_at: u.created_at,
-        id: u.id,
-    })))
+    Ok(axum::Json(Page::from_rows(rows, &page, |u| Position { created_at: u.created_at, id: u.id })))
 }
 
 #[derive(Deserialize)]
@@ -70,19 +57,11 @@ async fn create(
     Json(body): Json<CreateBody>,
 ) -> AppResult<(StatusCode, axum::Json<User>)> {
     let mut errors = Vec::new();
-    let email = EmailAddress::parse(&body.email)
-        .map_err(|e| errors.push(FieldError::new("email", e)))
-        .ok();
-    let role = body
-        .role
-        .parse::<Role>()
-        .map_err(|e| errors.push(FieldError::new("role", e)))
-        .ok();
+    let email = EmailAddress::parse(&body.email).map_err(|e| errors.push(FieldError::new("email", e))).ok();
+    let role = body.role.parse::<Role>().map_err(|e| errors.push(FieldError::new("role", e))).ok();
     let display_name = match body.display_name.as_deref() {
         None => None,
-        Some(raw) => DisplayName::parse(raw)
-            .map_err(|e| errors.push(FieldError::new("displayName", e)))
-            .ok(),
+        Some(raw) => DisplayName::parse(raw).map_err(|e| errors.push(FieldError::new("displayName", e))).ok(),
     };
     if let Err(e) = password::check_rules("password", &body.password) {
         errors.push(e);
@@ -94,30 +73,17 @@ async fn create(
         return Err(above_own_role());
     }
     let password_hash = password::hash(Secret::new(body.password)).await?;
-    let new = NewUser {
-        tenant_id: principal.tenant_id,
-        email,
-        role,
-        display_name,
-        password_hash,
-    };
+    let new = NewUser { tenant_id: principal.tenant_id, email, role, display_name, password_hash };
     let actor = Actor::User(principal.user_id);
-    let user = crate::db::in_transaction(&state.db, move |tx| {
-        Box::pin(async move { super::create(tx, &new, actor).await })
-    })
-    .await?;
+    let user =
+        crate::db::in_transaction(&state.db, move |tx| Box::pin(async move { super::create(tx, &new, actor).await }))
+            .await?;
     Ok((StatusCode::CREATED, axum::Json(user)))
 }
 
-async fn get(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<axum::Json<User>> {
+async fn get(State(state): State<AppState>, principal: Principal, IdPath(id): IdPath) -> AppResult<axum::Json<User>> {
     let client = state.db.get().await?;
-    let user = super::find_in_tenant(&**client, principal.tenant_id, id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let user = super::find_in_tenant(&**client, principal.tenant_id, id).await?.ok_or(AppError::NotFound)?;
     Ok(axum::Json(user))
 }
 
@@ -151,16 +117,11 @@ async fn patch(
     if let Some(name) = body.display_name {
         changes.display_name = Some(match name {
             None => None,
-            Some(raw) => DisplayName::parse(&raw)
-                .map_err(|e| errors.push(FieldError::new("displayName", e)))
-                .ok(),
+            Some(raw) => DisplayName::parse(&raw).map_err(|e| errors.push(FieldError::new("displayName", e))).ok(),
         });
     }
     if let Some(raw) = body.role.as_deref() {
-        changes.role = raw
-            .parse::<Role>()
-            .map_err(|e| errors.push(FieldError::new("role", e)))
-            .ok();
+        changes.role = raw.parse::<Role>().map_err(|e| errors.push(FieldError::new("role", e))).ok();
     }
     if let Some(raw) = body.status.as_deref() {
         changes.active = match raw {
@@ -189,29 +150,17 @@ async fn patch(
     apply(&state, &principal, id, changes).await.map(axum::Json)
 }
 
-async fn disable(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<StatusCode> {
+async fn disable(State(state): State<AppState>, principal: Principal, IdPath(id): IdPath) -> AppResult<StatusCode> {
     if id == principal.user_id {
         return Err(AppError::validation("id", "you cannot disable yourself"));
     }
-    let changes = UserChanges {
-        active: Some(false),
-        ..UserChanges::default()
-    };
+    let changes = UserChanges { active: Some(false), ..UserChanges::default() };
     apply(&state, &principal, id, changes).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Loads the target under a row lock, checks role ceilings, applies.
-async fn apply(
-    state: &AppState,
-    principal: &Principal,
-    id: uuid::Uuid,
-    changes: UserChanges,
-) -> AppResult<User> {
+async fn apply(state: &AppState, principal: &Principal, id: uuid::Uuid, changes: UserChanges) -> AppResult<User> {
     let principal = principal.clone();
     crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
@@ -225,21 +174,12 @@ async fn apply(
                 )
                 .await?
                 .ok_or(AppError::NotFound)?;
-            let current: Role = locked
-                .try_get::<_, String>(0)?
-                .parse()
-                .map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?;
+            let current: Role =
+                locked.try_get::<_, String>(0)?.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?;
             if current > principal.role || changes.role.is_some_and(|r| r > principal.role) {
                 return Err(above_own_role());
             }
-            super::update(
-                tx,
-                principal.tenant_id,
-                id,
-                &changes,
-                Actor::User(principal.user_id),
-            )
-            .await
+            super::update(tx, principal.tenant_id, id, &changes, Actor::User(principal.user_id)).await
         })
     })
     .await

@@ -32,9 +32,7 @@ impl User {
             tenant_id: row.try_get("tenant_id")?,
             email: row.try_get("email")?,
             display_name: row.try_get("display_name")?,
-            role: role.parse().map_err(|e: String| {
-                AppError::internal(anyhow::anyhow!("stored role {role:?}: {e}"))
-            })?,
+            role: role.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!("stored role {role:?}: {e}")))?,
             status: row.try_get("status")?,
             created_at: row.try_get("created_at")?,
         })
@@ -80,10 +78,7 @@ pub async fn create(client: &impl GenericClient, new: &NewUser, actor: Actor) ->
     Ok(user)
 }
 
-pub async fn find_by_email(
-    client: &impl GenericClient,
-    email: &EmailAddress,
-) -> AppResult<Option<User>> {
+pub async fn find_by_email(client: &impl GenericClient, email: &EmailAddress) -> AppResult<Option<User>> {
     let row = client
         .query_typed_opt(
             &format!("SELECT {COLUMNS} FROM users WHERE lower(email) = lower($1)"),
@@ -109,22 +104,15 @@ pub async fn set_password_hash(
         .await?
         .ok_or(AppError::NotFound)?;
     let tenant_id: Uuid = row.try_get(0)?;
-    audit::record(
-        client,
-        &AuditEntry::new(Some(tenant_id), actor, "user.password_changed").target("user", user_id),
-    )
-    .await?;
+    audit::record(client, &AuditEntry::new(Some(tenant_id), actor, "user.password_changed").target("user", user_id))
+        .await?;
     Ok(())
 }
 
 pub mod api;
 
 /// A user of `tenant_id`, or `None` (also for other tenants' users).
-pub async fn find_in_tenant(
-    client: &impl GenericClient,
-    tenant_id: Uuid,
-    id: Uuid,
-) -> AppResult<Option<User>> {
+pub async fn find_in_tenant(client: &impl GenericClient, tenant_id: Uuid, id: Uuid) -> AppResult<Option<User>> {
     let row = client
         .query_typed_opt(
             &format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND tenant_id = $2"),
@@ -174,14 +162,9 @@ pub async fn update(
     changes: &UserChanges,
     actor: Actor,
 ) -> AppResult<User> {
-    let display_name = changes
-        .display_name
-        .as_ref()
-        .map(|n| n.as_ref().map(|n| n.as_str().to_string()));
+    let display_name = changes.display_name.as_ref().map(|n| n.as_ref().map(|n| n.as_str().to_string()));
     let role = changes.role.map(Role::as_str);
-    let status = changes
-        .active
-        .map(|a| if a { "ACTIVE" } else { "DISABLED" });
+    let status = changes.active.map(|a| if a { "ACTIVE" } else { "DISABLED" });
     let row = client
         .query_typed_opt(
             &format!(

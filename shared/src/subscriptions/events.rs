@@ -1,0 +1,252 @@
+//! `POST /api/subscriptions/events`: billing events from the marketing /
+//! billing site, signed like orders (Standard Webhooks) and idempotent by
+//! `webhook-id`.
+//!
+//! ```json
+//! { "tenantSlug": "demo", "type": "renewed" | "payment_failed" | "cancelled",
+//!   "subscriptionId": "…"  (or "externalOrderId": "mkt-1001") }
+//! ```
+//!
+//! - `renewed`: the period is extended by one interval from its current end;
+//!   a failed payment is forgotten; a NON_PAYMENT suspension is lifted.
+//! - `payment_failed`: remembered; the sweep suspends once the tenant's
+//!   grace period (`settings.paymentGraceDays`, default 7) has passed.
+//! - `cancelled`: the sweep terminates the subscription at its period end.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::lifecycle::{Action, JobRef, Requester, request_in};
+use super::{SubscriptionStatus, lock_status};
+use crate::audit::{self, Actor, AuditEntry};
+use crate::auth::Permission;
+use crate::catalog::Interval;
+use crate::error::{AppError, AppResult};
+use crate::http::AppState;
+use crate::http::extract::parse_json;
+use crate::http::fields::Fields;
+use crate::http::routes::{ApiRoutes, Limited};
+use crate::orders::api::WEBHOOK_BODY_LIMIT;
+use crate::types::Slug;
+
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::new().add(Method::POST, "/api/subscriptions/events", Permission::Public, Limited::No, receive)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventType {
+    Renewed,
+    PaymentFailed,
+    Cancelled,
+}
+
+fn parse_type(raw: &str) -> Result<EventType, String> {
+    match raw {
+        "renewed" => Ok(EventType::Renewed),
+        "payment_failed" => Ok(EventType::PaymentFailed),
+        "cancelled" => Ok(EventType::Cancelled),
+        _ => Err("must be one of renewed, payment_failed, cancelled".into()),
+    }
+}
+
+enum Reference {
+    Id(Uuid),
+    ExternalOrder(String),
+}
+
+struct BillingEvent {
+    tenant_slug: Slug,
+    event_type: EventType,
+    type_name: String,
+    reference: Reference,
+}
+
+fn parse_event(body: &Value) -> AppResult<BillingEvent> {
+    let mut f = Fields::new(body)?;
+    let tenant_slug = f.string("tenantSlug").and_then(|raw| f.parse("tenantSlug", Some(raw), Slug::parse));
+    let type_raw = f.string("type");
+    let event_type = type_raw.and_then(|raw| f.parse("type", Some(raw), parse_type));
+    let by_id = f.opt_string("subscriptionId").flatten().and_then(|raw| {
+        f.parse("subscriptionId", Some(raw), |s| Uuid::parse_str(s).map_err(|_| "must be a UUID".into()))
+    });
+    let by_external = f.opt_string("externalOrderId").flatten().map(str::to_string);
+    let reference = match (by_id, by_external) {
+        (Some(id), _) => Some(Reference::Id(id)),
+        (None, Some(ext)) if !ext.trim().is_empty() => Some(Reference::ExternalOrder(ext)),
+        _ => {
+            if !f.has("subscriptionId") {
+                f.error("subscriptionId", "subscriptionId or externalOrderId is required");
+            }
+            None
+        }
+    };
+    f.finish(&["tenantSlug", "type", "subscriptionId", "externalOrderId", "occurredAt"])?;
+    match (tenant_slug, event_type, reference) {
+        (Some(tenant_slug), Some(event_type), Some(reference)) => {
+            Ok(BillingEvent { tenant_slug, event_type, type_name: type_raw.unwrap_or_default().to_string(), reference })
+        }
+        _ => Err(AppError::internal(anyhow::anyhow!("event fields validated but missing"))),
+    }
+}
+
+async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AppResult<Response> {
+    let bytes = axum::body::to_bytes(body, WEBHOOK_BODY_LIMIT).await.map_err(|_| AppError::PayloadTooLarge)?;
+    let key = state
+        .config
+        .webhook_secret
+        .as_ref()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("MARKETING_WEBHOOK_SECRET not configured")))?;
+    let webhook = crate::webhooks::verify(&headers, &bytes, key.expose(), Utc::now().timestamp())?;
+    let value: Value = parse_json(&bytes)?;
+    let event = parse_event(&value)?;
+    let canonical = serde_json::to_vec(&value).map_err(AppError::internal)?;
+    let request_hash: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&canonical).into();
+    let webhook_id = webhook.id.clone();
+    let (body, created_jobs, replayed) = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move { handle(tx, &webhook_id, &request_hash, event).await })
+    })
+    .await?;
+    if !created_jobs.is_empty() {
+        state.dispatcher.dispatch(&state.db, &created_jobs).await;
+    }
+    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+    if replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+async fn handle(
+    tx: &tokio_postgres::Transaction<'_>,
+    webhook_id: &str,
+    request_hash: &[u8; 32],
+    event: BillingEvent,
+) -> AppResult<(Value, Vec<Uuid>, bool)> {
+    tx.query_typed("SELECT pg_advisory_xact_lock(hashtextextended('events:' || $1, 0))", &[(&webhook_id, Type::TEXT)])
+        .await?;
+    if let Some(row) = tx
+        .query_typed_opt(
+            "SELECT response_body FROM webhook_deliveries WHERE source = 'SUBSCRIPTION_EVENTS' AND webhook_id = $1",
+            &[(&webhook_id, Type::TEXT)],
+        )
+        .await?
+    {
+        return Ok((row.try_get(0)?, Vec::new(), true));
+    }
+    let tenant_id: Uuid = tx
+        .query_typed_opt(
+            "SELECT id FROM tenants WHERE lower(slug) = lower($1) AND status = 'ACTIVE'",
+            &[(&event.tenant_slug.as_str(), Type::TEXT)],
+        )
+        .await?
+        .ok_or(AppError::NotFound)?
+        .try_get(0)?;
+    let row = match &event.reference {
+        Reference::Id(id) => {
+            tx.query_typed_opt(
+                "SELECT s.id, pr.interval, s.current_period_end, s.suspended_for FROM subscriptions s
+                 JOIN prices pr ON pr.id = s.price_id WHERE s.id = $1 AND s.tenant_id = $2",
+                &[(id, Type::UUID), (&tenant_id, Type::UUID)],
+            )
+            .await?
+        }
+        Reference::ExternalOrder(ext) => {
+            tx.query_typed_opt(
+                "SELECT s.id, pr.interval, s.current_period_end, s.suspended_for FROM subscriptions s
+                 JOIN prices pr ON pr.id = s.price_id JOIN orders o ON o.id = s.order_id
+                 WHERE o.external_order_id = $1 AND s.tenant_id = $2",
+                &[(ext, Type::TEXT), (&tenant_id, Type::UUID)],
+            )
+            .await?
+        }
+    }
+    .ok_or(AppError::NotFound)?;
+    let subscription_id: Uuid = row.try_get(0)?;
+    let interval: String = row.try_get(1)?;
+    let interval: Interval = interval.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?;
+    let period_end: Option<DateTime<Utc>> = row.try_get(2)?;
+    let suspended_for: Option<String> = row.try_get(3)?;
+    let status = lock_status(tx, tenant_id, subscription_id).await?;
+    if status == SubscriptionStatus::Terminated {
+        return Err(AppError::Conflict {
+            field: Some("status".into()),
+            detail: "The subscription is TERMINATED; billing events no longer apply.".into(),
+        });
+    }
+
+    let mut jobs: Vec<JobRef> = Vec::new();
+    let action = match event.event_type {
+        EventType::PaymentFailed => {
+            tx.query_typed(
+                "UPDATE subscriptions SET payment_failed_at = COALESCE(payment_failed_at, now()), updated_at = now() WHERE id = $1",
+                &[(&subscription_id, Type::UUID)],
+            )
+            .await?;
+            "subscription.payment_failed"
+        }
+        EventType::Cancelled => {
+            tx.query_typed(
+                "UPDATE subscriptions SET cancel_at_period_end = true, updated_at = now() WHERE id = $1",
+                &[(&subscription_id, Type::UUID)],
+            )
+            .await?;
+            "subscription.cancelled"
+        }
+        EventType::Renewed => {
+            // From the current end; a lapsed period restarts from now.
+            let now = Utc::now();
+            let base = period_end.filter(|end| *end > now).unwrap_or(now);
+            let new_end = interval.period_end(base);
+            tx.query_typed(
+                "UPDATE subscriptions SET current_period_end = COALESCE($2, current_period_end), payment_failed_at = NULL,
+                        cancel_at_period_end = false, updated_at = now() WHERE id = $1",
+                &[(&subscription_id, Type::UUID), (&new_end, Type::TIMESTAMPTZ)],
+            )
+            .await?;
+            if status == SubscriptionStatus::Suspended && suspended_for.as_deref() == Some("NON_PAYMENT") {
+                let requested = request_in(
+                    tx,
+                    tenant_id,
+                    subscription_id,
+                    Action::Unsuspend,
+                    Some("payment received"),
+                    "NON_PAYMENT",
+                    Requester::BillingEvent,
+                )
+                .await?;
+                jobs = requested.jobs;
+            }
+            "subscription.renewed"
+        }
+    };
+    audit::record(
+        tx,
+        &AuditEntry::new(Some(tenant_id), Actor::Webhook, action)
+            .target("subscription", subscription_id)
+            .details(json!({ "webhookId": webhook_id })),
+    )
+    .await?;
+    let body = json!({
+        "eventId": webhook_id, "type": event.type_name, "subscriptionId": subscription_id,
+        "status": status.as_str(), "jobs": jobs,
+    });
+    tx.query_typed(
+        "INSERT INTO webhook_deliveries (tenant_id, source, webhook_id, request_hash, response_status, response_body)
+         VALUES ($1, 'SUBSCRIPTION_EVENTS', $2, $3, 200, $4)",
+        &[
+            (&tenant_id, Type::UUID),
+            (&webhook_id, Type::TEXT),
+            (&request_hash.as_slice(), Type::BYTEA),
+            (&body, Type::JSONB),
+        ],
+    )
+    .await?;
+    let created: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    Ok((body, created, false))
+}

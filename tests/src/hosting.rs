@@ -1,0 +1,64 @@
+//! A tenant with a shared-hosting plan and the local sshd as its WEB server.
+
+use std::path::PathBuf;
+
+use http::StatusCode;
+use mpanel::jobs::engine::{RunOutcome, run_job};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{TestApp, spawn_app_with};
+
+pub struct Hosting {
+    pub app: TestApp,
+    pub tenant: Uuid,
+    pub server: Uuid,
+}
+
+/// Fast retries so backoff tests do not wait long.
+pub async fn app() -> TestApp {
+    spawn_app_with(|env| {
+        env.insert("JOB_RETRY_BASE_MS".into(), "1000".into());
+        env.insert("RATE_LIMIT_MAX".into(), "100000".into());
+    })
+    .await
+}
+
+impl Hosting {
+    pub async fn new() -> Hosting {
+        Hosting::with_key(None).await
+    }
+
+    pub async fn with_key(host_key: Option<&str>) -> Hosting {
+        let app = app().await;
+        let tenant = app.create_tenant("host").await;
+        app.catalog_price(tenant, "starter", "SHARED_HOSTING", json!({"emails": 5, "diskMb": 2048}), 999).await;
+        let server = app.local_web_server(tenant, host_key).await;
+        Hosting { app, tenant, server }
+    }
+
+    /// Places a signed order; returns (subscription id, jobs by type).
+    pub async fn order(&self, domain: &str) -> (Uuid, Vec<(Uuid, String)>) {
+        let body = json!({
+            "tenantSlug": "host", "externalOrderId": format!("ext-{domain}"),
+            "customer": {"email": "owner@example.org", "fullName": "Site Owner"},
+            "priceSlug": "starter-monthly", "totalAmountCents": 999, "currency": "USD", "domain": domain,
+        });
+        let response = self.app.request(self.app.signed_order(&format!("msg-{domain}"), &body)).await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&response.body));
+        let subscription = Uuid::parse_str(response.json()["subscriptionId"].as_str().expect("id")).expect("uuid");
+        (subscription, self.app.jobs_of(subscription).await)
+    }
+
+    pub async fn run(&self, job: Uuid) -> RunOutcome {
+        run_job(&self.app.state, job, "test-worker").await.expect("job runs")
+    }
+}
+
+pub fn site(env: &mpanel::config::Env, domain: &str) -> PathBuf {
+    PathBuf::from(&env["MPANEL_TEST_WEB_ROOT"]).join(domain)
+}
+
+pub fn job_of(jobs: &[(Uuid, String)], job_type: &str) -> Uuid {
+    jobs.iter().find(|(_, t)| t == job_type).map(|(id, _)| *id).expect("job of type")
+}

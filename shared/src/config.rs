@@ -87,6 +87,8 @@ pub struct Config {
     /// Present when SQS or Secrets Manager is used.
     pub aws: Option<aws_config::SdkConfig>,
     pub jobs: crate::jobs::engine::JobSettings,
+    /// Origins allowed to call the API from a browser (`CORS_ALLOWED_ORIGINS`).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// The environment the config is read from: the process env in production,
@@ -235,7 +237,10 @@ impl Config {
             worker_grace: Duration::from_secs(parse_or(env, "WORKER_GRACE_SECS", 30u64)?),
         };
 
+        let cors_allowed_origins = parse_origins(env.get("CORS_ALLOWED_ORIGINS").map(String::as_str).unwrap_or(""))?;
+
         Ok(Config {
+            cors_allowed_origins,
             jobs,
             database,
             db_pool_size,
@@ -405,6 +410,23 @@ pub fn parse_webhook_secret(raw: &str) -> Result<Vec<u8>, ConfigError> {
         return Err(ConfigError::new(VAR, "must encode at least 24 bytes"));
     }
     Ok(key)
+}
+
+/// `https://example.com,https://www.example.com`: exact origins, never `*`.
+fn parse_origins(raw: &str) -> Result<Vec<String>, ConfigError> {
+    let mut origins = Vec::new();
+    for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let scheme_ok = origin.starts_with("https://") || origin.starts_with("http://");
+        let rest = origin.split_once("://").map(|(_, r)| r).unwrap_or("");
+        if !scheme_ok || rest.is_empty() || rest.contains('/') || origin.contains('*') {
+            return Err(ConfigError::new(
+                "CORS_ALLOWED_ORIGINS",
+                format!("{origin:?} is not an origin like https://example.com (no paths, no wildcards)"),
+            ));
+        }
+        origins.push(origin.to_string());
+    }
+    Ok(origins)
 }
 
 fn parse_nameservers(raw: &str) -> Result<Vec<String>, ConfigError> {

@@ -35,6 +35,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
+/// 415 unless the request says it carries JSON.
+pub fn require_json(headers: &HeaderMap) -> Result<(), AppError> {
+    if is_json(headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
+        Ok(())
+    } else {
+        Err(AppError::UnsupportedMediaType)
+    }
+}
+
 fn is_json(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
     let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();

@@ -6,6 +6,7 @@
 
 pub mod extract;
 pub mod fields;
+pub mod guards;
 pub mod health;
 pub mod pagination;
 pub mod routes;
@@ -158,10 +159,17 @@ pub fn combined_app(state: AppState) -> Router {
 }
 
 fn finish(routes: ApiRoutes, state: AppState) -> Router {
-    routes
+    let mut router = routes
         .into_router()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(guards::BODY_LIMIT))
+        .layer(axum::middleware::from_fn(guards::timeout))
+        .layer(guards::cors(&state.config.cors_allowed_origins));
+    for header in guards::security_headers() {
+        router = router.layer(header);
+    }
+    router
         .layer(
             ServiceBuilder::new()
                 // Outermost first: the id exists before the span opens, so

@@ -3,7 +3,6 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -45,13 +44,7 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         .as_ref()
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("MARKETING_WEBHOOK_SECRET not configured")))?;
     let webhook = crate::webhooks::verify(&headers, &bytes, key.expose(), Utc::now().timestamp())?;
-    let json_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
-    if !json_type {
-        return Err(AppError::UnsupportedMediaType);
-    }
+    crate::http::extract::require_json(&headers)?;
     let value: Value = parse_json(&bytes)?;
     let order = parse_order(&value)?;
     let outcome = intake(&state, &webhook, order).await?;

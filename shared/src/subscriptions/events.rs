@@ -103,6 +103,7 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         .as_ref()
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("MARKETING_WEBHOOK_SECRET not configured")))?;
     let webhook = crate::webhooks::verify(&headers, &bytes, key.expose(), Utc::now().timestamp())?;
+    crate::http::extract::require_json(&headers)?;
     let value: Value = parse_json(&bytes)?;
     let event = parse_event(&value)?;
     let canonical = serde_json::to_vec(&value).map_err(AppError::internal)?;

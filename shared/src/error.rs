@@ -197,6 +197,12 @@ impl From<tokio_postgres::Error> for AppError {
                 let field = db.constraint().and_then(crate::db::constraint_field).unwrap_or("id");
                 return AppError::conflict(field, format!("{field} is already in use"));
             }
+            // Connection exceptions (08), resources (53) and operator
+            // intervention (57, e.g. a restart) are outages: retry later.
+            let class = &db.code().code()[..2];
+            if matches!(class, "08" | "53" | "57") {
+                return AppError::Unavailable(format!("database: {}", db.message()));
+            }
             return AppError::Internal(anyhow::Error::new(err).context("database error"));
         }
         if err.is_closed() || std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>()) {

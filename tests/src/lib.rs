@@ -5,6 +5,7 @@
 //! The services come from `./scripts/stack up`; `./scripts/test` exports
 //! `.stack/env` before running the tests.
 
+pub mod events;
 pub mod hosting;
 
 use std::collections::HashMap;

@@ -7,16 +7,14 @@
 //! `<name>.failures-<n>.json` for SQS batches, `<name>.ok.json` for the
 //! scheduler. A file that matches no pattern fails the test.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use lambda_http::request::LambdaRequest;
 use lambda_runtime::{Context, LambdaEvent};
 use mpanel::Function;
-use mpanel::auth::Role;
 use mpanel::http::function_app;
 use mpanel_tests::spawn_app;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tower::{Service, ServiceExt};
 
 fn events_dir() -> PathBuf {
@@ -41,27 +39,6 @@ fn expectation(path: &Path) -> String {
         .unwrap_or_else(|| panic!("{}: name must be <name>.<expectation>.json", path.display()))
 }
 
-/// Fills the run-time placeholders: `{{token:ROLE}}` with a fresh access
-/// token of that role; `{{now}}` and `{{signature}}` with Standard Webhooks
-/// headers over the event's body.
-async fn fill(raw: &str, tokens: &HashMap<String, String>, env: &mpanel::config::Env) -> String {
-    let mut text = raw.to_string();
-    for (key, value) in tokens {
-        text = text.replace(&format!("{{{{{key}}}}}"), value);
-    }
-    if !text.contains("{{signature}}") {
-        return text;
-    }
-    let mut event: Value = serde_json::from_str(&text).expect("event json");
-    let now = chrono::Utc::now().timestamp();
-    let body = event["body"].as_str().unwrap_or_default().to_string();
-    let id = event["headers"]["webhook-id"].as_str().expect("webhook-id").to_string();
-    let key = mpanel::config::parse_webhook_secret(&env["MARKETING_WEBHOOK_SECRET"]).expect("secret");
-    event["headers"]["webhook-timestamp"] = json!(now.to_string());
-    event["headers"]["webhook-signature"] = json!(mpanel::webhooks::sign(&id, now, body.as_bytes(), &key));
-    event.to_string()
-}
-
 /// Whether a route pattern (`/api/users/{id}`) matches a concrete path.
 fn matches(pattern: &str, path: &str) -> bool {
     let (p, c): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
@@ -71,26 +48,7 @@ fn matches(pattern: &str, path: &str) -> bool {
 #[tokio::test]
 async fn every_event_runs_through_its_function() {
     let app = spawn_app().await;
-    let tenant = app.create_tenant("acme").await;
-    app.catalog_price(tenant, "starter", "SHARED_HOSTING", json!({"emails": 1}), 999).await;
-    let mut tokens = HashMap::new();
-    for role in Role::ALL {
-        let user = app.create_user(tenant, role).await;
-        let name = role.as_str();
-        let session = app.login(&user).await;
-        tokens.insert(format!("token:{name}"), session["accessToken"].as_str().expect("token").to_string());
-        tokens.insert(format!("refresh:{name}"), session["refreshToken"].as_str().expect("refresh").to_string());
-        tokens.insert(format!("email:{name}"), user.email.clone());
-        tokens.insert(format!("password:{name}"), user.password.clone());
-    }
-    // A session of its own for the logout event, which ends it.
-    let leaving = app.create_user(tenant, Role::Support).await;
-    tokens.insert("token:SESSION_TO_END".into(), app.token(&leaving).await);
-    let seeded = json!({
-        "tenantSlug": "acme", "externalOrderId": "seeded-order", "customer": {"email": "s@example.org", "fullName": "S"},
-        "priceSlug": "starter-monthly", "totalAmountCents": 999, "currency": "USD", "domain": "seeded-example.com",
-    });
-    assert_eq!(app.request(app.signed_order("seed", &seeded)).await.status, http::StatusCode::CREATED);
+    let tokens = mpanel_tests::events::placeholders(&app).await;
     // (function, method, path, status) of every HTTP event run.
     let mut ran: Vec<(String, String, String, u16)> = Vec::new();
     let mut seen = 0;
@@ -126,7 +84,7 @@ async fn every_event_runs_through_its_function() {
                         Function::from_name(name).unwrap_or_else(|| panic!("{label}: unknown function {name}"));
                     let status: u16 =
                         expected.parse().unwrap_or_else(|_| panic!("{label}: expectation must be a status"));
-                    let raw = fill(&raw, &tokens, &app.env).await;
+                    let raw = mpanel_tests::events::fill(&raw, &tokens, &app.env);
                     let request: LambdaRequest = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{label}: {e}"));
                     let event: Value = serde_json::from_str(&raw).expect("json");
                     ran.push((

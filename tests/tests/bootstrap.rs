@@ -1,0 +1,136 @@
+//! The real function binaries in their real bootstrap loop: each one is
+//! started as Lambda starts it (`AWS_LAMBDA_RUNTIME_API` and friends) against
+//! a Lambda Runtime API stand-in on loopback, and every sample event of its
+//! folder in `events/` is invoked through it. Needs the binaries built
+//! (`cargo build --workspace --bins`; `./scripts/test` does it).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use mpanel_tests::spawn_app;
+use serde_json::Value;
+use tokio::sync::{Mutex, mpsc};
+
+/// One invocation at a time: the next event to hand out, and where results go.
+#[derive(Clone)]
+struct RuntimeApi {
+    next: Arc<Mutex<mpsc::Receiver<(String, String)>>>,
+    results: mpsc::Sender<(String, Result<Value, String>)>,
+}
+
+async fn next_invocation(State(api): State<RuntimeApi>) -> Response {
+    let Some((id, event)) = api.next.lock().await.recv().await else {
+        return StatusCode::GONE.into_response();
+    };
+    let mut headers = HeaderMap::new();
+    let deadline = (chrono::Utc::now().timestamp_millis() + 60_000).to_string();
+    for (name, value) in [
+        ("lambda-runtime-aws-request-id", id.as_str()),
+        ("lambda-runtime-deadline-ms", deadline.as_str()),
+        ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:test"),
+        ("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000"),
+    ] {
+        headers.insert(name, HeaderValue::from_str(value).expect("header"));
+    }
+    (StatusCode::OK, headers, event).into_response()
+}
+
+async fn response(State(api): State<RuntimeApi>, UrlPath(id): UrlPath<String>, body: String) -> StatusCode {
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    let _ = api.results.send((id, Ok(value))).await;
+    StatusCode::ACCEPTED
+}
+
+async fn error(State(api): State<RuntimeApi>, UrlPath(id): UrlPath<String>, body: String) -> StatusCode {
+    let _ = api.results.send((id, Err(body))).await;
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(State(api): State<RuntimeApi>, body: String) -> StatusCode {
+    let _ = api.results.send(("init".into(), Err(body))).await;
+    StatusCode::ACCEPTED
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = mpanel_tests::mpanel_binary().with_file_name(name);
+    assert!(path.exists(), "{} missing: run `cargo build --workspace --bins` (./scripts/test does)", path.display());
+    path
+}
+
+#[tokio::test]
+async fn every_function_binary_serves_its_events_through_the_runtime_api() {
+    let app = spawn_app().await;
+    let values = mpanel_tests::events::placeholders(&app).await;
+    let events_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let mut invoked = 0;
+    for function in ["auth", "products", "orders", "admin", "worker", "scheduler"] {
+        let (event_tx, event_rx) = mpsc::channel(1);
+        let (result_tx, mut result_rx) = mpsc::channel(1);
+        let api = RuntimeApi { next: Arc::new(Mutex::new(event_rx)), results: result_tx };
+        let router = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(api);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+        let mut child = tokio::process::Command::new(binary(function))
+            .env_clear()
+            .envs(app.env.clone())
+            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", function)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the function binary");
+
+        let mut files: Vec<PathBuf> = std::fs::read_dir(events_dir.join(function))
+            .expect("events dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        for (i, file) in files.iter().enumerate() {
+            let label = file.display().to_string();
+            let raw = std::fs::read_to_string(file).expect("event");
+            let event = mpanel_tests::events::fill(&raw, &values, &app.env);
+            let id = format!("{function}-{i}");
+            event_tx.send((id.clone(), event)).await.expect("runtime api alive");
+            let (got_id, result) = tokio::time::timeout(Duration::from_secs(30), result_rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{label}: no answer within 30 s"))
+                .expect("result");
+            assert_eq!(got_id, id, "{label}: {result:?}");
+            let result = result.unwrap_or_else(|e| panic!("{label}: the handler failed: {e}"));
+            let expectation =
+                file.file_stem().and_then(|s| s.to_str()).and_then(|s| s.rsplit_once('.')).map(|(_, e)| e);
+            match (function, expectation) {
+                ("worker", Some(exp)) => {
+                    let failures: usize = exp.trim_start_matches("failures-").parse().expect("failures-<n>");
+                    assert_eq!(result["batchItemFailures"].as_array().map(Vec::len), Some(failures), "{label}");
+                }
+                ("scheduler", _) => assert!(result.is_object(), "{label}: {result}"),
+                (_, Some(status)) => assert_eq!(result["statusCode"].to_string(), status, "{label}: {result}"),
+                _ => panic!("{label}: no expectation in the name"),
+            }
+            invoked += 1;
+        }
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        server.abort();
+    }
+    assert!(invoked >= 100, "only {invoked} events invoked");
+}

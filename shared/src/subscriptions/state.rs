@@ -89,11 +89,27 @@ pub struct InvalidTransition {
     pub event: SubscriptionEvent,
 }
 
+impl SubscriptionEvent {
+    /// The statuses this event is allowed from, and where it leads.
+    pub fn allowed(self) -> Vec<(SubscriptionStatus, SubscriptionStatus)> {
+        SubscriptionStatus::ALL.into_iter().filter_map(|from| from.transition(self).ok().map(|to| (from, to))).collect()
+    }
+}
+
 impl From<InvalidTransition> for AppError {
+    /// Names the current state and the states the action needs and leads to.
     fn from(e: InvalidTransition) -> AppError {
+        let allowed = e.event.allowed();
+        let from: Vec<&str> = allowed.iter().map(|(from, _)| from.as_str()).collect();
+        let to = allowed.first().map(|(_, to)| to.as_str()).unwrap_or("-");
         AppError::Conflict {
             field: Some("status".into()),
-            detail: format!("The subscription is {}; {:?} is not allowed from there.", e.from, e.event),
+            detail: format!(
+                "The subscription is {}; {:?} (to {to}) is only allowed from {}.",
+                e.from,
+                e.event,
+                from.join(" or ")
+            ),
         }
     }
 }
@@ -138,5 +154,7 @@ mod tests {
         }
         let err = AppError::from(S::Terminated.transition(E::Suspend).unwrap_err());
         assert_eq!(err.status(), axum::http::StatusCode::CONFLICT);
+        let detail = err.to_problem().detail;
+        assert!(detail.contains("TERMINATED") && detail.contains("SUSPENDED") && detail.contains("ACTIVE"), "{detail}");
     }
 }

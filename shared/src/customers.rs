@@ -13,7 +13,7 @@ use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::AppState;
 use crate::http::extract::{IdPath, Query};
-use crate::http::pagination::{Page, PageParams, PageRequest, Position, validated};
+use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
 use crate::http::routes::ApiRoutes;
 use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
 
@@ -68,9 +68,7 @@ async fn list(
     if email.as_ref().is_some_and(|e| e.len() > 254) {
         errors.push(FieldError::new("email", "must be at most 254 characters"));
     }
-    let Some(page) = validated(page, errors)? else {
-        return Err(AppError::validation("cursor", "is invalid"));
-    };
+    let page = page_or_errors(page, errors)?;
     let client = state.db.get().await?;
     let rows = client
         .query_typed(

@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::{AppResult, FieldError};
 use crate::http::AppState;
 use crate::http::extract::Query;
-use crate::http::pagination::{Page, PageParams, PageRequest, Position, parse_time, validated};
+use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors, parse_time};
 use crate::http::routes::ApiRoutes;
 
 pub fn routes() -> ApiRoutes {
@@ -79,9 +79,7 @@ async fn list(
     {
         errors.push(FieldError::new("action", "must be an action name like auth.login"));
     }
-    let Some(page) = validated(page, errors)? else {
-        return Err(AppError::validation("cursor", "is invalid"));
-    };
+    let page = page_or_errors(page, errors)?;
     let from = from.unwrap_or_else(|| Utc.timestamp_opt(0, 0).single().unwrap_or_else(Utc::now));
     let to = to.unwrap_or(page.after.created_at);
     let client = state.db.get().await?;

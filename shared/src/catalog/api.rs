@@ -18,7 +18,7 @@ use crate::error::{AppError, AppResult, FieldError};
 use crate::http::AppState;
 use crate::http::extract::{IdPath, Json, Query};
 use crate::http::fields::Fields;
-use crate::http::pagination::{Page, PageParams, PageRequest, Position};
+use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
 use crate::http::routes::ApiRoutes;
 use crate::types::{DisplayName, Slug};
 
@@ -91,10 +91,7 @@ async fn list(
             None
         }
     };
-    let page = match page {
-        Some(p) if errors.is_empty() => p,
-        _ => return Err(AppError::Validation(errors)),
-    };
+    let page = page_or_errors(page, errors)?;
     let type_text = product_type.map(ProductType::as_str);
     let client = state.db.get().await?;
     let rows = client

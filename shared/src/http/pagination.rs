@@ -115,9 +115,13 @@ pub fn parse_time(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) 
     }
 }
 
-/// Field errors collected from query parameters → 422.
-pub fn validated<T>(value: T, errors: Vec<FieldError>) -> Result<T, AppError> {
-    if errors.is_empty() { Ok(value) } else { Err(AppError::Validation(errors)) }
+/// The page, or a 422 with every query-parameter error (including the
+/// page's own, which is why `page` is `None` exactly when `errors` is not empty).
+pub fn page_or_errors(page: Option<PageRequest>, errors: Vec<FieldError>) -> Result<PageRequest, AppError> {
+    match page {
+        Some(page) if errors.is_empty() => Ok(page),
+        _ => Err(AppError::Validation(errors)),
+    }
 }
 
 #[cfg(test)]

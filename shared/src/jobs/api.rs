@@ -15,7 +15,7 @@ use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::AppState;
 use crate::http::extract::{IdPath, Query};
-use crate::http::pagination::{Page, PageParams, PageRequest, Position, validated};
+use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
 use crate::http::routes::ApiRoutes;
 
 pub fn routes() -> ApiRoutes {
@@ -59,9 +59,7 @@ async fn list(
             Uuid::parse_str(raw).map_err(|_| errors.push(FieldError::new("subscriptionId", "must be a UUID"))).ok()
         }
     };
-    let Some(page) = validated(page, errors)? else {
-        return Err(AppError::validation("cursor", "is invalid"));
-    };
+    let page = page_or_errors(page, errors)?;
     let client = state.db.get().await?;
     let rows = client
         .query_typed(

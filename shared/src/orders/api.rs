@@ -19,7 +19,7 @@ use crate::customers::{CUSTOMER_COLUMNS, Customer};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::AppState;
 use crate::http::extract::{IdPath, Query, parse_json};
-use crate::http::pagination::{Page, PageParams, PageRequest, Position, parse_time, validated};
+use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors, parse_time};
 use crate::http::routes::{ApiRoutes, Limited};
 use crate::jobs::{JOB_COLUMNS, JobView};
 use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
@@ -131,9 +131,7 @@ async fn list(
     };
     let from = parse_time("from", filters.from.as_deref(), &mut errors);
     let to = parse_time("to", filters.to.as_deref(), &mut errors);
-    let Some(page) = validated(page, errors)? else {
-        return Err(AppError::validation("cursor", "is invalid"));
-    };
+    let page = page_or_errors(page, errors)?;
     let client = state.db.get().await?;
     let rows = client
         .query_typed(

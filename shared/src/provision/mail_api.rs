@@ -17,7 +17,7 @@ use crate::auth::{Permission, password};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::AppState;
 use crate::http::extract::{IdPath, Query};
-use crate::http::pagination::{Page, PageParams, PageRequest, Position, validated};
+use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
 use crate::http::routes::ApiRoutes;
 use crate::types::DomainName;
 
@@ -76,9 +76,7 @@ async fn list(
         .as_deref()
         .filter(|d| !d.is_empty())
         .and_then(|d| DomainName::parse(d).map_err(|e| errors.push(FieldError::new("domain", e))).ok());
-    let Some(page) = validated(page, errors)? else {
-        return Err(AppError::validation("cursor", "is invalid"));
-    };
+    let page = page_or_errors(page, errors)?;
     let client = state.db.get().await?;
     let rows = client
         .query_typed(

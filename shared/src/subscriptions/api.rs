@@ -15,7 +15,7 @@ use crate::error::{AppError, AppResult, FieldError};
 use crate::http::AppState;
 use crate::http::extract::{IdPath, Json, Query};
 use crate::http::fields::Fields;
-use crate::http::pagination::{Page, PageParams, PageRequest, Position, validated};
+use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
 use crate::http::routes::ApiRoutes;
 use crate::jobs::{JOB_COLUMNS, JobView};
 
@@ -124,9 +124,7 @@ async fn list(
             Uuid::parse_str(raw).map_err(|_| errors.push(FieldError::new("customerId", "must be a UUID"))).ok()
         }
     };
-    let Some(page) = validated(page, errors)? else {
-        return Err(AppError::validation("cursor", "is invalid"));
-    };
+    let page = page_or_errors(page, errors)?;
     let client = state.db.get().await?;
     let rows = client
         .query_typed(

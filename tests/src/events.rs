@@ -55,3 +55,35 @@ pub fn fill(raw: &str, tokens: &HashMap<String, String>, env: &Env) -> String {
     event["headers"]["webhook-signature"] = json!(mpanel::webhooks::sign(&id, now, body.as_bytes(), &key));
     event.to_string()
 }
+
+/// The functions that have a folder in `events/`, in template order.
+pub const FUNCTIONS: [&str; 6] = ["auth", "products", "orders", "admin", "worker", "scheduler"];
+
+/// `events/<function>/*.json`, sorted.
+pub fn files(function: &str) -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events").join(function);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Asserts what an event's file name promises: `<name>.<status>.json` for
+/// HTTP functions (the statusCode), `<name>.failures-<n>.json` for the
+/// worker (that many batchItemFailures), any object for the scheduler.
+pub fn assert_expected(function: &str, file: &std::path::Path, result: &Value) {
+    let label = file.display();
+    let expectation = file.file_stem().and_then(|s| s.to_str()).and_then(|s| s.rsplit_once('.')).map(|(_, e)| e);
+    match (function, expectation) {
+        ("worker", Some(exp)) => {
+            let failures: usize = exp.trim_start_matches("failures-").parse().expect("failures-<n>");
+            assert_eq!(result["batchItemFailures"].as_array().map(Vec::len), Some(failures), "{label}: {result}");
+        }
+        ("scheduler", _) => assert!(result.is_object(), "{label}: {result}"),
+        (_, Some(status)) => assert_eq!(result["statusCode"].to_string(), status, "{label}: {result}"),
+        _ => panic!("{label}: no expectation in the name"),
+    }
+}

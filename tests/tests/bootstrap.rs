@@ -4,7 +4,7 @@
 //! folder in `events/` is invoked through it. Needs the binaries built
 //! (`cargo build --workspace --bins`; `./scripts/test` does it).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,9 +67,8 @@ fn binary(name: &str) -> PathBuf {
 async fn every_function_binary_serves_its_events_through_the_runtime_api() {
     let app = spawn_app().await;
     let values = mpanel_tests::events::placeholders(&app).await;
-    let events_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
     let mut invoked = 0;
-    for function in ["auth", "products", "orders", "admin", "worker", "scheduler"] {
+    for function in mpanel_tests::events::FUNCTIONS {
         let (event_tx, event_rx) = mpsc::channel(1);
         let (result_tx, mut result_rx) = mpsc::channel(1);
         let api = RuntimeApi { next: Arc::new(Mutex::new(event_rx)), results: result_tx };
@@ -97,12 +96,7 @@ async fn every_function_binary_serves_its_events_through_the_runtime_api() {
             .spawn()
             .expect("start the function binary");
 
-        let mut files: Vec<PathBuf> = std::fs::read_dir(events_dir.join(function))
-            .expect("events dir")
-            .map(|e| e.expect("entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        files.sort();
+        let files = mpanel_tests::events::files(function);
         for (i, file) in files.iter().enumerate() {
             let label = file.display().to_string();
             let raw = std::fs::read_to_string(file).expect("event");
@@ -115,17 +109,7 @@ async fn every_function_binary_serves_its_events_through_the_runtime_api() {
                 .expect("result");
             assert_eq!(got_id, id, "{label}: {result:?}");
             let result = result.unwrap_or_else(|e| panic!("{label}: the handler failed: {e}"));
-            let expectation =
-                file.file_stem().and_then(|s| s.to_str()).and_then(|s| s.rsplit_once('.')).map(|(_, e)| e);
-            match (function, expectation) {
-                ("worker", Some(exp)) => {
-                    let failures: usize = exp.trim_start_matches("failures-").parse().expect("failures-<n>");
-                    assert_eq!(result["batchItemFailures"].as_array().map(Vec::len), Some(failures), "{label}");
-                }
-                ("scheduler", _) => assert!(result.is_object(), "{label}: {result}"),
-                (_, Some(status)) => assert_eq!(result["statusCode"].to_string(), status, "{label}: {result}"),
-                _ => panic!("{label}: no expectation in the name"),
-            }
+            mpanel_tests::events::assert_expected(function, file, &result);
             invoked += 1;
         }
         let _ = child.start_kill();

@@ -1,0 +1,101 @@
+//! `mpanel-bench`: runs every benchmark of `./scripts/bench` against the
+//! local stack and rewrites `BENCHMARKS.md`. Each figure is measured beside
+//! its floor in the same run (pgbench, curl + ssh, a hello-world Lambda, raw
+//! Argon2id, the small tenant), because absolute times drift on a shared
+//! machine.
+
+mod coldstart;
+mod growth;
+mod intake;
+mod load;
+mod login;
+mod provision;
+mod report;
+mod stack;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "mPanel benchmarks (run through ./scripts/bench)")]
+struct Args {
+    /// The release `mpanel` binary.
+    #[arg(long)]
+    mpanel: PathBuf,
+    /// `cargo lambda build --lambda-dir` output: `<function>/bootstrap`.
+    #[arg(long)]
+    lambda_dir: PathBuf,
+    /// The repository's `events/` folder.
+    #[arg(long)]
+    events: PathBuf,
+    /// Scratch space for logs and generated files.
+    #[arg(long)]
+    work_dir: PathBuf,
+    /// Where the report goes.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 5000)]
+    intake_orders: usize,
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 32])]
+    intake_concurrency: Vec<usize>,
+    #[arg(long, default_value_t = 500)]
+    provision_orders: usize,
+    #[arg(long, value_delimiter = ',', default_values_t = [3, 16])]
+    worker_concurrency: Vec<usize>,
+    /// Orders of the curl + ssh floor per concurrency level.
+    #[arg(long, default_value_t = 200)]
+    floor_orders: usize,
+    #[arg(long, default_value_t = 10)]
+    cold_start_runs: usize,
+    #[arg(long, default_value_t = 30)]
+    login_runs: usize,
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 1_000_000])]
+    growth_sizes: Vec<i64>,
+    #[arg(long, default_value_t = 100)]
+    page_runs: usize,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.work_dir)?;
+    let base_env: stack::Env = std::env::vars().collect();
+    let queue_url = stack::create_queue(&base_env).await.context("creating the benchmark's SQS queue in moto")?;
+    let stack = stack::Stack { base_env, mpanel: args.mpanel.clone(), work_dir: args.work_dir.clone(), queue_url };
+    let started = std::time::Instant::now();
+    provision::clean_remote(&stack).await.context("cleaning earlier benchmark zones and sites")?;
+
+    let intake = intake::measure(&stack, args.intake_orders, &args.intake_concurrency).await.context("intake")?;
+    let provision = provision::measure(&stack, args.provision_orders, &args.worker_concurrency, args.floor_orders)
+        .await
+        .context("provisioning")?;
+
+    // Cold start, login and growth share one database and server.
+    let db = stack.fresh_db("mpanel_bench_api").await?;
+    let env = stack.env_for(&db);
+    let functions = ["auth", "products", "orders", "admin", "worker", "scheduler", "hello-lambda"];
+    let cold = coldstart::measure(&functions, &args.lambda_dir, &args.events, &env, args.cold_start_runs)
+        .await
+        .context("cold start")?;
+    let (server, base) = stack.serve(&env, "api-serve.log").await?;
+    let login = login::measure(&db, &base, args.login_runs).await.context("login")?;
+    let growth = growth::measure(&db, &base, &args.growth_sizes, args.page_runs).await.context("growth")?;
+    stack::stop(server).await;
+    stack.drop_db(&db).await?;
+    stack::delete_queue(&stack.base_env, &stack.queue_url).await?;
+
+    let report = report::Report {
+        intake,
+        intake_orders: args.intake_orders,
+        provision,
+        cold,
+        login,
+        growth,
+        total: started.elapsed(),
+    };
+    std::fs::write(&args.out, report.render()?)?;
+    println!("wrote {} in {:.0} s", args.out.display(), started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The pieces a benchmark runs against: a fresh database per measurement,
+//! `mpanel serve` / `mpanel worker` processes (release build) and their env.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::process::{Child, Command};
+
+pub type Env = BTreeMap<String, String>;
+
+pub struct Stack {
+    /// The environment `./scripts/stack up` wrote (sourced by scripts/bench).
+    pub base_env: Env,
+    pub mpanel: PathBuf,
+    pub work_dir: PathBuf,
+    /// A moto queue of the benchmark's own (`mpanel serve` dispatches to
+    /// Redis and SQS; the messages here are never consumed).
+    pub queue_url: String,
+}
+
+/// A database of its own, migrated and seeded with the demo tenant.
+pub struct BenchDb {
+    pub name: String,
+    pub url: String,
+    pub admin_email: String,
+    pub admin_password: String,
+}
+
+impl Stack {
+    /// The env for processes of one measurement: its own database and Redis
+    /// prefix, the benchmark's queue, and the general rate limit lifted so
+    /// the load generator is not throttled.
+    pub fn env_for(&self, db: &BenchDb) -> Env {
+        let mut env = self.base_env.clone();
+        env.insert("DATABASE_URL".into(), db.url.clone());
+        env.insert("REDIS_KEY_PREFIX".into(), format!("{}:", db.name));
+        env.insert("RATE_LIMIT_MAX".into(), "100000000".into());
+        env.insert("DB_POOL_SIZE".into(), "32".into());
+        env.insert("RUST_LOG".into(), "warn".into());
+        env.insert("SQS_QUEUE_URL".into(), self.queue_url.clone());
+        env
+    }
+
+    fn database_url(&self, name: &str) -> Result<String> {
+        let base = self.base_env.get("DATABASE_URL").context("DATABASE_URL is not set: source .stack/env")?;
+        let (server, _) = base.rsplit_once('/').context("DATABASE_URL has no database name")?;
+        Ok(format!("{server}/{name}"))
+    }
+
+    pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// Drops and recreates `name`, migrates it and seeds the demo tenant.
+    pub async fn fresh_db(&self, name: &str) -> Result<BenchDb> {
+        let admin = Stack::connect(&self.base_env["DATABASE_URL"]).await?;
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+        let url = self.database_url(name)?;
+        let mut db = BenchDb { name: name.into(), url, admin_email: String::new(), admin_password: String::new() };
+        let env = self.env_for(&db);
+        self.mpanel_command(&env, &["migrate"]).await?;
+        let seeded = self.mpanel_command(&env, &["seed-demo"]).await?;
+        for line in seeded.lines() {
+            if let Some(email) = line.strip_prefix("admin email:") {
+                db.admin_email = email.trim().into();
+            }
+            if let Some(password) = line.strip_prefix("admin password:") {
+                db.admin_password = password.trim().into();
+            }
+        }
+        if db.admin_password.is_empty() {
+            bail!("seed-demo printed no admin password");
+        }
+        Ok(db)
+    }
+
+    pub async fn drop_db(&self, db: &BenchDb) -> Result<()> {
+        let admin = Stack::connect(&self.base_env["DATABASE_URL"]).await?;
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name)).await?;
+        Ok(())
+    }
+
+    async fn mpanel_command(&self, env: &Env, args: &[&str]) -> Result<String> {
+        let output = Command::new(&self.mpanel).args(args).env_clear().envs(env).output().await?;
+        if !output.status.success() {
+            bail!("mpanel {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Starts `mpanel <args>` with its log in the work dir; killed on drop.
+    pub fn spawn(&self, env: &Env, args: &[&str], log_name: &str) -> Result<Child> {
+        let log = std::fs::File::create(self.work_dir.join(log_name))?;
+        let child = Command::new(&self.mpanel)
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok(child)
+    }
+
+    /// `mpanel serve` on a free loopback port, once its health check answers.
+    pub async fn serve(&self, env: &Env, log_name: &str) -> Result<(Child, String)> {
+        let port = free_port()?;
+        let addr = format!("127.0.0.1:{port}");
+        let child = self.spawn(env, &["serve", "--addr", &addr, "--no-worker"], log_name)?;
+        let base = format!("http://{addr}");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(format!("{base}/api/health")).send().await
+                && r.status().is_success()
+            {
+                return Ok((child, base));
+            }
+            if Instant::now() > deadline {
+                bail!("mpanel serve did not answer on {addr}; see {}", self.work_dir.join(log_name).display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Creates the benchmark's queue in the local SQS emulator.
+pub async fn create_queue(env: &Env) -> Result<String> {
+    let env: mpanel::config::Env = env.clone().into_iter().collect();
+    let aws = mpanel::config::aws_sdk_config(&env).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let created = sqs.create_queue().queue_name(format!("bench-{}", uuid::Uuid::new_v4().simple())).send().await?;
+    created.queue_url().map(str::to_string).context("moto returned no queue url")
+}
+
+pub async fn delete_queue(env: &Env, queue_url: &str) -> Result<()> {
+    let env: mpanel::config::Env = env.clone().into_iter().collect();
+    let aws = mpanel::config::aws_sdk_config(&env).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    aws_sdk_sqs::Client::new(&aws).delete_queue().queue_url(queue_url).send().await?;
+    Ok(())
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub async fn stop(mut child: Child) {
+    if let Some(pid) = child.id() {
+        // SIGTERM first: the worker finishes what it holds.
+        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+    }
+    if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}
+
+pub fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}

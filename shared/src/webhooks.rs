@@ -32,7 +32,8 @@ pub fn verify(headers: &HeaderMap, body: &[u8], key: &[u8], now: i64) -> Result<
         return Err(AppError::Unauthorized);
     }
     let timestamp: i64 = timestamp.parse().map_err(|_| AppError::Unauthorized)?;
-    if (now - timestamp).abs() > TOLERANCE_SECS {
+    // abs_diff: `now - timestamp` overflows for timestamps near i64::MIN/MAX.
+    if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(AppError::Unauthorized);
     }
     let mut signed = Vec::with_capacity(id.len() + 24 + body.len());
@@ -106,6 +107,10 @@ mod tests {
         let edge = sign("msg_1", now - 300, body, KEY);
         assert!(verify(&headers("msg_1", now - 300, &edge), body, KEY, now).is_ok(), "within tolerance");
         assert!(verify(&HeaderMap::new(), body, KEY, now).is_err());
+        for extreme in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let forged = sign("msg_1", extreme, body, KEY);
+            assert!(verify(&headers("msg_1", extreme, &forged), body, KEY, now).is_err(), "timestamp {extreme}");
+        }
         let unversioned = good.trim_start_matches("v1,").to_string();
         assert!(verify(&headers("msg_1", now, &unversioned), body, KEY, now).is_err());
     }

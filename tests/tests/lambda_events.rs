@@ -21,16 +21,6 @@ fn events_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
 }
 
-fn json_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    files
-}
-
 /// `health.200.json` → ("health", "200")
 fn expectation(path: &Path) -> String {
     let stem = path.file_stem().and_then(|s| s.to_str()).expect("utf-8 name");
@@ -55,7 +45,7 @@ async fn every_event_runs_through_its_function() {
     for entry in std::fs::read_dir(events_dir()).expect("events/ exists") {
         let dir = entry.expect("dir entry").path();
         let function = dir.file_name().and_then(|n| n.to_str()).expect("utf-8").to_string();
-        for file in json_files(&dir) {
+        for file in mpanel_tests::events::files(&function) {
             let raw = std::fs::read_to_string(&file).expect("readable");
             let expected = expectation(&file);
             let label = file.display().to_string();

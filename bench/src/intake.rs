@@ -71,6 +71,9 @@ pub struct IntakeRow {
     pub pgbench_tps: f64,
     pub pgbench_latency_ms: f64,
     pub pgbench_command: String,
+    /// What the Lambda deployment adds per order: one SendMessage of three
+    /// job ids, here to the local emulator, same clients.
+    pub send_message: Sample,
 }
 
 pub async fn measure(stack: &Stack, orders: usize, levels: &[usize]) -> Result<Vec<IntakeRow>> {
@@ -105,11 +108,13 @@ pub async fn measure(stack: &Stack, orders: usize, levels: &[usize]) -> Result<V
             bail!("{} of {orders} orders failed at c={concurrency}: {:?}", sample.errors, sample.first_error);
         }
         let (tps, latency, command) = pgbench(&db, &script, orders, concurrency).await?;
+        let send_message = send_messages(stack, orders.min(300), concurrency).await?;
         println!(
-            "intake c={concurrency}: mPanel {:.0}/s p50 {} ms p99 {} ms; pgbench {tps:.0}/s",
+            "intake c={concurrency}: mPanel {:.0}/s p50 {} ms p99 {} ms; pgbench {tps:.0}/s; SendMessage {:.0}/s",
             sample.rate(),
             load::ms(sample.percentile(50.0)),
             load::ms(sample.percentile(99.0)),
+            send_message.rate(),
         );
         rows.push(IntakeRow {
             concurrency,
@@ -117,11 +122,35 @@ pub async fn measure(stack: &Stack, orders: usize, levels: &[usize]) -> Result<V
             pgbench_tps: tps,
             pgbench_latency_ms: latency,
             pgbench_command: command,
+            send_message,
         });
     }
     crate::stack::stop(server).await;
     stack.drop_db(&db).await?;
     Ok(rows)
+}
+
+/// SendMessage calls like the dispatch's, to the benchmark's queue.
+async fn send_messages(stack: &Stack, count: usize, concurrency: usize) -> Result<Sample> {
+    let sqs = stack_sqs(stack).await?;
+    let queue_url = stack.queue_url.clone();
+    let body = json!({"jobIds": [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()]}).to_string();
+    let sample = load::run(count, concurrency, move |_| {
+        let (sqs, queue_url, body) = (sqs.clone(), queue_url.clone(), body.clone());
+        async move {
+            sqs.send_message().queue_url(queue_url).message_body(body).send().await.map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    })
+    .await;
+    if sample.errors > 0 {
+        bail!("{} SendMessage calls failed: {:?}", sample.errors, sample.first_error);
+    }
+    Ok(sample)
+}
+
+async fn stack_sqs(stack: &Stack) -> Result<aws_sdk_sqs::Client> {
+    crate::stack::sqs_client(&stack.base_env).await
 }
 
 /// pgbench at the same concurrency and transaction count; returns its tps

@@ -74,12 +74,12 @@ async fn main() -> Result<()> {
 
     // Cold start, login and growth share one database and server.
     let db = stack.fresh_db("mpanel_bench_api").await?;
-    let env = stack.env_for(&db);
+    let env = stack.lambda_env_for(&db);
     let functions = ["auth", "products", "orders", "admin", "worker", "scheduler", "hello-lambda"];
     let cold = coldstart::measure(&functions, &args.lambda_dir, &args.events, &env, args.cold_start_runs)
         .await
         .context("cold start")?;
-    let (server, base) = stack.serve(&env, "api-serve.log").await?;
+    let (server, base) = stack.serve(&stack.env_for(&db), "api-serve.log").await?;
     let login = login::measure(&db, &base, args.login_runs).await.context("login")?;
     let growth = growth::measure(&db, &base, &args.growth_sizes, args.page_runs).await.context("growth")?;
     stack::stop(server).await;

@@ -143,7 +143,7 @@ async fn floor(stack: &Stack, env: &Env, orders: usize, concurrency: usize) -> R
             .to_string();
             curl(&["-X", "PATCH", &format!("{zones}/{zone}"), "-H", &format!("X-API-Key: {api_key}"), "--data", &records])
                 .await?;
-            let site = format!("{web_root}/mpf-{concurrency}-{i}.com/public_html");
+            let site = format!("{web_root}/mpf-{concurrency}-{i}.com/public");
             ssh.run(&["mkdir", "-p", "--", &site]).await
         }
     })

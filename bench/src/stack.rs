@@ -16,8 +16,8 @@ pub struct Stack {
     pub base_env: Env,
     pub mpanel: PathBuf,
     pub work_dir: PathBuf,
-    /// A moto queue of the benchmark's own (`mpanel serve` dispatches to
-    /// Redis and SQS; the messages here are never consumed).
+    /// A moto queue of the benchmark's own (for the functions' cold starts
+    /// and the SendMessage measurement; never consumed).
     pub queue_url: String,
 }
 
@@ -30,9 +30,12 @@ pub struct BenchDb {
 }
 
 impl Stack {
-    /// The env for processes of one measurement: its own database and Redis
-    /// prefix, the benchmark's queue, and the general rate limit lifted so
-    /// the load generator is not throttled.
+    /// The env for `mpanel serve` / `mpanel worker` in one measurement: its
+    /// own database and Redis prefix, the general rate limit lifted so the
+    /// load generator is not throttled, and no SQS: on one machine the pool
+    /// takes job ids from Redis, and the local SQS (moto, a Python emulator
+    /// that manages ~30 SendMessage/s here) would be all that is measured.
+    /// What SendMessage costs is measured on its own beside the intake.
     pub fn env_for(&self, db: &BenchDb) -> Env {
         let mut env = self.base_env.clone();
         env.insert("DATABASE_URL".into(), db.url.clone());
@@ -40,6 +43,14 @@ impl Stack {
         env.insert("RATE_LIMIT_MAX".into(), "100000000".into());
         env.insert("DB_POOL_SIZE".into(), "32".into());
         env.insert("RUST_LOG".into(), "warn".into());
+        env.remove("SQS_QUEUE_URL");
+        env
+    }
+
+    /// The env a Lambda function gets: as above, with the benchmark's queue
+    /// (the orders and admin functions require one).
+    pub fn lambda_env_for(&self, db: &BenchDb) -> Env {
+        let mut env = self.env_for(db);
         env.insert("SQS_QUEUE_URL".into(), self.queue_url.clone());
         env
     }
@@ -131,19 +142,22 @@ impl Stack {
     }
 }
 
-/// Creates the benchmark's queue in the local SQS emulator.
-pub async fn create_queue(env: &Env) -> Result<String> {
+/// An SQS client configured as mPanel configures its own.
+pub async fn sqs_client(env: &Env) -> Result<aws_sdk_sqs::Client> {
     let env: mpanel::config::Env = env.clone().into_iter().collect();
     let aws = mpanel::config::aws_sdk_config(&env).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let sqs = aws_sdk_sqs::Client::new(&aws);
+    Ok(aws_sdk_sqs::Client::new(&aws))
+}
+
+/// Creates the benchmark's queue in the local SQS emulator.
+pub async fn create_queue(env: &Env) -> Result<String> {
+    let sqs = sqs_client(env).await?;
     let created = sqs.create_queue().queue_name(format!("bench-{}", uuid::Uuid::new_v4().simple())).send().await?;
     created.queue_url().map(str::to_string).context("moto returned no queue url")
 }
 
 pub async fn delete_queue(env: &Env, queue_url: &str) -> Result<()> {
-    let env: mpanel::config::Env = env.clone().into_iter().collect();
-    let aws = mpanel::config::aws_sdk_config(&env).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    aws_sdk_sqs::Client::new(&aws).delete_queue().queue_url(queue_url).send().await?;
+    sqs_client(env).await?.delete_queue().queue_url(queue_url).send().await?;
     Ok(())
 }
 

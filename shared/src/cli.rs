@@ -68,6 +68,13 @@ pub enum Command {
     SeedDemo,
 }
 
+/// On one machine SQS is optional: the local worker pool takes job ids from
+/// Redis, and the sweep resends from PostgreSQL whatever Redis missed. With
+/// `SQS_QUEUE_URL` set, ids also go to SQS (the Lambda worker's trigger).
+fn one_machine(env: &Env, needs: Needs) -> Needs {
+    Needs { sqs: env.get("SQS_QUEUE_URL").is_some_and(|url| !url.trim().is_empty()), ..needs }
+}
+
 /// Runs one command with configuration read from `env` (the process env in
 /// the binary, a per-test map in tests).
 pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
@@ -85,7 +92,7 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { addr, no_worker } => {
-            let config = Config::load(env, Needs::ALL).await?;
+            let config = Config::load(env, one_machine(env, Needs::ALL)).await?;
             let addr = addr.unwrap_or(config.http_addr);
             crate::db::migrate(&config.database).await.context("migration failed")?;
             let state = AppState::new(config)?;
@@ -110,7 +117,7 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Worker { concurrency } => {
-            let config = Config::load(env, Needs { pdns: true, ssh: true, sqs: true, ..Needs::NONE }).await?;
+            let config = Config::load(env, one_machine(env, Needs { pdns: true, ssh: true, ..Needs::NONE })).await?;
             let state = AppState::new(config)?;
             let shutdown = CancellationToken::new();
             let signal = shutdown.clone();
@@ -124,7 +131,7 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sweep => {
-            let config = Config::load(env, Needs { sqs: true, ..Needs::NONE }).await?;
+            let config = Config::load(env, one_machine(env, Needs::NONE)).await?;
             let state = AppState::new(config)?;
             let report = crate::jobs::engine::sweep(&state).await.map_err(app_error)?;
             println!(

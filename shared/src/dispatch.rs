@@ -63,7 +63,9 @@ impl Dispatcher {
         let (redis, sqs) = tokio::join!(self.push_redis(job_ids), self.send_sqs(job_ids));
         let report = DispatchReport {
             redis: redis.map_err(|e| tracing::warn!(error = %e, "job dispatch to redis failed")).is_ok(),
-            sqs: sqs.map_err(|e| tracing::warn!(error = %e, "job dispatch to sqs failed")).is_ok(),
+            // Without a queue (one machine, no SQS_QUEUE_URL) there is nothing to warn about.
+            sqs: self.sqs.is_some()
+                && sqs.map_err(|e| tracing::warn!(error = %e, "job dispatch to sqs failed")).is_ok(),
         };
         if report.delivered()
             && let Err(e) = mark_dispatched(db, job_ids).await

@@ -30,8 +30,28 @@ fn private_dir(name: &str) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Replaces `path` with `contents` (mode `mode`) atomically: written to a
+/// unique temporary file, then renamed over it. Jobs connect concurrently
+/// and rewrite these files each time; an ssh started by one job must never
+/// read another job's half-written (truncated) file, or it finds no host
+/// key and refuses the server.
+fn write_atomically(path: &std::path::Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    let written = options.open(&temporary).and_then(|mut file| std::io::Write::write_all(&mut file, contents));
+    match written.and_then(|()| std::fs::rename(&temporary, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&temporary);
+            Err(e)
+        }
+    }
+}
+
 /// The key file ssh reads: the configured file, or the Secrets Manager key
-/// written once, 0600, under the temp dir.
+/// written, 0600, under the temp dir.
 fn key_file(source: &SshKeySource) -> std::io::Result<PathBuf> {
     match source {
         SshKeySource::File(path) => Ok(path.clone()),
@@ -41,10 +61,7 @@ fn key_file(source: &SshKeySource) -> std::io::Result<PathBuf> {
             if !text.ends_with('\n') {
                 text.push('\n');
             }
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            std::io::Write::write_all(&mut options.open(&path)?, text.as_bytes())?;
+            write_atomically(&path, text.as_bytes(), 0o600)?;
             Ok(path)
         }
     }
@@ -66,13 +83,14 @@ pub fn known_hosts_line(server: &Server) -> String {
 fn ssh_files(server: &Server) -> std::io::Result<(PathBuf, PathBuf)> {
     let dir = private_dir("mpanel-ssh")?;
     let known_hosts = dir.join(format!("known_hosts-{}", server.id));
-    std::fs::write(&known_hosts, known_hosts_line(server))?;
+    write_atomically(&known_hosts, known_hosts_line(server).as_bytes(), 0o600)?;
     let config = dir.join("config");
-    std::fs::write(
+    write_atomically(
         &config,
-        "Host *\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  UpdateHostKeys no\n  \
-         PasswordAuthentication no\n  KbdInteractiveAuthentication no\n  ForwardAgent no\n  IdentitiesOnly yes\n  \
-         BatchMode yes\n",
+        b"Host *\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  UpdateHostKeys no\n  \
+          PasswordAuthentication no\n  KbdInteractiveAuthentication no\n  ForwardAgent no\n  IdentitiesOnly yes\n  \
+          BatchMode yes\n",
+        0o600,
     )?;
     Ok((known_hosts, config))
 }
@@ -252,6 +270,43 @@ pub async fn provision(state: &AppState, job: &ClaimedJob) -> Result<(), JobErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader never sees a rewrite in progress (an empty or partial
+    /// known_hosts made concurrent jobs refuse the server as unknown).
+    #[test]
+    fn rewritten_ssh_files_are_never_seen_half_written() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let dir = std::env::temp_dir().join(format!("mpanel-atomic-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("known_hosts");
+        let contents = "[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGk\n".repeat(200);
+        write_atomically(&path, contents.as_bytes(), 0o600).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (path, contents, stop) = (path.clone(), contents.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    write_atomically(&path, contents.as_bytes(), 0o600).unwrap();
+                }
+            })
+        };
+        let mut torn = 0;
+        for _ in 0..5_000 {
+            if std::fs::read(&path).unwrap() != contents.as_bytes() {
+                torn += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        let leftovers = std::fs::read_dir(&dir).unwrap().count();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(torn, 0, "reads saw a half-written file");
+        assert_eq!(mode, 0o600);
+        assert_eq!(leftovers, 1, "temporary files left behind");
+    }
 
     fn server(port: u16) -> Server {
         Server {

@@ -70,9 +70,10 @@ impl Report {
         writeln!(md, "- Machine: {}", machine())?;
         writeln!(
             md,
-            "- Command: `./scripts/stack up && ./scripts/bench` (builds the release `mpanel`, `mpanel-bench` \
-             and, with `cargo lambda build --release`, every function's `bootstrap` plus `hello-lambda`, \
-             then runs `mpanel-bench`, whose source is in `bench/`)."
+            "- Command: `./scripts/stack up && ./scripts/bench` (`scripts/release-build --reuse`: the release \
+             `bootstrap` of every function, `hello-lambda`, `mpanel` and `mpanel-bench`, built with \
+             `cargo lambda build --release` or reused from `./scripts/test`'s build of the same commit; then \
+             `mpanel-bench`, whose source is in `bench/`)."
         )?;
         writeln!(
             md,
@@ -197,7 +198,12 @@ impl Report {
                  runs one, and the mailbox job hashes a generated password with Argon2id, which is \
                  deliberately expensive CPU work on a two-core machine that also runs PostgreSQL, PowerDNS and \
                  sshd. Order→ACTIVE also includes the time an order waits in the queue behind the burst of \
-                 orders posted before it."
+                 orders posted before it. At 16 workers the local PowerDNS is the wall: it keeps zones in \
+                 SQLite, which answers concurrent writers with 500 (\"database is locked\"); the DNS jobs \
+                 retry with backoff (seconds, growing) and are picked up again on the sweep's tick, so a few \
+                 orders wait minutes and the span (first order to last ACTIVE) stretches. The floor retries at \
+                 once, in a tight loop, and does not pay that. A PowerDNS on PostgreSQL or MySQL (as in \
+                 production) takes concurrent writes."
             )?;
         }
         writeln!(md)?;

@@ -17,7 +17,7 @@ use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_e
 use crate::http::routes::ApiRoutes;
 use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Customer {
     pub id: Uuid,
@@ -90,9 +90,9 @@ async fn list(
     Ok(axum::Json(Page::from_rows(customers, &page, |c| Position { created_at: c.created_at, id: c.id })))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CustomerDetail {
+pub(crate) struct CustomerDetail {
     #[serde(flatten)]
     customer: Customer,
     subscriptions: Vec<SubscriptionView>,

@@ -101,6 +101,8 @@ impl Dispatcher {
     }
 }
 
+/// Records the hint on rows still waiting. A worker may already have taken a
+/// job by now (it stays NULL then, harmlessly: the sweep only looks at waiting jobs).
 async fn mark_dispatched(db: &DbPool, job_ids: &[Uuid]) -> AppResult<()> {
     let client = db.get().await?;
     let ids = job_ids.to_vec();

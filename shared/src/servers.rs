@@ -107,7 +107,7 @@ fn parse_port(n: i64) -> Result<i32, String> {
     if (1..=65535).contains(&n) { Ok(n as i32) } else { Err("must be from 1 to 65535".into()) }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerView {
     pub id: Uuid,
@@ -203,7 +203,7 @@ async fn get(
     Ok(axum::Json(load(&**client, principal.tenant_id, id).await?))
 }
 
-const FIELDS: [&str; 9] =
+pub(crate) const FIELDS: [&str; 9] =
     ["name", "role", "ipAddress", "sshHost", "sshPort", "sshUser", "hostKey", "webRoot", "status"];
 
 type TextParser = fn(&str) -> Result<String, String>;

@@ -413,6 +413,53 @@ pub fn mpanel_binary() -> std::path::PathBuf {
     binary
 }
 
+/// A running `mpanel serve` (killed on drop) and where it answers.
+pub struct Serve {
+    pub process: tokio::process::Child,
+    pub base_url: String,
+    /// stdout and stderr (a file: a pipe nobody reads would block its logging).
+    pub log: std::path::PathBuf,
+}
+
+impl Serve {
+    /// Stops the process and returns everything it logged.
+    pub async fn stop(mut self) -> String {
+        let _ = self.process.start_kill();
+        let _ = self.process.wait().await;
+        let logs = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.log);
+        logs
+    }
+}
+
+/// The real `mpanel serve` on a free loopback port with exactly `env`, once
+/// its health check answers.
+pub async fn spawn_serve(env: &Env, extra_args: &[&str]) -> Serve {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = std::env::temp_dir().join(format!("mpanel-serve-{}.log", Uuid::new_v4().simple()));
+    let file = std::fs::File::create(&log).expect("log file");
+    let process = tokio::process::Command::new(mpanel_binary())
+        .args(["serve", "--addr", &addr])
+        .args(extra_args)
+        .env_clear()
+        .envs(env)
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mpanel serve starts");
+    let base_url = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http.get(format!("{base_url}/api/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Serve { process, base_url, log };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("mpanel serve did not answer its health check on {addr}");
+}
+
 /// A registrable test domain, unique across tests and runs (the local
 /// PowerDNS and sshd are shared by every test).
 pub fn unique_domain() -> String {

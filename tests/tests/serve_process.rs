@@ -2,11 +2,10 @@
 //! over HTTP is provisioned by its built-in worker pool through Redis alone,
 //! against the real PowerDNS and sshd.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use mpanel_tests::hosting::{Hosting, site};
-use mpanel_tests::{mpanel_binary, unique_domain};
+use mpanel_tests::{spawn_serve, unique_domain};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -15,27 +14,9 @@ async fn serve_without_sqs_provisions_an_order_through_redis() {
     let h = Hosting::new().await;
     let mut env = h.app.env.clone();
     env.remove("SQS_QUEUE_URL");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut serve = tokio::process::Command::new(mpanel_binary())
-        .args(["serve", "--addr", &addr])
-        .env_clear()
-        .envs(&env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("mpanel serve starts");
+    let serve = spawn_serve(&env, &[]).await;
+    let base = serve.base_url.clone();
     let http = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if http.get(format!("http://{addr}/api/health")).send().await.is_ok_and(|r| r.status().is_success()) {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "mpanel serve without SQS_QUEUE_URL did not start");
 
     let domain = unique_domain();
     let body = serde_json::to_vec(&json!({
@@ -47,7 +28,7 @@ async fn serve_without_sqs_provisions_an_order_through_redis() {
     let request = mpanel_tests::signed_request(&env, "msg-serve", chrono::Utc::now().timestamp(), body);
     let (parts, body) = request.into_parts();
     let bytes = http_body_util::BodyExt::collect(body).await.expect("body").to_bytes();
-    let mut post = http.post(format!("http://{addr}{}", parts.uri)).body(bytes.to_vec());
+    let mut post = http.post(format!("{base}{}", parts.uri)).body(bytes.to_vec());
     for (name, value) in &parts.headers {
         post = post.header(name.as_str(), value.as_bytes());
     }
@@ -66,19 +47,7 @@ async fn serve_without_sqs_provisions_an_order_through_redis() {
     }
     assert_eq!(status, "ACTIVE", "the built-in pool provisioned the order from Redis alone");
     assert!(site(&env, &domain).join("public/index.html").exists(), "web space created over SSH");
-    let undispatched: i64 = h
-        .app
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM jobs WHERE subscription_id = $1 AND dispatched_at IS NULL", &[&subscription])
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(undispatched, 0, "the Redis dispatch alone counts as dispatched");
-
-    let _ = serve.start_kill();
-    let output = serve.wait_with_output().await.expect("exit");
-    let logs = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let logs = serve.stop().await;
     assert!(logs.contains("mpanel serving"), "logs were captured: {logs}");
     assert!(!logs.contains("job dispatch to sqs failed"), "no SQS warning without a queue: {logs}");
 }

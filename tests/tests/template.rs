@@ -91,7 +91,7 @@ fn resolve<'a>(routes: &'a [WiredRoute], api: &str, method: &str, path: &str) ->
 fn code_routes() -> Vec<(String, RouteSpec)> {
     let mut out = Vec::new();
     for function in Function::ALL {
-        let routes = mpanel::http::health::routes().merge(function.routes());
+        let routes = mpanel::http::common_routes().merge(function.routes());
         for spec in routes.specs() {
             out.push((function.name().to_string(), spec.clone()));
         }
@@ -114,8 +114,10 @@ fn every_code_route_is_wired_to_its_function() {
         let served_somewhere = apis
             .iter()
             .any(|api| resolve(&wired, api, spec.method.as_str(), spec.path).is_some_and(|r| r.function == function));
-        let is_health = spec.path.starts_with("/api/health") || spec.path.starts_with("/api/ready");
-        // Health is served by every function; it must reach at least one on each API.
+        let is_health = spec.path.starts_with("/api/health")
+            || spec.path.starts_with("/api/ready")
+            || spec.path == mpanel::http::openapi::PATH;
+        // Health and the OpenAPI document are served by every function; each API must reach one.
         if is_health {
             for api in &apis {
                 assert!(resolve(&wired, api, "GET", spec.path).is_some(), "{api} has no route to {}", spec.path);

@@ -21,7 +21,7 @@ pub fn routes() -> ApiRoutes {
     ApiRoutes::new().route(Method::GET, "/api/audit-logs", Permission::ReadAudit, list)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditLog {
     pub id: Uuid,

@@ -2,8 +2,7 @@
 
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::Permission;
 use super::principal::Principal;
@@ -22,8 +21,8 @@ pub fn routes() -> ApiRoutes {
         .route(Method::GET, "/api/auth/me", Permission::Authenticated, me)
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct LoginBody {
     email: String,
     password: String,
 }
@@ -37,9 +36,9 @@ async fn login(
     Ok(axum::Json(pair))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct RefreshBody {
+pub(crate) struct RefreshBody {
     refresh_token: String,
 }
 
@@ -57,7 +56,12 @@ async fn logout(State(state): State<AppState>, principal: Principal, meta: Clien
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(State(state): State<AppState>, principal: Principal) -> AppResult<axum::Json<Value>> {
+async fn me(State(state): State<AppState>, principal: Principal) -> AppResult<axum::Json<Me>> {
     let user = sessions::me(&state, principal.user_id).await?;
-    Ok(axum::Json(json!({ "user": user })))
+    Ok(axum::Json(Me { user }))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Me {
+    user: sessions::SessionUser,
 }

@@ -20,7 +20,7 @@ use crate::ratelimit::Limit;
 use crate::secrets::Secret;
 use crate::types::EmailAddress;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionUser {
     pub id: Uuid,
@@ -30,7 +30,7 @@ pub struct SessionUser {
     pub tenant_id: Uuid,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenPair {
     pub access_token: String,

@@ -166,7 +166,7 @@ async fn get(
 
 // ------------------------------------------------------------------ product writes
 
-const PRODUCT_FIELDS: [&str; 6] = ["name", "slug", "type", "description", "limits", "isActive"];
+pub(crate) const PRODUCT_FIELDS: [&str; 6] = ["name", "slug", "type", "description", "limits", "isActive"];
 
 async fn create(
     State(state): State<AppState>,
@@ -344,7 +344,8 @@ async fn deactivate(State(state): State<AppState>, principal: Principal, IdPath(
 
 // ------------------------------------------------------------------ price writes
 
-const PRICE_FIELDS: [&str; 7] = ["name", "slug", "interval", "amountCents", "currency", "isPopular", "isActive"];
+pub(crate) const PRICE_FIELDS: [&str; 7] =
+    ["name", "slug", "interval", "amountCents", "currency", "isPopular", "isActive"];
 
 async fn create_price(
     State(state): State<AppState>,

@@ -25,9 +25,9 @@ pub fn routes() -> ApiRoutes {
     ApiRoutes::new().add(Method::GET, "/api/public/products", Permission::Public, Limited::No, list)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct PublicPrice {
+pub(crate) struct PublicPrice {
     name: String,
     slug: String,
     interval: String,
@@ -36,9 +36,9 @@ struct PublicPrice {
     is_popular: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct PublicProduct {
+pub(crate) struct PublicProduct {
     name: String,
     slug: String,
     #[serde(rename = "type")]
@@ -48,14 +48,14 @@ struct PublicProduct {
     prices: Vec<PublicPrice>,
 }
 
-#[derive(Debug, Serialize)]
-struct PublicTenant {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct PublicTenant {
     slug: String,
     name: String,
 }
 
-#[derive(Debug, Serialize)]
-struct Listing {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Listing {
     tenant: PublicTenant,
     products: Vec<PublicProduct>,
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::Method;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::AppState;
 use super::routes::{ApiRoutes, Limited};
@@ -26,11 +26,18 @@ pub fn routes() -> ApiRoutes {
     )
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// `{"status": "ok"}` from /api/health, `{"status": "ready"}` from /api/ready.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct HealthStatus {
+    #[schema(examples("ok", "ready"))]
+    status: &'static str,
 }
 
-async fn ready(State(state): State<AppState>) -> AppResult<Json<Value>> {
+async fn health() -> Json<HealthStatus> {
+    Json(HealthStatus { status: "ok" })
+}
+
+async fn ready(State(state): State<AppState>) -> AppResult<Json<HealthStatus>> {
     let (postgres, redis) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, crate::db::ping(&state.db)),
         tokio::time::timeout(CHECK_TIMEOUT, state.kv.ping()),
@@ -47,7 +54,7 @@ async fn ready(State(state): State<AppState>) -> AppResult<Json<Value>> {
         Err(_) => failed.push("redis: timed out".to_string()),
     }
     if failed.is_empty() {
-        Ok(Json(json!({ "status": "ready" })))
+        Ok(Json(HealthStatus { status: "ready" }))
     } else {
         Err(AppError::Unavailable(failed.join("; ")))
     }

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod fields;
 pub mod guards;
 pub mod health;
+pub mod openapi;
 pub mod pagination;
 pub mod routes;
 
@@ -143,14 +144,25 @@ impl Function {
     }
 }
 
-/// Every route of every function (health included once), for tests and docs.
+/// Routes every HTTP function serves: health checks and the OpenAPI document.
+pub fn common_routes() -> ApiRoutes {
+    health::routes().add(
+        axum::http::Method::GET,
+        openapi::PATH,
+        crate::auth::Permission::Public,
+        routes::Limited::No,
+        openapi::serve,
+    )
+}
+
+/// Every route of every function (the common ones once), for tests and docs.
 pub fn all_routes() -> ApiRoutes {
-    Function::ALL.into_iter().fold(health::routes(), |acc, function| acc.merge(function.routes()))
+    Function::ALL.into_iter().fold(common_routes(), |acc, function| acc.merge(function.routes()))
 }
 
 /// The router one Lambda function serves.
 pub fn function_app(function: Function, state: AppState) -> Router {
-    finish(health::routes().merge(function.routes()), state)
+    finish(common_routes().merge(function.routes()), state)
 }
 
 /// Every function's routes merged: what `mpanel serve` serves.

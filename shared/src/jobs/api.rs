@@ -84,9 +84,9 @@ async fn list(
     Ok(axum::Json(Page::from_rows(jobs, &page, |j| Position { created_at: j.created_at, id: j.id })))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Attempt {
+pub(crate) struct Attempt {
     attempt: i32,
     worker: Option<String>,
     started_at: DateTime<Utc>,
@@ -95,9 +95,9 @@ struct Attempt {
     error: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct JobDetail {
+pub(crate) struct JobDetail {
     #[serde(flatten)]
     job: JobView,
     payload: serde_json::Value,

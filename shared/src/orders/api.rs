@@ -64,7 +64,7 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
     Ok(response)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
     pub id: Uuid,
@@ -158,9 +158,9 @@ async fn list(
     Ok(axum::Json(Page::from_rows(orders, &page, |o| Position { created_at: o.created_at, id: o.id })))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct OrderDetail {
+pub(crate) struct OrderDetail {
     #[serde(flatten)]
     order: OrderView,
     customer: Customer,

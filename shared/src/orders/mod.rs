@@ -53,6 +53,9 @@ fn parse_external_id(raw: &str) -> Result<String, String> {
     Ok(id.to_string())
 }
 
+pub(crate) const ORDER_FIELDS: [&str; 8] =
+    ["tenantSlug", "externalOrderId", "customer", "priceSlug", "totalAmountCents", "currency", "domain", "metadata"];
+
 /// Parses the whole body into an [`OrderRequest`], naming every bad field.
 pub fn parse_order(body: &Value) -> AppResult<OrderRequest> {
     let mut f = Fields::new(body)?;
@@ -99,16 +102,7 @@ pub fn parse_order(body: &Value) -> AppResult<OrderRequest> {
             None
         }
     };
-    f.finish(&[
-        "tenantSlug",
-        "externalOrderId",
-        "customer",
-        "priceSlug",
-        "totalAmountCents",
-        "currency",
-        "domain",
-        "metadata",
-    ])?;
+    f.finish(&ORDER_FIELDS)?;
     let canonical = serde_json::to_vec(body).map_err(AppError::internal)?;
     match (tenant_slug, external_order_id, customer, price_slug, total, currency, domain, metadata) {
         (
@@ -138,7 +132,7 @@ pub fn parse_order(body: &Value) -> AppResult<OrderRequest> {
 }
 
 /// The webhook's answer; stored and replayed verbatim for duplicates.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IntakeResponse {
     pub order_id: Uuid,
@@ -150,7 +144,7 @@ pub struct IntakeResponse {
     pub jobs: Vec<IntakeJob>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IntakeJob {
     pub id: Uuid,
     #[serde(rename = "type")]

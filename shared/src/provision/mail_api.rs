@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::Method;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -28,7 +28,7 @@ pub fn routes() -> ApiRoutes {
         .route(Method::POST, "/api/mail-accounts/{id}/reset-password", Permission::ManageMail, reset_password)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MailAccount {
     pub id: Uuid,
@@ -118,7 +118,7 @@ async fn reset_password(
     State(state): State<AppState>,
     principal: Principal,
     IdPath(id): IdPath,
-) -> AppResult<axum::Json<Value>> {
+) -> AppResult<axum::Json<PasswordReset>> {
     let new_password = super::mail::generate_password();
     let hash = password::hash(new_password.clone()).await?;
     let tenant_id = principal.tenant_id;
@@ -146,5 +146,13 @@ async fn reset_password(
     })
     .await?;
     // The only time the password is ever shown.
-    Ok(axum::Json(json!({ "id": id, "address": address, "password": new_password.expose() })))
+    Ok(axum::Json(PasswordReset { id, address, password: new_password.expose().clone() }))
+}
+
+/// The answer to a reset: the only time the password is ever shown.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct PasswordReset {
+    id: Uuid,
+    address: String,
+    password: String,
 }

@@ -28,9 +28,9 @@ pub fn routes() -> ApiRoutes {
         .route(Method::POST, "/api/subscriptions/{id}/terminate", Permission::TerminateSubscription, terminate)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ActionAccepted {
+pub(crate) struct ActionAccepted {
     subscription: SubscriptionView,
     jobs: Vec<JobRef>,
 }
@@ -57,6 +57,8 @@ async fn act(
     ))
 }
 
+pub(crate) const SUSPEND_FIELDS: [&str; 1] = ["reason"];
+
 fn parse_reason(raw: &str) -> Result<String, String> {
     let reason = raw.trim();
     if reason.is_empty() || reason.chars().count() > 1000 {
@@ -76,7 +78,7 @@ async fn suspend(
 ) -> AppResult<(StatusCode, axum::Json<ActionAccepted>)> {
     let mut f = Fields::new(&body)?;
     let reason = f.string("reason").and_then(|raw| f.parse("reason", Some(raw), parse_reason));
-    f.finish(&["reason"])?;
+    f.finish(&SUSPEND_FIELDS)?;
     act(&state, &principal, id, Action::Suspend, reason).await
 }
 
@@ -148,9 +150,9 @@ async fn list(
     Ok(axum::Json(Page::from_rows(items, &page, |s| Position { created_at: s.created_at, id: s.id })))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct SubscriptionDetail {
+pub(crate) struct SubscriptionDetail {
     #[serde(flatten)]
     subscription: SubscriptionView,
     jobs: Vec<JobView>,

@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -67,6 +68,22 @@ struct BillingEvent {
     reference: Reference,
 }
 
+pub(crate) const EVENT_FIELDS: [&str; 5] = ["tenantSlug", "type", "subscriptionId", "externalOrderId", "occurredAt"];
+
+/// The answer to a billing event; stored and replayed verbatim for duplicates.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BillingEventOutcome {
+    event_id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    subscription_id: Uuid,
+    /// The subscription's status when the event arrived.
+    status: String,
+    /// Jobs the event started (an unsuspend after a renewal).
+    jobs: Vec<JobRef>,
+}
+
 fn parse_event(body: &Value) -> AppResult<BillingEvent> {
     let mut f = Fields::new(body)?;
     let tenant_slug = f.string("tenantSlug").and_then(|raw| f.parse("tenantSlug", Some(raw), Slug::parse));
@@ -86,7 +103,7 @@ fn parse_event(body: &Value) -> AppResult<BillingEvent> {
             None
         }
     };
-    f.finish(&["tenantSlug", "type", "subscriptionId", "externalOrderId", "occurredAt"])?;
+    f.finish(&EVENT_FIELDS)?;
     match (tenant_slug, event_type, reference) {
         (Some(tenant_slug), Some(event_type), Some(reference)) => {
             Ok(BillingEvent { tenant_slug, event_type, type_name: type_raw.unwrap_or_default().to_string(), reference })
@@ -233,10 +250,15 @@ async fn handle(
             .details(json!({ "webhookId": webhook_id })),
     )
     .await?;
-    let body = json!({
-        "eventId": webhook_id, "type": event.type_name, "subscriptionId": subscription_id,
-        "status": status.as_str(), "jobs": jobs,
-    });
+    let created: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let body = serde_json::to_value(BillingEventOutcome {
+        event_id: webhook_id.to_string(),
+        event_type: event.type_name,
+        subscription_id,
+        status: status.as_str().to_string(),
+        jobs,
+    })
+    .map_err(AppError::internal)?;
     tx.query_typed(
         "INSERT INTO webhook_deliveries (tenant_id, source, webhook_id, request_hash, response_status, response_body)
          VALUES ($1, 'SUBSCRIPTION_EVENTS', $2, $3, 200, $4)",
@@ -248,6 +270,5 @@ async fn handle(
         ],
     )
     .await?;
-    let created: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
     Ok((body, created, false))
 }

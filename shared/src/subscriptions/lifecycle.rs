@@ -73,7 +73,7 @@ impl Requester {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobRef {
     pub id: Uuid,
     #[serde(rename = "type")]

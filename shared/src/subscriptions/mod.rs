@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::error::AppResult;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionView {
     pub id: Uuid,

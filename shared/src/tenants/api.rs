@@ -31,9 +31,9 @@ async fn list(State(state): State<AppState>, Query(params): Query<PageParams>) -
     Ok(axum::Json(Page::from_rows(rows, &page, |t| Position { created_at: t.created_at, id: t.id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub(crate) struct NewTenantBody {
     slug: String,
     name: String,
 }
@@ -41,7 +41,7 @@ struct CreateBody {
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    Json(body): Json<CreateBody>,
+    Json(body): Json<NewTenantBody>,
 ) -> AppResult<(StatusCode, axum::Json<Tenant>)> {
     let mut errors = Vec::new();
     let slug = Slug::parse(&body.slug).map_err(|e| errors.push(FieldError::new("slug", e))).ok();

@@ -11,7 +11,7 @@ use crate::audit::{self, Actor, AuditEntry};
 use crate::error::AppResult;
 use crate::types::{DisplayName, Slug};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Tenant {
     pub id: Uuid,

@@ -38,9 +38,9 @@ async fn list(
     Ok(axum::Json(Page::from_rows(rows, &page, |u| Position { created_at: u.created_at, id: u.id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateBody {
+pub(crate) struct NewUserBody {
     email: String,
     password: String,
     role: String,
@@ -54,7 +54,7 @@ fn above_own_role() -> AppError {
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    Json(body): Json<CreateBody>,
+    Json(body): Json<NewUserBody>,
 ) -> AppResult<(StatusCode, axum::Json<User>)> {
     let mut errors = Vec::new();
     let email = EmailAddress::parse(&body.email).map_err(|e| errors.push(FieldError::new("email", e))).ok();
@@ -96,9 +96,9 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PatchBody {
+pub(crate) struct UserChangesBody {
     #[serde(default, deserialize_with = "present")]
     display_name: Option<Option<String>>,
     role: Option<String>,
@@ -110,7 +110,7 @@ async fn patch(
     State(state): State<AppState>,
     principal: Principal,
     IdPath(id): IdPath,
-    Json(body): Json<PatchBody>,
+    Json(body): Json<UserChangesBody>,
 ) -> AppResult<axum::Json<User>> {
     let mut errors = Vec::new();
     let mut changes = UserChanges::default();

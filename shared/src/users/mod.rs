@@ -12,7 +12,7 @@ use crate::auth::Role;
 use crate::error::{AppError, AppResult};
 use crate::types::{DisplayName, EmailAddress};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: Uuid,

@@ -20,6 +20,8 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
     // The general limit would turn most of the run into 429s.
     let app = spawn_app_with(|env| {
         env.insert("RATE_LIMIT_MAX".into(), "1000000".into());
+        // One JSON object per log line: the access log is read below.
+        env.insert("AWS_LAMBDA_LOG_FORMAT".into(), "json".into());
     })
     .await;
     let tenant = app.create_tenant("fuzz").await;
@@ -56,11 +58,25 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
         args.extend(["--include-operation-id".into(), id.into()]);
     }
     let second = schemathesis(&base, &token, &args).await;
-    serve.stop().await;
+    let logs = serve.stop().await;
 
     for (run, output) in [("first", &first), ("second", &second)] {
         assert!(output.contains("generated"), "{run} run printed no test cases:\n{output}");
     }
+    // The hooks signed the webhook bodies: their parsers were fuzzed, not just the signature check.
+    for path in ["/api/orders", "/api/subscriptions/events"] {
+        let past_signature = statuses(&logs, "POST", path).into_iter().filter(|s| *s != 401).count();
+        assert!(past_signature > 10, "only {past_signature} signed requests to POST {path} got past the signature");
+    }
+}
+
+/// Statuses of the access-log lines of one route.
+fn statuses(logs: &str, method: &str, path: &str) -> Vec<u64> {
+    logs.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["span"]["method"] == method && entry["span"]["path"] == path)
+        .filter_map(|entry| entry["fields"]["status"].as_u64())
+        .collect()
 }
 
 /// Runs schemathesis and returns its output; panics with it on failure.
@@ -77,7 +93,10 @@ async fn schemathesis(base: &str, token: &str, extra: &[String]) -> String {
         .args(["--no-color", "--request-timeout", "30"])
         // No example database left in the working tree.
         .args(["--generation-database", "none"])
-        .args(extra);
+        .args(extra)
+        // Signs the webhook bodies so they reach the parsers (see the file).
+        .env("PYTHONPATH", concat!(env!("CARGO_MANIFEST_DIR"), "/schemathesis"))
+        .env("SCHEMATHESIS_HOOKS", "mpanel_hooks");
     if seed != "random" {
         command.args(["--seed", &seed]);
     }

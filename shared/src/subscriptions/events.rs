@@ -97,7 +97,8 @@ fn parse_event(body: &Value) -> AppResult<BillingEvent> {
         (Some(id), _) => Some(Reference::Id(id)),
         (None, Some(ext)) if !ext.trim().is_empty() => Some(Reference::ExternalOrder(ext)),
         _ => {
-            if !f.has("subscriptionId") {
+            // A subscriptionId that was sent but is invalid already has its own error.
+            if f.raw("subscriptionId").is_none_or(Value::is_null) {
                 f.error("subscriptionId", "subscriptionId or externalOrderId is required");
             }
             None
@@ -271,4 +272,43 @@ async fn handle(
     )
     .await?;
     Ok((body, created, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_fields(body: Value) -> Vec<String> {
+        match parse_event(&body) {
+            Err(AppError::Validation(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            Err(other) => panic!("expected a 422, got {other:?}"),
+            Ok(_) => panic!("expected a 422 for {body}"),
+        }
+    }
+
+    #[test]
+    fn a_reference_that_is_null_or_missing_is_a_422_not_a_500() {
+        for body in [
+            json!({"tenantSlug": "acme", "type": "renewed", "subscriptionId": null, "externalOrderId": null}),
+            json!({"tenantSlug": "acme", "type": "renewed", "subscriptionId": null}),
+            json!({"tenantSlug": "acme", "type": "renewed", "externalOrderId": "  "}),
+            json!({"tenantSlug": "acme", "type": "renewed"}),
+        ] {
+            assert_eq!(error_fields(body), ["subscriptionId"]);
+        }
+    }
+
+    #[test]
+    fn an_invalid_subscription_id_is_named_once() {
+        let fields = error_fields(json!({"tenantSlug": "acme", "type": "renewed", "subscriptionId": "nope"}));
+        assert_eq!(fields, ["subscriptionId"]);
+    }
+
+    #[test]
+    fn either_reference_is_enough() {
+        let by_id = json!({"tenantSlug": "acme", "type": "cancelled", "subscriptionId": Uuid::nil().to_string()});
+        assert!(matches!(parse_event(&by_id).map(|e| e.reference), Ok(Reference::Id(_))));
+        let by_order = json!({"tenantSlug": "acme", "type": "payment_failed", "externalOrderId": "ord-1"});
+        assert!(matches!(parse_event(&by_order).map(|e| e.reference), Ok(Reference::ExternalOrder(_))));
+    }
 }

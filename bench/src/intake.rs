@@ -132,7 +132,7 @@ pub async fn measure(stack: &Stack, orders: usize, levels: &[usize]) -> Result<V
 
 /// SendMessage calls like the dispatch's, to the benchmark's queue.
 async fn send_messages(stack: &Stack, count: usize, concurrency: usize) -> Result<Sample> {
-    let sqs = stack_sqs(stack).await?;
+    let sqs = crate::stack::sqs_client(&stack.base_env).await?;
     let queue_url = stack.queue_url.clone();
     let body = json!({"jobIds": [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()]}).to_string();
     let sample = load::run(count, concurrency, move |_| {
@@ -147,10 +147,6 @@ async fn send_messages(stack: &Stack, count: usize, concurrency: usize) -> Resul
         bail!("{} SendMessage calls failed: {:?}", sample.errors, sample.first_error);
     }
     Ok(sample)
-}
-
-async fn stack_sqs(stack: &Stack) -> Result<aws_sdk_sqs::Client> {
-    crate::stack::sqs_client(&stack.base_env).await
 }
 
 /// pgbench at the same concurrency and transaction count; returns its tps

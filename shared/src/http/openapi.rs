@@ -359,8 +359,10 @@ pub mod bodies {
     #[derive(Deserialize, ToSchema)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct ProductInput {
+        #[schema(min_length = 1, max_length = 200)]
         name: String,
         /// `^[a-z0-9]+(-[a-z0-9]+)*$`, unique in the tenant.
+        #[schema(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
         slug: String,
         #[serde(rename = "type")]
         product_type: ProductType,
@@ -372,7 +374,9 @@ pub mod bodies {
     #[derive(Deserialize, ToSchema)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct ProductChanges {
+        #[schema(min_length = 1, max_length = 200)]
         name: Option<String>,
+        #[schema(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
         slug: Option<String>,
         #[serde(rename = "type")]
         product_type: Option<ProductType>,
@@ -384,12 +388,15 @@ pub mod bodies {
     #[derive(Deserialize, ToSchema)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct PriceInput {
+        #[schema(min_length = 1, max_length = 200)]
         name: String,
+        #[schema(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
         slug: String,
         interval: Interval,
         #[schema(minimum = 0)]
         amount_cents: i64,
         /// ISO 4217, e.g. USD.
+        #[schema(pattern = r"^[A-Z]{3}$")]
         currency: String,
         is_popular: Option<bool>,
         is_active: Option<bool>,
@@ -398,11 +405,14 @@ pub mod bodies {
     #[derive(Deserialize, ToSchema)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct PriceChanges {
+        #[schema(min_length = 1, max_length = 200)]
         name: Option<String>,
+        #[schema(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
         slug: Option<String>,
         interval: Option<Interval>,
         #[schema(minimum = 0)]
         amount_cents: Option<i64>,
+        #[schema(pattern = r"^[A-Z]{3}$")]
         currency: Option<String>,
         is_popular: Option<bool>,
         is_active: Option<bool>,
@@ -426,6 +436,7 @@ pub mod bodies {
     #[derive(Deserialize, ToSchema)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct ServerInput {
+        #[schema(min_length = 1, max_length = 200)]
         name: String,
         role: ServerRole,
         ip_address: String,
@@ -444,6 +455,7 @@ pub mod bodies {
     #[derive(Deserialize, ToSchema)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct ServerChanges {
+        #[schema(min_length = 1, max_length = 200)]
         name: Option<String>,
         role: Option<ServerRole>,
         ip_address: Option<String>,
@@ -466,7 +478,9 @@ pub mod bodies {
     #[derive(Deserialize, ToSchema)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct OrderCustomer {
+        #[schema(format = "email")]
         email: String,
+        #[schema(min_length = 1, max_length = 200)]
         full_name: String,
         phone: Option<String>,
     }
@@ -474,13 +488,16 @@ pub mod bodies {
     #[derive(Deserialize, ToSchema)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct OrderInput {
+        #[schema(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
         tenant_slug: String,
         /// The marketing site's order id; with the tenant, the idempotency key.
         external_order_id: String,
         customer: OrderCustomer,
+        #[schema(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
         price_slug: String,
         #[schema(minimum = 0)]
         total_amount_cents: i64,
+        #[schema(pattern = r"^[A-Z]{3}$")]
         currency: String,
         /// Required by hosting products; an internationalised name is stored as its A-label.
         domain: Option<String>,
@@ -500,6 +517,7 @@ pub mod bodies {
     #[derive(Deserialize, ToSchema)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct BillingEventInput {
+        #[schema(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
         tenant_slug: String,
         #[serde(rename = "type")]
         event_type: BillingEventType,

@@ -2,9 +2,16 @@
 //! pool) and an SQS message (the Lambda worker's trigger, and the fallback
 //! when Redis fails). Either may fail without losing work: the rows stay
 //! PENDING in Postgres and the sweep sends them again.
+//!
+//! A retry is hinted for when it is due: a Redis sorted set scored by due
+//! time, which the pools (and the Lambda worker and the sweep) move to the
+//! list once due, and an SQS message delayed up to SQS's 15 minutes. So a
+//! retry runs at its backoff, not at the sweep's next tick.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use redis::Script;
 use serde::Serialize;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -20,11 +27,26 @@ pub const REDISPATCH_AFTER: Duration = Duration::from_secs(60);
 const IDS_PER_MESSAGE: usize = 100;
 /// Jobs per sweep batch.
 const SWEEP_BATCH: i64 = 500;
+/// SQS refuses longer delays; an earlier hint finds the job not yet due.
+const MAX_SQS_DELAY_SECS: u64 = 900;
+/// Due retries moved per promotion call.
+const PROMOTE_BATCH: usize = 200;
+
+/// KEYS[1]: the delayed set, KEYS[2]: the ready list; ARGV: now (ms), batch.
+/// Atomic, so two promoters never move the same id twice.
+const PROMOTE_DUE: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #due == 0 then return 0 end
+redis.call('ZREM', KEYS[1], unpack(due))
+redis.call('LPUSH', KEYS[2], unpack(due))
+return #due
+"#;
 
 #[derive(Clone)]
 pub struct Dispatcher {
     kv: Kv,
     sqs: Option<(aws_sdk_sqs::Client, String)>,
+    promote: Script,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -46,12 +68,17 @@ impl Dispatcher {
             (Some(aws), Some(url)) => Some((aws_sdk_sqs::Client::new(aws), url)),
             _ => None,
         };
-        Dispatcher { kv, sqs }
+        Dispatcher { kv, sqs, promote: Script::new(PROMOTE_DUE) }
     }
 
     /// The Redis list the local worker pool pops job ids from.
     pub fn redis_queue_key(&self) -> String {
         self.kv.key("jobs:ready")
+    }
+
+    /// The Redis sorted set of retries, scored by due time (Unix ms).
+    pub fn redis_delayed_key(&self) -> String {
+        self.kv.key("jobs:delayed")
     }
 
     /// Sends the ids to Redis and SQS and records the dispatch on the rows
@@ -60,7 +87,41 @@ impl Dispatcher {
         if job_ids.is_empty() {
             return DispatchReport::default();
         }
-        let (redis, sqs) = tokio::join!(self.push_redis(job_ids), self.send_sqs(job_ids));
+        let (redis, sqs) = tokio::join!(self.push_redis(job_ids), self.send_sqs(job_ids, Duration::ZERO));
+        self.record(db, job_ids, redis, sqs).await
+    }
+
+    /// Hints a retry for `due`: into the delayed set and as a delayed SQS
+    /// message. Never fails: a lost hint is the sweep's to repair.
+    pub async fn dispatch_at(&self, db: &DbPool, job_id: Uuid, due: DateTime<Utc>) -> DispatchReport {
+        let delay = (due - Utc::now()).to_std().unwrap_or_default();
+        let ids = [job_id];
+        let (redis, sqs) = tokio::join!(self.schedule_redis(job_id, due), self.send_sqs(&ids, delay));
+        self.record(db, &ids, redis, sqs).await
+    }
+
+    /// Moves retries that are due from the delayed set to the ready list;
+    /// returns how many moved.
+    pub async fn promote_due(&self) -> anyhow::Result<usize> {
+        let mut conn = self.kv.conn();
+        let moved: usize = self
+            .promote
+            .key(self.redis_delayed_key())
+            .key(self.redis_queue_key())
+            .arg(Utc::now().timestamp_millis())
+            .arg(PROMOTE_BATCH)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(moved)
+    }
+
+    async fn record(
+        &self,
+        db: &DbPool,
+        job_ids: &[Uuid],
+        redis: anyhow::Result<()>,
+        sqs: anyhow::Result<()>,
+    ) -> DispatchReport {
         let report = DispatchReport {
             redis: redis.map_err(|e| tracing::warn!(error = %e, "job dispatch to redis failed")).is_ok(),
             // Without a queue (one machine, no SQS_QUEUE_URL) there is nothing to warn about.
@@ -83,16 +144,31 @@ impl Dispatcher {
         Ok(())
     }
 
-    async fn send_sqs(&self, job_ids: &[Uuid]) -> anyhow::Result<()> {
+    async fn schedule_redis(&self, job_id: Uuid, due: DateTime<Utc>) -> anyhow::Result<()> {
+        let mut conn = self.kv.conn();
+        let _: i64 = redis::cmd("ZADD")
+            .arg(self.redis_delayed_key())
+            .arg(due.timestamp_millis())
+            .arg(job_id.to_string())
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn send_sqs(&self, job_ids: &[Uuid], delay: Duration) -> anyhow::Result<()> {
         let Some((client, url)) = &self.sqs else {
             anyhow::bail!("no SQS queue configured");
         };
+        // Rounded up: a hint must not arrive before the job is due.
+        let delay_secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        let delay_secs = i32::try_from(delay_secs.min(MAX_SQS_DELAY_SECS)).unwrap_or(0);
         for chunk in job_ids.chunks(IDS_PER_MESSAGE) {
             let body = serde_json::to_string(&JobsMessage { job_ids: chunk.to_vec() })?;
             client
                 .send_message()
                 .queue_url(url)
                 .message_body(body)
+                .set_delay_seconds((delay_secs > 0).then_some(delay_secs))
                 .send()
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)))?;

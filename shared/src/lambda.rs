@@ -64,6 +64,9 @@ pub async fn handle_jobs_batch(
 async fn drain_redis(state: &AppState, worker: &str, deadline_ms: u64) {
     let job_budget_ms = state.config.jobs.lease.mul_f64(0.8).as_millis() as i64 + 5_000;
     let key = state.dispatcher.redis_queue_key();
+    if let Err(e) = state.dispatcher.promote_due().await {
+        tracing::warn!(error = %e, "could not promote due retries");
+    }
     loop {
         let remaining = deadline_ms as i64 - chrono::Utc::now().timestamp_millis();
         if remaining < job_budget_ms {

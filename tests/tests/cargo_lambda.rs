@@ -52,7 +52,13 @@ async fn cargo_lambda_invoke_answers_every_event_through_cargo_lambda_watch() {
     // Only what cargo needs from this process, plus the test's own config:
     // the functions must not see the developer's stack env.
     let passthrough: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| matches!(k.as_str(), "PATH" | "HOME" | "RUSTUP_HOME" | "CARGO_HOME" | "RUSTUP_TOOLCHAIN"))
+        .filter(|(k, _)| {
+            // CARGO_INCREMENTAL too: a different setting than the pre-build would rebuild everything.
+            matches!(
+                k.as_str(),
+                "PATH" | "HOME" | "RUSTUP_HOME" | "CARGO_HOME" | "RUSTUP_TOOLCHAIN" | "CARGO_INCREMENTAL"
+            )
+        })
         .collect();
     let log = std::fs::File::create(scratch.join("watch.log")).expect("log");
     let watch = Command::new("cargo")

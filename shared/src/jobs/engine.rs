@@ -238,9 +238,12 @@ async fn fail(state: &AppState, job: &ClaimedJob, error: JobError) -> AppResult<
     .await?;
     match outcome {
         RunOutcome::Dead => tracing::error!(%job_id, error = %message, "job is DEAD"),
-        _ => {
-            tracing::warn!(%job_id, error = %message, retryable = error.retryable, "job attempt failed")
+        RunOutcome::Retrying { run_after } => {
+            tracing::warn!(%job_id, error = %message, retryable = error.retryable, "job attempt failed");
+            // After commit, like every hint; the retry then runs at its backoff.
+            state.dispatcher.dispatch_at(&state.db, job_id, run_after).await;
         }
+        _ => {}
     }
     Ok(outcome)
 }
@@ -356,6 +359,10 @@ pub async fn rescue_expired(state: &AppState) -> AppResult<(u64, u64)> {
 pub async fn sweep(state: &AppState) -> AppResult<SweepReport> {
     let (rescued, dead) = rescue_expired(state).await?;
     let billing = crate::subscriptions::lifecycle::billing_sweep(state).await?;
+    // Keeps the delayed set from growing where no pool runs (only Lambda).
+    if let Err(e) = state.dispatcher.promote_due().await {
+        tracing::warn!(error = %e, "could not promote due retries");
+    }
     let dispatched = crate::dispatch::sweep(&state.db, &state.dispatcher).await?;
     Ok(SweepReport {
         rescued,

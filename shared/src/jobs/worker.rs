@@ -1,6 +1,7 @@
 //! The worker pool of `mpanel worker` and `mpanel serve`: N tasks pop job
 //! ids from Redis (blocking, each on its own connection) and run them; a
-//! sweeper rescues expired leases and re-dispatches due jobs. On shutdown
+//! promoter moves retries that came due onto the list; a sweeper rescues
+//! expired leases and re-dispatches due jobs. On shutdown
 //! no new job is claimed and in-flight jobs get a grace period to finish.
 
 use std::time::Duration;
@@ -14,6 +15,8 @@ use crate::http::AppState;
 
 /// How long one BRPOP waits: also how fast a worker notices shutdown.
 const POP_TIMEOUT_SECS: f64 = 1.0;
+/// How often due retries move from the delayed set to the ready list.
+const PROMOTE_INTERVAL: Duration = Duration::from_millis(250);
 
 pub fn worker_name(index: usize) -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "local".into());
@@ -33,6 +36,11 @@ pub async fn run_pool(state: AppState, concurrency: usize, shutdown: Cancellatio
         let state = state.clone();
         let shutdown = shutdown.clone();
         tasks.spawn(async move { sweeper_loop(state, shutdown).await });
+    }
+    {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move { promoter_loop(state, shutdown).await });
     }
     tracing::info!(concurrency, "worker pool started");
     shutdown.cancelled().await;
@@ -100,6 +108,20 @@ async fn sweeper_loop(state: AppState, shutdown: CancellationToken) {
             Err(e) => tracing::warn!(error = %e, "sweep failed"),
         }
         if pause(&shutdown, state.config.jobs.sweep_interval).await {
+            return;
+        }
+    }
+}
+
+async fn promoter_loop(state: AppState, shutdown: CancellationToken) {
+    loop {
+        match state.dispatcher.promote_due().await {
+            Ok(0) => {}
+            Ok(moved) => tracing::debug!(moved, "due retries promoted"),
+            // The sweep still finds these jobs; nothing is lost meanwhile.
+            Err(e) => tracing::warn!(error = %e, "could not promote due retries"),
+        }
+        if pause(&shutdown, PROMOTE_INTERVAL).await {
             return;
         }
     }

@@ -200,8 +200,8 @@ impl Report {
                  sshd. Order→ACTIVE also includes the time an order waits in the queue behind the burst of \
                  orders posted before it. At 16 workers the local PowerDNS is the wall: it keeps zones in \
                  SQLite, which answers concurrent writers with 500 (\"database is locked\"); the DNS jobs \
-                 retry with backoff (seconds, growing) and are picked up again on the sweep's tick, so a few \
-                 orders wait minutes and the span (first order to last ACTIVE) stretches. The floor retries at \
+                 retry with backoff (seconds, growing, hinted for their due time), so a few orders wait \
+                 longer and the span (first order to last ACTIVE) stretches. The floor retries at \
                  once, in a tight loop, and does not pay that. A PowerDNS on PostgreSQL or MySQL (as in \
                  production) takes concurrent writes."
             )?;

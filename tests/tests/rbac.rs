@@ -12,6 +12,7 @@ use serde_json::json;
 const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/api/health"),
     ("GET", "/api/ready"),
+    ("GET", "/api/openapi.json"),
     ("POST", "/api/auth/login"),
     ("POST", "/api/auth/refresh"),
     ("GET", "/api/public/products"),

@@ -211,6 +211,14 @@ pub struct TestUser {
 }
 
 impl TestApp {
+    /// This app's state with a changed environment (e.g. a dependency's URL
+    /// pointing at a dead port), on the same database and Redis prefix.
+    pub async fn state_with(&self, adjust: impl FnOnce(&mut Env)) -> AppState {
+        let mut env = self.env.clone();
+        adjust(&mut env);
+        AppState::new(Config::load(&env, Needs::ALL).await.expect("config")).expect("state")
+    }
+
     /// A second app instance on the same database and Redis prefix, like a
     /// second Lambda container or `mpanel serve` process.
     pub async fn another_instance(&self) -> TestApp {

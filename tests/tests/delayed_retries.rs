@@ -54,10 +54,12 @@ async fn a_failed_attempt_is_hinted_for_its_due_time() {
     let (_, jobs) = h.order(&unique_domain()).await;
     let dns = job_of(&jobs, "PROVISION_DNS");
     h.app.sqs_job_ids().await; // the intake's own message
-    let mut env = h.app.env.clone();
-    env.insert("PDNS_API_URL".into(), "http://127.0.0.1:1/api/v1".into());
-    let down =
-        mpanel::AppState::new(mpanel::Config::load(&env, mpanel::Needs::ALL).await.expect("config")).expect("state");
+    let down = h
+        .app
+        .state_with(|env| {
+            env.insert("PDNS_API_URL".into(), "http://127.0.0.1:1/api/v1".into());
+        })
+        .await;
 
     let outcome = run_job(&down, dns, "worker-a").await.expect("runs");
     let RunOutcome::Retrying { run_after } = outcome else { panic!("expected a retry, got {outcome:?}") };
@@ -85,13 +87,15 @@ async fn the_pool_runs_retries_at_their_backoff_not_at_the_sweep_tick() {
     let h = Hosting::new().await;
     let (_, jobs) = h.order(&unique_domain()).await;
     let dns = job_of(&jobs, "PROVISION_DNS");
-    let mut env = h.app.env.clone();
-    env.insert("PDNS_API_URL".into(), "http://127.0.0.1:1/api/v1".into());
-    env.insert("JOB_RETRY_BASE_MS".into(), "200".into());
-    // The sweep ticks once at start, then not for an hour.
-    env.insert("SWEEP_INTERVAL_SECS".into(), "3600".into());
-    let state =
-        mpanel::AppState::new(mpanel::Config::load(&env, mpanel::Needs::ALL).await.expect("config")).expect("state");
+    let state = h
+        .app
+        .state_with(|env| {
+            env.insert("PDNS_API_URL".into(), "http://127.0.0.1:1/api/v1".into());
+            env.insert("JOB_RETRY_BASE_MS".into(), "200".into());
+            // The sweep ticks once at start, then not for an hour.
+            env.insert("SWEEP_INTERVAL_SECS".into(), "3600".into());
+        })
+        .await;
     let shutdown = CancellationToken::new();
     let pool = tokio::spawn(mpanel::jobs::worker::run_pool(state, 2, shutdown.clone()));
 

@@ -111,10 +111,11 @@ async fn with_redis_down_login_limits_fail_closed_and_the_general_limit_fails_op
     let user = healthy.create_user(tenant, Role::Admin).await;
     let token = healthy.token(&user).await;
 
-    let mut env = healthy.env.clone();
-    env.insert("REDIS_URL".into(), "redis://127.0.0.1:1/".into());
-    let state =
-        mpanel::AppState::new(mpanel::Config::load(&env, mpanel::Needs::ALL).await.expect("config")).expect("state");
+    let state = healthy
+        .state_with(|env| {
+            env.insert("REDIS_URL".into(), "redis://127.0.0.1:1/".into());
+        })
+        .await;
     let router = mpanel::http::combined_app(state);
 
     // The brute-force guard cannot count: logins are refused (503), not unguarded.

@@ -104,11 +104,12 @@ async fn an_unreachable_powerdns_means_retries_then_success() {
     let h = Hosting::new().await;
     let (subscription, jobs) = h.order(&unique_domain()).await;
     let dns = job_of(&jobs, "PROVISION_DNS");
-    let down = {
-        let mut env = h.app.env.clone();
-        env.insert("PDNS_API_URL".into(), "http://127.0.0.1:1/api/v1".into());
-        mpanel::AppState::new(mpanel::Config::load(&env, mpanel::Needs::ALL).await.expect("config")).expect("state")
-    };
+    let down = h
+        .app
+        .state_with(|env| {
+            env.insert("PDNS_API_URL".into(), "http://127.0.0.1:1/api/v1".into());
+        })
+        .await;
     let mut delays = Vec::new();
     for attempt in 1..=3 {
         let outcome = run_job(&down, dns, "worker-a").await.expect("runs");

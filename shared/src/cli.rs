@@ -7,12 +7,13 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::Actor;
+use crate::app::combined_app;
+use crate::audit_log::Actor;
 use crate::auth::{Role, password};
 use crate::config::{Config, Env, Needs};
 use crate::error::AppError;
-use crate::http::{AppState, combined_app};
 use crate::secrets::Secret;
+use crate::state::AppState;
 use crate::types::{DisplayName, EmailAddress, Slug};
 use crate::{demo, tenants, users};
 
@@ -98,7 +99,7 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
             let state = AppState::new(config)?;
             let shutdown = CancellationToken::new();
             let pool =
-                (!no_worker).then(|| tokio::spawn(crate::jobs::worker::run_pool(state.clone(), 3, shutdown.clone())));
+                (!no_worker).then(|| tokio::spawn(crate::engine::pool::run_pool(state.clone(), 3, shutdown.clone())));
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             tracing::info!(%addr, "mpanel serving");
@@ -125,7 +126,7 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
                 shutdown_signal().await;
                 signal.cancel();
             });
-            if !crate::jobs::worker::run_pool(state, concurrency, shutdown).await {
+            if !crate::engine::pool::run_pool(state, concurrency, shutdown).await {
                 tracing::warn!("jobs still running at exit will be rescued when their leases expire");
             }
             Ok(())
@@ -133,7 +134,7 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
         Command::Sweep => {
             let config = Config::load(env, one_machine(env, Needs::NONE)).await?;
             let state = AppState::new(config)?;
-            let report = crate::jobs::engine::sweep(&state).await.map_err(app_error)?;
+            let report = crate::engine::sweep(&state).await.map_err(app_error)?;
             println!(
                 "rescued {} job(s), {} dead; dispatched {} job(s); {} undelivered",
                 report.rescued, report.dead, report.dispatched, report.undelivered

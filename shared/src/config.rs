@@ -86,7 +86,7 @@ pub struct Config {
     pub ssh_private_key: Option<SshKeySource>,
     /// Present when SQS or Secrets Manager is used.
     pub aws: Option<aws_config::SdkConfig>,
-    pub jobs: crate::jobs::engine::JobSettings,
+    pub jobs: JobSettings,
     /// Origins allowed to call the API from a browser (`CORS_ALLOWED_ORIGINS`).
     pub cors_allowed_origins: Vec<String>,
 }
@@ -228,7 +228,7 @@ impl Config {
             None
         };
 
-        let jobs = crate::jobs::engine::JobSettings {
+        let jobs = JobSettings {
             lease: Duration::from_secs(parse_or(env, "JOB_LEASE_SECS", 300u64)?.max(1)),
             retry_base: Duration::from_millis(parse_or(env, "JOB_RETRY_BASE_MS", 5_000u64)?),
             retry_cap: Duration::from_secs(parse_or(env, "JOB_RETRY_CAP_SECS", 3_600u64)?),
@@ -450,6 +450,17 @@ fn parse_nameservers(raw: &str) -> Result<Vec<String>, ConfigError> {
         }
     }
     Ok(names)
+}
+
+/// Settings of the engine (see `Config::jobs`): leases, retries, sweeps.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub lease: Duration,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    pub max_attempts: i32,
+    pub sweep_interval: Duration,
+    pub worker_grace: Duration,
 }
 
 #[cfg(test)]

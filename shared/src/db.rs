@@ -11,7 +11,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::future::BoxFuture;
 use tokio_postgres::NoTls;
 
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::secrets::Secret;
 
 pub use deadpool_postgres::Pool as DbPool;
@@ -114,4 +114,37 @@ pub fn constraint_field(constraint: &str) -> Option<&'static str> {
         "webhook_deliveries_source_webhook_id_key" => "webhook-id",
         _ => return None,
     })
+}
+
+/// Database errors: connection trouble is 503 (retry later); unique-key
+/// clashes are 409 naming the field; everything else is internal.
+impl From<tokio_postgres::Error> for AppError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        if let Some(db) = err.as_db_error() {
+            if *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+                let field = db.constraint().and_then(constraint_field).unwrap_or("id");
+                return AppError::conflict(field, format!("{field} is already in use"));
+            }
+            // Connection exceptions (08), resources (53) and operator
+            // intervention (57, e.g. a restart) are outages: retry later.
+            let class = &db.code().code()[..2];
+            if matches!(class, "08" | "53" | "57") {
+                return AppError::Unavailable(format!("database: {}", db.message()));
+            }
+            return AppError::Internal(anyhow::Error::new(err).context("database error"));
+        }
+        if err.is_closed() || std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>()) {
+            return AppError::Unavailable(format!("database: {err}"));
+        }
+        AppError::Internal(anyhow::Error::new(err).context("database error"))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for AppError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        match err {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => AppError::Unavailable(format!("database pool: {other}")),
+        }
+    }
 }

@@ -6,7 +6,7 @@ use base64::Engine;
 use serde_json::json;
 use tokio_postgres::types::Type;
 
-use crate::audit::Actor;
+use crate::audit_log::Actor;
 use crate::auth::{Role, password};
 use crate::config::Env;
 use crate::db::DbPool;

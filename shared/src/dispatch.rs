@@ -12,14 +12,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use redis::Script;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::db::DbPool;
 use crate::error::AppResult;
 use crate::kv::Kv;
-use crate::lambda::JobsMessage;
 
 /// A job hint older than this whose job is still waiting is sent again.
 pub const REDISPATCH_AFTER: Duration = Duration::from_secs(60);
@@ -41,6 +40,14 @@ redis.call('ZREM', KEYS[1], unpack(due))
 redis.call('LPUSH', KEYS[2], unpack(due))
 return #due
 "#;
+
+/// The body of every jobs-queue message: ids of jobs whose rows in Postgres
+/// are the truth (the message is only a hint to look).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobsMessage {
+    pub job_ids: Vec<Uuid>,
+}
 
 #[derive(Clone)]
 pub struct Dispatcher {

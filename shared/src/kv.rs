@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::secrets::Secret;
 
 #[derive(Clone)]
@@ -52,5 +52,11 @@ impl Kv {
         let mut conn = self.conn();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
+    }
+}
+
+impl From<redis::RedisError> for AppError {
+    fn from(err: redis::RedisError) -> Self {
+        AppError::Unavailable(format!("redis: {err}"))
     }
 }

@@ -4,19 +4,11 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::http::AppState;
-use crate::jobs::engine::SweepReport;
-
-/// The body of every jobs-queue message: ids of jobs whose rows in Postgres
-/// are the truth (the message is only a hint to look).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JobsMessage {
-    pub job_ids: Vec<Uuid>,
-}
+use crate::dispatch::JobsMessage;
+use crate::engine::SweepReport;
+use crate::state::AppState;
 
 /// The SQS-triggered worker: runs every job id of every message, then
 /// drains the Redis list while the time budget allows. A message is
@@ -46,7 +38,7 @@ pub async fn handle_jobs_batch(
         };
         let mut failed = false;
         for job_id in message.job_ids {
-            if let Err(e) = crate::jobs::engine::run_job(state, job_id, &worker).await {
+            if let Err(e) = crate::engine::run_job(state, job_id, &worker).await {
                 tracing::warn!(%message_id, %job_id, error = %e, "job could not be run");
                 failed = true;
             }
@@ -76,7 +68,7 @@ async fn drain_redis(state: &AppState, worker: &str, deadline_ms: u64) {
         let popped: redis::RedisResult<Option<String>> = redis::cmd("RPOP").arg(&key).query_async(&mut conn).await;
         let Ok(Some(id)) = popped else { return };
         if let Ok(job_id) = Uuid::parse_str(&id)
-            && let Err(e) = crate::jobs::engine::run_job(state, job_id, worker).await
+            && let Err(e) = crate::engine::run_job(state, job_id, worker).await
         {
             tracing::warn!(%job_id, error = %e, "job from redis could not be run");
         }
@@ -91,7 +83,7 @@ pub async fn handle_schedule(
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<SweepReport, lambda_runtime::Error> {
     tracing::info!(request_id = %event.context.request_id, "scheduler pass");
-    let report = crate::jobs::engine::sweep(state).await.map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
+    let report = crate::engine::sweep(state).await.map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
     tracing::info!(?report, "scheduler pass done");
     Ok(report)
 }

@@ -4,7 +4,9 @@
 //! handling; the Lambda functions in `functions/` and the `mpanel` CLI are
 //! thin shells around it.
 
+pub mod app;
 pub mod audit;
+pub mod audit_log;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
@@ -13,16 +15,20 @@ pub mod customers;
 pub mod db;
 pub mod demo;
 pub mod dispatch;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod kv;
 pub mod lambda;
+pub mod login;
+pub mod openapi;
 pub mod orders;
 pub mod provision;
 pub mod ratelimit;
 pub mod secrets;
 pub mod servers;
+pub mod state;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod tenants;
@@ -30,9 +36,10 @@ pub mod types;
 pub mod users;
 pub mod webhooks;
 
+pub use app::Function;
 pub use config::{Config, Needs};
 pub use error::{AppError, AppResult};
-pub use http::{AppState, Function};
+pub use state::AppState;
 
 /// Builds the state a Lambda function needs, once per container, or exits
 /// with one line naming what is wrong (the runtime logs it as an init error).

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use http::StatusCode;
-use mpanel::jobs::engine::{RunOutcome, run_job};
+use mpanel::engine::{RunOutcome, run_job};
 use serde_json::json;
 use uuid::Uuid;
 

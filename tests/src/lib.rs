@@ -59,7 +59,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Env)) -> TestApp {
     adjust(&mut env);
     let config = Config::load(&env, Needs::ALL).await.expect("test config loads");
     let state = AppState::new(config).expect("test state builds");
-    let router = mpanel::http::combined_app(state.clone());
+    let router = mpanel::app::combined_app(state.clone());
     TestApp { env, state, router, db_name }
 }
 
@@ -226,7 +226,7 @@ impl TestApp {
         let state = AppState::new(config).expect("state");
         TestApp {
             env: self.env.clone(),
-            router: mpanel::http::combined_app(state.clone()),
+            router: mpanel::app::combined_app(state.clone()),
             state,
             db_name: self.db_name.clone(),
         }
@@ -238,7 +238,7 @@ impl TestApp {
             &**client,
             &mpanel::types::Slug::parse(slug).expect("slug"),
             &mpanel::types::DisplayName::parse(slug).expect("name"),
-            mpanel::audit::Actor::System,
+            mpanel::audit_log::Actor::System,
         )
         .await
         .expect("tenant");
@@ -259,7 +259,7 @@ impl TestApp {
                 display_name: None,
                 password_hash: hash,
             },
-            mpanel::audit::Actor::System,
+            mpanel::audit_log::Actor::System,
         )
         .await
         .expect("user");
@@ -338,7 +338,7 @@ impl TestApp {
                 break;
             }
             for m in messages {
-                let body: mpanel::lambda::JobsMessage =
+                let body: mpanel::dispatch::JobsMessage =
                     serde_json::from_str(m.body().expect("body")).expect("jobs message");
                 ids.extend(body.job_ids);
                 sqs.delete_message()

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use mpanel::jobs::engine::{RunOutcome, run_job};
+use mpanel::engine::{RunOutcome, run_job};
 use mpanel_tests::hosting::{Hosting, job_of};
 use mpanel_tests::unique_domain;
 use redis::AsyncCommands;
@@ -43,7 +43,7 @@ async fn only_due_retries_move_to_the_ready_list() {
 
     // Once due, the scheduler's sweep promotes it too (where no pool runs).
     tokio::time::sleep(Duration::from_millis(3_100)).await;
-    mpanel::jobs::engine::sweep(&h.app.state).await.expect("sweep");
+    mpanel::engine::sweep(&h.app.state).await.expect("sweep");
     assert!(delayed(&h).await.is_empty());
     assert!(ready(&h).await.contains(&future.to_string()));
 }
@@ -97,7 +97,7 @@ async fn the_pool_runs_retries_at_their_backoff_not_at_the_sweep_tick() {
         })
         .await;
     let shutdown = CancellationToken::new();
-    let pool = tokio::spawn(mpanel::jobs::worker::run_pool(state, 2, shutdown.clone()));
+    let pool = tokio::spawn(mpanel::engine::pool::run_pool(state, 2, shutdown.clone()));
 
     let mut attempts = 0;
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -2,8 +2,8 @@
 //! Redis is down.
 
 use http::{Method, StatusCode};
+use mpanel::app::function_app;
 use mpanel::auth::Role;
-use mpanel::http::function_app;
 use mpanel_tests::{call, request, spawn_app, spawn_app_with};
 use serde_json::json;
 
@@ -116,7 +116,7 @@ async fn with_redis_down_login_limits_fail_closed_and_the_general_limit_fails_op
             env.insert("REDIS_URL".into(), "redis://127.0.0.1:1/".into());
         })
         .await;
-    let router = mpanel::http::combined_app(state);
+    let router = mpanel::app::combined_app(state);
 
     // The brute-force guard cannot count: logins are refused (503), not unguarded.
     let login = call(

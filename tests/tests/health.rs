@@ -2,7 +2,7 @@
 
 use http::{Method, StatusCode};
 use mpanel::Function;
-use mpanel::http::function_app;
+use mpanel::app::function_app;
 use mpanel_tests::{call, request, spawn_app, spawn_app_with};
 
 #[tokio::test]
@@ -51,7 +51,7 @@ async fn ready_is_503_problem_when_postgres_is_down() {
     let mut env = app.env.clone();
     env.insert("DATABASE_URL".into(), "postgres://mpanel:mpanel@127.0.0.1:1/mpanel".into());
     let config = mpanel::Config::load(&env, mpanel::Needs::NONE).await.expect("config");
-    let router = mpanel::http::combined_app(mpanel::AppState::new(config).expect("state"));
+    let router = mpanel::app::combined_app(mpanel::AppState::new(config).expect("state"));
     let ready = call(&router, request(Method::GET, "/api/ready", &[], None)).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.header("content-type"), Some("application/problem+json"));

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use http::{Method, StatusCode};
 use mpanel::auth::Role;
-use mpanel::jobs::engine::RunOutcome;
+use mpanel::engine::RunOutcome;
 use mpanel_tests::hosting::Hosting;
 use mpanel_tests::unique_domain;
 use serde_json::{Value, json};

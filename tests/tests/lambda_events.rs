@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use lambda_http::request::LambdaRequest;
 use lambda_runtime::{Context, LambdaEvent};
 use mpanel::Function;
-use mpanel::http::function_app;
+use mpanel::app::function_app;
 use mpanel_tests::spawn_app;
 use serde_json::Value;
 use tower::{Service, ServiceExt};
@@ -106,10 +106,10 @@ async fn every_event_runs_through_its_function() {
     assert!(seen >= 10, "expected the sample events, found {seen}");
 
     // Every route of every HTTP function has an allowed and a refused event.
-    let common = mpanel::http::common_routes().specs().to_vec();
+    let common = mpanel::app::common_routes().specs().to_vec();
     let mut gaps = Vec::new();
     for function in Function::ALL {
-        let routes = mpanel::http::common_routes().merge(function.routes());
+        let routes = mpanel::app::common_routes().merge(function.routes());
         for spec in routes.specs() {
             let public = spec.permission == mpanel::auth::Permission::Public;
             let hits: Vec<u16> = ran

@@ -3,7 +3,7 @@
 
 use http::{Method, StatusCode};
 use mpanel::auth::Role;
-use mpanel::jobs::engine::{RunOutcome, sweep};
+use mpanel::engine::{RunOutcome, sweep};
 use mpanel_tests::hosting::{Hosting, site};
 use mpanel_tests::{dig, request, signed_request, unique_domain};
 use serde_json::{Value, json};
@@ -135,7 +135,7 @@ async fn terminate_removes_everything_archives_the_site_and_frees_the_domain() {
     let ids = job_ids(&accepted.json());
     // A worker that did all the work and died before recording it: the
     // effects happen once more on the real run, and it still succeeds.
-    let crashed = mpanel::jobs::engine::ClaimedJob {
+    let crashed = mpanel::jobs::ClaimedJob {
         id: ids[0],
         tenant_id: h.tenant,
         subscription_id: Some(subscription),

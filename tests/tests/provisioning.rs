@@ -3,7 +3,7 @@
 
 use http::{Method, StatusCode};
 use mpanel::auth::Role;
-use mpanel::jobs::engine::{RunOutcome, claim, run_job, sweep};
+use mpanel::engine::{RunOutcome, claim, run_job, sweep};
 use mpanel_tests::hosting::{Hosting, job_of, site};
 use mpanel_tests::{dig, unique_domain};
 use serde_json::{Value, json};
@@ -59,7 +59,7 @@ async fn a_hosting_order_goes_live_and_running_it_again_changes_nothing() {
     std::fs::write(&index, "customer content").expect("write page");
     let before_records = dig(env, &domain, "A");
     for (id, job_type) in &jobs {
-        let job = mpanel::jobs::engine::ClaimedJob {
+        let job = mpanel::jobs::ClaimedJob {
             id: *id,
             tenant_id: h.tenant,
             subscription_id: Some(subscription),

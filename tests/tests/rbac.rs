@@ -3,8 +3,8 @@
 //! route list comes from the code, so a new route joins this test by itself.
 
 use http::{Method, StatusCode};
+use mpanel::app::all_routes;
 use mpanel::auth::{Permission, Role};
-use mpanel::http::all_routes;
 use mpanel_tests::{request, spawn_app_with};
 use serde_json::json;
 

@@ -91,7 +91,7 @@ fn resolve<'a>(routes: &'a [WiredRoute], api: &str, method: &str, path: &str) ->
 fn code_routes() -> Vec<(String, RouteSpec)> {
     let mut out = Vec::new();
     for function in Function::ALL {
-        let routes = mpanel::http::common_routes().merge(function.routes());
+        let routes = mpanel::app::common_routes().merge(function.routes());
         for spec in routes.specs() {
             out.push((function.name().to_string(), spec.clone()));
         }
@@ -109,7 +109,7 @@ fn every_code_route_is_wired_to_its_function() {
         a
     };
     assert_eq!(apis, ["AdminApi", "MarketingApi"]);
-    let common = mpanel::http::common_routes().specs().to_vec();
+    let common = mpanel::app::common_routes().specs().to_vec();
     let mut missing = Vec::new();
     for (function, spec) in code_routes() {
         let served_somewhere = apis

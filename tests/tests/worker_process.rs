@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use mpanel::jobs::engine::{RunOutcome, run_job, sweep};
+use mpanel::engine::{RunOutcome, run_job, sweep};
 use mpanel_tests::{TestApp, mpanel_binary, spawn_app, unique_domain};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,6 +1,6 @@
 //! The `admin` Lambda function: serves mPanel's admin routes (and health checks).
 
-use mpanel::{Function, http::function_app};
+use mpanel::app::{Function, function_app};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

@@ -1,6 +1,6 @@
 //! The `auth` Lambda function: serves mPanel's auth routes (and health checks).
 
-use mpanel::{Function, http::function_app};
+use mpanel::app::{Function, function_app};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

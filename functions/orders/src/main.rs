@@ -1,6 +1,6 @@
 //! The `orders` Lambda function: serves mPanel's orders routes (and health checks).
 
-use mpanel::{Function, http::function_app};
+use mpanel::app::{Function, function_app};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

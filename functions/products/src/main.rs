@@ -1,6 +1,6 @@
 //! The `products` Lambda function: serves mPanel's products routes (and health checks).
 
-use mpanel::{Function, http::function_app};
+use mpanel::app::{Function, function_app};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

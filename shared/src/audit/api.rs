@@ -12,10 +12,10 @@ use uuid::Uuid;
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::{AppResult, FieldError};
-use crate::http::AppState;
 use crate::http::extract::Query;
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors, parse_time};
 use crate::http::routes::ApiRoutes;
+use crate::state::AppState;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new().route(Method::GET, "/api/audit-logs", Permission::ReadAudit, list)

@@ -1,6 +1,6 @@
 //! Identity: roles, password hashing. (Tokens and RBAC build on these.)
 
-pub mod api;
+pub mod client;
 pub mod password;
 pub mod permissions;
 pub mod principal;

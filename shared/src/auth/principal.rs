@@ -3,6 +3,8 @@
 //! active, session not revoked, password not changed since), and the
 //! acting tenant is resolved (`X-Tenant`, SUPER_ADMIN only).
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -13,8 +15,9 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::Role;
+use crate::auth::tokens::TokenKeys;
+use crate::db::DbPool;
 use crate::error::AppError;
-use crate::http::AppState;
 
 /// An authenticated staff member, scoped to the tenant they act in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,14 +59,22 @@ pub enum AuthState {
     Failed(AuthFailure),
 }
 
+/// What `authenticate` needs: the keys that verify tokens and the database
+/// that says whether the user, tenant and session are still alive.
+#[derive(Clone)]
+pub struct Authenticator {
+    pub db: DbPool,
+    pub tokens: Option<Arc<TokenKeys>>,
+}
+
 /// Outer layer of every HTTP function: resolves the bearer token (if any)
-/// and makes the state reachable to the per-route guard.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// for the per-route guard and the `Principal` extractor.
+pub async fn authenticate(State(auth): State<Authenticator>, mut req: Request, next: Next) -> Response {
     let bearer = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string());
     if let Some(header) = bearer {
         let x_tenant = req.headers().get("x-tenant").and_then(|v| v.to_str().ok()).map(str::to_string);
         let outcome = match header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")) {
-            Some(token) => match resolve(&state, token.trim(), x_tenant.as_deref()).await {
+            Some(token) => match resolve(&auth, token.trim(), x_tenant.as_deref()).await {
                 Ok(principal) => AuthState::Authenticated(principal),
                 Err(failure) => AuthState::Failed(failure),
             },
@@ -71,14 +82,13 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         };
         req.extensions_mut().insert(outcome);
     }
-    req.extensions_mut().insert(state);
     next.run(req).await
 }
 
-async fn resolve(state: &AppState, token: &str, x_tenant: Option<&str>) -> Result<Principal, AuthFailure> {
-    let keys = state.tokens.as_ref().ok_or(AuthFailure::Unauthorized)?;
+async fn resolve(auth: &Authenticator, token: &str, x_tenant: Option<&str>) -> Result<Principal, AuthFailure> {
+    let keys = auth.tokens.as_ref().ok_or(AuthFailure::Unauthorized)?;
     let claims = keys.verify(token).map_err(|_| AuthFailure::Unauthorized)?;
-    let client = state.db.get().await.map_err(|_| AuthFailure::Unavailable)?;
+    let client = auth.db.get().await.map_err(|_| AuthFailure::Unavailable)?;
     // One round trip: the user's current role and status, the tenant's
     // status, whether the session is alive, and the acting tenant.
     let row = client

@@ -10,13 +10,13 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::Role;
+use super::client::ClientMeta;
 use super::password;
-use super::tokens::{ACCESS_TOKEN_SECS, REFRESH_TOKEN_DAYS, hash_refresh_token, new_refresh_token};
-use crate::audit::{self, Actor, AuditEntry};
+use super::tokens::{ACCESS_TOKEN_SECS, REFRESH_TOKEN_DAYS, TokenKeys, hash_refresh_token, new_refresh_token};
+use crate::audit_log::{self, Actor, AuditEntry};
+use crate::db::DbPool;
 use crate::error::{AppError, AppResult};
-use crate::http::AppState;
-use crate::http::extract::ClientMeta;
-use crate::ratelimit::Limit;
+use crate::ratelimit::{Limit, RateLimiter};
 use crate::secrets::Secret;
 use crate::types::EmailAddress;
 
@@ -77,8 +77,14 @@ async fn login_row(
     }))
 }
 
-fn login_limit(state: &AppState) -> Limit {
-    Limit { max: state.config.rate_limits.login_failures, window: state.config.rate_limits.window }
+/// What sign-in, refresh and sign-out use: the database, the login-failure
+/// limiter and the token keys (absent in processes without a JWT secret).
+#[derive(Clone, Copy)]
+pub struct Sessions<'a> {
+    pub db: &'a DbPool,
+    pub limiter: &'a RateLimiter,
+    pub login_limit: Limit,
+    pub keys: Option<&'a TokenKeys>,
 }
 
 /// The one 401 of login, identical for unknown emails and wrong passwords.
@@ -87,7 +93,7 @@ fn bad_credentials() -> AppError {
 }
 
 pub async fn login(
-    state: &AppState,
+    sessions: Sessions<'_>,
     email: &str,
     password_text: Secret<String>,
     meta: &ClientMeta,
@@ -95,12 +101,12 @@ pub async fn login(
     let normalized = email.trim().to_lowercase();
     let account_bucket = format!("login:account:{normalized}");
     let ip_bucket = format!("login:ip:{}", meta.ip_key());
-    let limit = login_limit(state);
+    let limit = sessions.login_limit;
     // Brute-force guard: fail closed (a Redis outage answers 503).
-    state.limiter.peek(&account_bucket, limit).await?.check()?;
-    state.limiter.peek(&ip_bucket, limit).await?.check()?;
+    sessions.limiter.peek(&account_bucket, limit).await?.check()?;
+    sessions.limiter.peek(&ip_bucket, limit).await?.check()?;
 
-    let client = state.db.get().await?;
+    let client = sessions.db.get().await?;
     let row = match EmailAddress::parse(&normalized) {
         Ok(email) => login_row(&**client, "lower(u.email) = lower($1)", &email.as_str(), Type::TEXT).await?,
         Err(_) => None,
@@ -110,8 +116,8 @@ pub async fn login(
     let row = match (row, matched) {
         (Some(row), true) => row,
         (row, _) => {
-            state.limiter.consume(&account_bucket, limit).await?;
-            state.limiter.consume(&ip_bucket, limit).await?;
+            sessions.limiter.consume(&account_bucket, limit).await?;
+            sessions.limiter.consume(&ip_bucket, limit).await?;
             let mut entry =
                 AuditEntry::new(row.as_ref().map(|r| r.user.tenant_id), Actor::Anonymous, "auth.login_failed")
                     .details(json!({ "email": normalized.chars().take(254).collect::<String>() }));
@@ -120,7 +126,7 @@ pub async fn login(
             }
             entry.ip = meta.ip;
             entry.user_agent = meta.user_agent.clone();
-            audit::record(&**client, &entry).await?;
+            audit_log::record(&**client, &entry).await?;
             return Err(bad_credentials());
         }
     };
@@ -130,17 +136,17 @@ pub async fn login(
             .details(json!({ "reason": if row.user_active { "tenant disabled" } else { "user disabled" } }));
         entry.ip = meta.ip;
         entry.user_agent = meta.user_agent.clone();
-        audit::record(&**client, &entry).await?;
+        audit_log::record(&**client, &entry).await?;
         return Err(AppError::Forbidden("This account is disabled.".into()));
     }
-    state.limiter.reset(&account_bucket).await?;
+    sessions.limiter.reset(&account_bucket).await?;
 
     let user = row.user;
     let family_id = Uuid::new_v4();
     let (refresh_token, refresh_hash) = new_refresh_token();
     let tx_user = user.clone();
     let tx_meta = meta.clone();
-    crate::db::in_transaction(&state.db, move |tx| {
+    crate::db::in_transaction(sessions.db, move |tx| {
         Box::pin(async move {
             insert_refresh_token(tx, &tx_user, family_id, &refresh_hash, &tx_meta).await?;
             tx.query_typed("UPDATE users SET last_login_at = now() WHERE id = $1", &[(&tx_user.id, Type::UUID)])
@@ -150,12 +156,12 @@ pub async fn login(
                 .details(json!({ "sessionId": family_id }));
             entry.ip = tx_meta.ip;
             entry.user_agent = tx_meta.user_agent.clone();
-            audit::record(tx, &entry).await?;
+            audit_log::record(tx, &entry).await?;
             Ok(())
         })
     })
     .await?;
-    token_pair(state, user, family_id, refresh_token)
+    token_pair(sessions, user, family_id, refresh_token)
 }
 
 async fn insert_refresh_token(
@@ -185,12 +191,12 @@ async fn insert_refresh_token(
 }
 
 fn token_pair(
-    state: &AppState,
+    sessions: Sessions<'_>,
     user: SessionUser,
     family_id: Uuid,
     refresh_token: Secret<String>,
 ) -> AppResult<TokenPair> {
-    let keys = state.tokens.as_ref().ok_or_else(|| AppError::internal(anyhow::anyhow!("JWT secret not configured")))?;
+    let keys = sessions.keys.ok_or_else(|| AppError::internal(anyhow::anyhow!("JWT secret not configured")))?;
     let access_token = keys.issue(user.id, user.tenant_id, user.role, family_id)?;
     Ok(TokenPair {
         access_token,
@@ -211,10 +217,10 @@ enum RefreshOutcome {
 /// Rotates a refresh token. Presenting a used or revoked one revokes the
 /// whole family and writes an audit row; the revocation is committed even
 /// though the caller gets a 401.
-pub async fn refresh(state: &AppState, presented: &str, meta: &ClientMeta) -> AppResult<TokenPair> {
+pub async fn refresh(sessions: Sessions<'_>, presented: &str, meta: &ClientMeta) -> AppResult<TokenPair> {
     let hash = hash_refresh_token(presented);
     let meta_tx = meta.clone();
-    let outcome = crate::db::in_transaction(&state.db, move |tx| {
+    let outcome = crate::db::in_transaction(sessions.db, move |tx| {
         Box::pin(async move {
             let Some(row) = tx
                 .query_typed_opt(
@@ -240,7 +246,7 @@ pub async fn refresh(state: &AppState, presented: &str, meta: &ClientMeta) -> Ap
                     .details(json!({ "sessionId": family_id }));
                 entry.ip = meta_tx.ip;
                 entry.user_agent = meta_tx.user_agent.clone();
-                audit::record(tx, &entry).await?;
+                audit_log::record(tx, &entry).await?;
                 return Ok(RefreshOutcome::Reused);
             }
             if expired {
@@ -265,7 +271,7 @@ pub async fn refresh(state: &AppState, presented: &str, meta: &ClientMeta) -> Ap
     })
     .await?;
     match outcome {
-        RefreshOutcome::Rotated(user, family_id, token) => token_pair(state, user, family_id, token),
+        RefreshOutcome::Rotated(user, family_id, token) => token_pair(sessions, user, family_id, token),
         RefreshOutcome::Reused | RefreshOutcome::Invalid => Err(AppError::Unauthorized),
     }
 }
@@ -282,14 +288,14 @@ async fn revoke_family(client: &impl GenericClient, family_id: Uuid) -> AppResul
 
 /// Ends one session (logout).
 pub async fn logout(
-    state: &AppState,
+    sessions: Sessions<'_>,
     user_id: Uuid,
     tenant_id: Uuid,
     session_id: Uuid,
     meta: &ClientMeta,
 ) -> AppResult<()> {
     let meta = meta.clone();
-    crate::db::in_transaction(&state.db, move |tx| {
+    crate::db::in_transaction(sessions.db, move |tx| {
         Box::pin(async move {
             revoke_family(tx, session_id).await?;
             let mut entry = AuditEntry::new(Some(tenant_id), Actor::User(user_id), "auth.logout")
@@ -297,7 +303,7 @@ pub async fn logout(
                 .details(json!({ "sessionId": session_id }));
             entry.ip = meta.ip;
             entry.user_agent = meta.user_agent.clone();
-            audit::record(tx, &entry).await?;
+            audit_log::record(tx, &entry).await?;
             Ok(())
         })
     })
@@ -315,7 +321,7 @@ pub async fn revoke_all_for_user(client: &impl GenericClient, user_id: Uuid) -> 
 }
 
 /// The signed-in user's profile (`/api/auth/me`).
-pub async fn me(state: &AppState, user_id: Uuid) -> AppResult<SessionUser> {
-    let client = state.db.get().await?;
+pub async fn me(sessions: Sessions<'_>, user_id: Uuid) -> AppResult<SessionUser> {
+    let client = sessions.db.get().await?;
     login_row(&**client, "u.id = $1", &user_id, Type::UUID).await?.map(|r| r.user).ok_or(AppError::Unauthorized)
 }

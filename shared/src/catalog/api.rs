@@ -1,9 +1,11 @@
-//! Admin catalogue: `/api/products`, `/api/products/{id}/prices`,
+//! The public listing (`/api/public/products`) and the admin catalogue:
+//! `/api/products`, `/api/products/{id}/prices`,
 //! `/api/prices/{id}`. Reads for every role, writes for BILLING and up;
 //! every change writes an audit row in the same transaction.
 
 use axum::extract::State;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio_postgres::GenericClient;
@@ -11,15 +13,16 @@ use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use super::{Currency, Interval, PRICE_COLUMNS, PRODUCT_COLUMNS, Price, Product, ProductType, parse_limits};
-use crate::audit::{self, Actor, AuditEntry};
+use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::http::AppState;
+use crate::http::etag::cached_json;
 use crate::http::extract::{IdPath, Json, Query};
 use crate::http::fields::Fields;
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
-use crate::http::routes::ApiRoutes;
+use crate::http::routes::{ApiRoutes, Limited};
+use crate::state::AppState;
 use crate::types::{DisplayName, Slug};
 
 pub fn routes() -> ApiRoutes {
@@ -210,7 +213,7 @@ async fn create(
                 )
                 .await?;
             let product = Product::from_row(&row)?;
-            audit::record(
+            audit_log::record(
                 tx,
                 &AuditEntry::new(Some(tenant_id), actor, "product.created")
                     .target("product", product.id)
@@ -265,7 +268,7 @@ async fn apply_update(
     sets.push("updated_at = now()".into());
     let sql = format!("UPDATE {table} SET {} WHERE id = $1 AND tenant_id = $2 RETURNING {columns}", sets.join(", "));
     let row = client.query_typed_opt(&sql, &params).await?.ok_or(AppError::NotFound)?;
-    audit::record(
+    audit_log::record(
         client,
         &AuditEntry::new(Some(principal.tenant_id), Actor::User(principal.user_id), action)
             .target(table.trim_end_matches('s'), id)
@@ -399,7 +402,7 @@ async fn create_price(
                 )
                 .await?;
             let price = Price::from_row(&row)?;
-            audit::record(
+            audit_log::record(
                 tx,
                 &AuditEntry::new(Some(tenant_id), actor, "price.created")
                     .target("price", price.id)
@@ -489,4 +492,28 @@ async fn deactivate_price(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/public/products`: what the marketing site shows (ETag, 60 s cache).
+pub fn public_routes() -> ApiRoutes {
+    // Not rate limited per client: one marketing server renders every visitor's
+    // page; responses are cacheable and API Gateway throttles the stage.
+    ApiRoutes::new().add(Method::GET, "/api/public/products", Permission::Public, Limited::No, public_list)
+}
+
+#[derive(Debug, Deserialize)]
+struct PublicParams {
+    tenant: Option<String>,
+}
+
+async fn public_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<PublicParams>,
+) -> AppResult<Response> {
+    let slug = params.tenant.filter(|t| !t.is_empty()).ok_or_else(|| AppError::validation("tenant", "is required"))?;
+    let client = state.db.get().await?;
+    let listing = super::public::listing(&**client, &slug).await?;
+    let body = serde_json::to_vec(&listing).map_err(AppError::internal)?;
+    Ok(cached_json(&headers, body))
 }

@@ -1,29 +1,16 @@
-//! `GET /api/public/products?tenant=<slug>`: what the marketing site shows.
+//! The public catalogue (`GET /api/public/products?tenant=<slug>`): what
+//! the marketing site shows.
 //! Active products with at least one active price, their active prices
 //! popular first then cheapest; products cheapest first. No ids: the
 //! marketing site orders by price slug. Cacheable for 60 s, with an ETag.
 
-use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use tokio_postgres::GenericClient;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use crate::auth::Permission;
 use crate::error::{AppError, AppResult};
-use crate::http::AppState;
-use crate::http::extract::Query;
-use crate::http::routes::{ApiRoutes, Limited};
-
-pub fn routes() -> ApiRoutes {
-    // Not rate limited per client: one marketing server renders every visitor's
-    // page; responses are cacheable and API Gateway throttles the stage.
-    ApiRoutes::new().add(Method::GET, "/api/public/products", Permission::Public, Limited::No, list)
-}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -60,14 +47,8 @@ pub(crate) struct Listing {
     products: Vec<PublicProduct>,
 }
 
-#[derive(Debug, Deserialize)]
-struct Params {
-    tenant: Option<String>,
-}
-
-async fn list(State(state): State<AppState>, headers: HeaderMap, Query(params): Query<Params>) -> AppResult<Response> {
-    let slug = params.tenant.filter(|t| !t.is_empty()).ok_or_else(|| AppError::validation("tenant", "is required"))?;
-    let client = state.db.get().await?;
+/// The listing of an active tenant, by slug; 404 for any other.
+pub(crate) async fn listing(client: &impl GenericClient, slug: &str) -> AppResult<Listing> {
     let tenant = client
         .query_typed_opt(
             "SELECT id, slug, name FROM tenants WHERE lower(slug) = lower($1) AND status = 'ACTIVE'",
@@ -120,52 +101,5 @@ async fn list(State(state): State<AppState>, headers: HeaderMap, Query(params): 
         cheapest(a).cmp(&cheapest(b)).then_with(|| a.name.cmp(&b.name)).then_with(|| a.slug.cmp(&b.slug))
     });
     let listing = Listing { tenant: PublicTenant { slug: tenant.try_get(1)?, name: tenant.try_get(2)? }, products };
-    let body = serde_json::to_vec(&listing).map_err(AppError::internal)?;
-    Ok(cached_json(&headers, body))
-}
-
-/// A strong ETag of the body; `If-None-Match` that matches → 304.
-fn cached_json(request_headers: &HeaderMap, body: Vec<u8>) -> Response {
-    let digest = Sha256::digest(&body);
-    let etag = format!("\"{}\"", hex::encode(&digest[..16]));
-    let matches = request_headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|tag| tag.trim().trim_start_matches("W/"))
-        .any(|tag| tag == "*" || tag == etag);
-    let mut response = if matches {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        let mut r = (StatusCode::OK, body).into_response();
-        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        r
-    };
-    let headers = response.headers_mut();
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        headers.insert(ETAG, value);
-    }
-    response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn etag_round_trip() {
-        let first = cached_json(&HeaderMap::new(), b"{\"a\":1}".to_vec());
-        assert_eq!(first.status(), StatusCode::OK);
-        let etag = first.headers()[ETAG].clone();
-        let mut headers = HeaderMap::new();
-        headers.insert(IF_NONE_MATCH, etag.clone());
-        assert_eq!(cached_json(&headers, b"{\"a\":1}".to_vec()).status(), StatusCode::NOT_MODIFIED);
-        // Another body, another tag.
-        assert_eq!(cached_json(&headers, b"{\"a\":2}".to_vec()).status(), StatusCode::OK);
-        let weak = HeaderValue::from_str(&format!("\"x\", W/{}", etag.to_str().unwrap())).unwrap();
-        headers.insert(IF_NONE_MATCH, weak);
-        assert_eq!(cached_json(&headers, b"{\"a\":1}".to_vec()).status(), StatusCode::NOT_MODIFIED);
-    }
+    Ok(listing)
 }

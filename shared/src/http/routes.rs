@@ -124,7 +124,7 @@ async fn guard(spec: RouteSpec, req: Request, next: Next) -> Response {
     {
         let bucket = match &principal {
             Some(p) => format!("api:user:{}", p.user_id),
-            None => format!("api:ip:{}", super::extract::ClientMeta::from_request(&req).ip_key()),
+            None => format!("api:ip:{}", crate::auth::client::ClientMeta::from_request(&req).ip_key()),
         };
         let limit = crate::ratelimit::Limit {
             max: state.config.rate_limits.max_requests,

@@ -1,10 +1,10 @@
 //! Jobs: units of provisioning work, stored in Postgres (the truth) and
 //! dispatched as hints through Redis and SQS.
 
-pub mod api;
-pub mod engine;
+pub mod claimed;
 pub mod state;
-pub mod worker;
+
+pub use claimed::{ClaimedJob, JobError};
 
 use std::str::FromStr;
 

@@ -3,8 +3,8 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,20 +12,18 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::{IntakeOutcome, intake, parse_order};
+use super::OrderRequest;
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::customers::{CUSTOMER_COLUMNS, Customer};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::http::AppState;
-use crate::http::extract::{IdPath, Query, parse_json};
+use crate::http::extract::{IdPath, Query};
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors, parse_time};
 use crate::http::routes::{ApiRoutes, Limited};
+use crate::http::webhook;
 use crate::jobs::{JOB_COLUMNS, JobView};
+use crate::state::AppState;
 use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
-
-/// Webhook bodies are small; anything larger is refused before parsing.
-pub const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
@@ -37,31 +35,7 @@ pub fn routes() -> ApiRoutes {
 }
 
 async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AppResult<Response> {
-    let bytes = axum::body::to_bytes(body, WEBHOOK_BODY_LIMIT).await.map_err(|_| AppError::PayloadTooLarge)?;
-    let key = state
-        .config
-        .webhook_secret
-        .as_ref()
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("MARKETING_WEBHOOK_SECRET not configured")))?;
-    let webhook = crate::webhooks::verify(&headers, &bytes, key.expose(), Utc::now().timestamp())?;
-    crate::http::extract::require_json(&headers)?;
-    let value: Value = parse_json(&bytes)?;
-    let order = parse_order(&value)?;
-    let outcome = intake(&state, &webhook, order).await?;
-    let (body, replayed) = match outcome {
-        IntakeOutcome::Created(response) => {
-            let ids: Vec<Uuid> = response.jobs.iter().map(|j| j.id).collect();
-            // After commit; a failure here is the sweep's to repair.
-            state.dispatcher.dispatch(&state.db, &ids).await;
-            (serde_json::to_value(&response).map_err(AppError::internal)?, false)
-        }
-        IntakeOutcome::Replayed(first) => (first, true),
-    };
-    let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
-    if replayed {
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    webhook::receive::<OrderRequest>(&state, &headers, body).await
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

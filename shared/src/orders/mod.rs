@@ -4,22 +4,22 @@
 
 pub mod api;
 
+use axum::http::StatusCode;
 use chrono::Utc;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tokio_postgres::GenericClient;
 use tokio_postgres::types::Type;
+use tokio_postgres::{GenericClient, Transaction};
 use uuid::Uuid;
 
-use crate::audit::{self, Actor, AuditEntry};
+use crate::audit_log::{self, Actor, AuditEntry};
 use crate::catalog::{Currency, Interval, ProductType};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::http::AppState;
 use crate::http::fields::Fields;
+use crate::http::webhook::{Applied, Delivery, SignedWebhook};
 use crate::jobs::JobType;
 use crate::types::{DisplayName, DomainName, EmailAddress, Phone, Slug};
-use crate::webhooks::VerifiedWebhook;
 
 /// Largest `metadata` object accepted, serialized.
 const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -37,9 +37,6 @@ pub struct OrderRequest {
     pub currency: Currency,
     pub domain: Option<DomainName>,
     pub metadata: Value,
-    /// SHA-256 of the canonical (key-sorted) body: tells a replay from a
-    /// conflicting reuse of the same `externalOrderId`.
-    pub request_hash: [u8; 32],
 }
 
 fn parse_external_id(raw: &str) -> Result<String, String> {
@@ -103,7 +100,6 @@ pub fn parse_order(body: &Value) -> AppResult<OrderRequest> {
         }
     };
     f.finish(&ORDER_FIELDS)?;
-    let canonical = serde_json::to_vec(body).map_err(AppError::internal)?;
     match (tenant_slug, external_order_id, customer, price_slug, total, currency, domain, metadata) {
         (
             Some(tenant_slug),
@@ -125,7 +121,6 @@ pub fn parse_order(body: &Value) -> AppResult<OrderRequest> {
             currency,
             domain,
             metadata,
-            request_hash: Sha256::digest(&canonical).into(),
         }),
         _ => Err(AppError::internal(anyhow::anyhow!("order fields validated but missing"))),
     }
@@ -150,12 +145,6 @@ pub struct IntakeJob {
     #[serde(rename = "type")]
     pub job_type: String,
     pub status: String,
-}
-
-pub enum IntakeOutcome {
-    Created(IntakeResponse),
-    /// A duplicate delivery: the first response, nothing new written.
-    Replayed(Value),
 }
 
 /// The price an order names, with its product.
@@ -183,41 +172,36 @@ pub fn jobs_for(product_type: ProductType, emails: i64) -> Vec<JobType> {
     }
 }
 
-/// A previously recorded answer for this webhook id, if any.
-pub async fn replay_by_webhook_id(client: &impl GenericClient, webhook_id: &str) -> AppResult<Option<Value>> {
-    let row = client
-        .query_typed_opt(
-            "SELECT response_body FROM webhook_deliveries WHERE source = 'ORDERS' AND webhook_id = $1",
-            &[(&webhook_id, Type::TEXT)],
-        )
-        .await?;
-    Ok(row.map(|r| r.try_get(0)).transpose()?)
-}
+impl SignedWebhook for OrderRequest {
+    const SOURCE: &'static str = "ORDERS";
+    const STATUS: StatusCode = StatusCode::CREATED;
+    type Answer = IntakeResponse;
 
-/// Validates against the tenant's catalogue, then writes everything in one
-/// transaction. Nothing is written unless everything is.
-pub async fn intake(state: &AppState, webhook: &VerifiedWebhook, order: OrderRequest) -> AppResult<IntakeOutcome> {
-    let client = state.db.get().await?;
-    // Fast path for redeliveries; the check is repeated under the lock.
-    if let Some(previous) = replay_by_webhook_id(&**client, &webhook.id).await? {
-        return Ok(IntakeOutcome::Replayed(previous));
+    fn parse(body: &Value) -> AppResult<OrderRequest> {
+        parse_order(body)
     }
-    let tenant = client
-        .query_typed_opt(
-            "SELECT id FROM tenants WHERE lower(slug) = lower($1) AND status = 'ACTIVE'",
-            &[(&order.tenant_slug.as_str(), Type::TEXT)],
-        )
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let tenant_id: Uuid = tenant.try_get(0)?;
-    let price = load_price(&**client, tenant_id, &order).await?;
-    drop(client);
 
-    let webhook_id = webhook.id.clone();
-    crate::db::in_transaction(&state.db, move |tx| {
-        Box::pin(async move { write_order(tx, tenant_id, &webhook_id, &order, &price).await })
-    })
-    .await
+    /// Validates against the tenant's catalogue, then writes the order, its
+    /// customer, subscription, domain and jobs. Nothing is written unless
+    /// everything is.
+    fn apply<'t>(
+        self,
+        tx: &'t Transaction<'t>,
+        delivery: &'t Delivery,
+    ) -> BoxFuture<'t, AppResult<Applied<IntakeResponse>>> {
+        Box::pin(async move {
+            let tenant_id: Uuid = tx
+                .query_typed_opt(
+                    "SELECT id FROM tenants WHERE lower(slug) = lower($1) AND status = 'ACTIVE'",
+                    &[(&self.tenant_slug.as_str(), Type::TEXT)],
+                )
+                .await?
+                .ok_or(AppError::NotFound)?
+                .try_get(0)?;
+            let price = load_price(tx, tenant_id, &self).await?;
+            write_order(tx, tenant_id, delivery, &self, &price).await
+        })
+    }
 }
 
 async fn load_price(client: &impl GenericClient, tenant_id: Uuid, order: &OrderRequest) -> AppResult<PriceRow> {
@@ -260,12 +244,13 @@ async fn load_price(client: &impl GenericClient, tenant_id: Uuid, order: &OrderR
 }
 
 async fn write_order(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     tenant_id: Uuid,
-    webhook_id: &str,
+    delivery: &Delivery,
     order: &OrderRequest,
     price: &PriceRow,
-) -> AppResult<IntakeOutcome> {
+) -> AppResult<Applied<IntakeResponse>> {
+    let webhook_id = delivery.webhook_id.as_str();
     // Serialises deliveries of the same order (the 50-duplicates case); the
     // losers then find the winner's rows below.
     tx.query_typed(
@@ -273,9 +258,6 @@ async fn write_order(
         &[(&tenant_id.to_string(), Type::TEXT), (&order.external_order_id, Type::TEXT)],
     )
     .await?;
-    if let Some(previous) = replay_by_webhook_id(tx, webhook_id).await? {
-        return Ok(IntakeOutcome::Replayed(previous));
-    }
     if let Some(existing) = tx
         .query_typed_opt(
             "SELECT id, request_hash FROM orders WHERE tenant_id = $1 AND external_order_id = $2",
@@ -285,7 +267,7 @@ async fn write_order(
     {
         let order_id: Uuid = existing.try_get(0)?;
         let hash: Vec<u8> = existing.try_get(1)?;
-        if hash != order.request_hash {
+        if hash != delivery.request_hash {
             return Err(AppError::conflict(
                 "externalOrderId",
                 "this externalOrderId was already used with a different order",
@@ -298,8 +280,7 @@ async fn write_order(
             )
             .await?
             .try_get(0)?;
-        record_delivery(tx, tenant_id, webhook_id, &order.request_hash, &first, order_id).await?;
-        return Ok(IntakeOutcome::Replayed(first));
+        return Ok(Applied::Repeat { tenant_id, answer: first, order_id: Some(order_id) });
     }
 
     let customer_id = find_or_create_customer(tx, tenant_id, order).await?;
@@ -318,7 +299,7 @@ async fn write_order(
                 (&order.currency.code(), Type::TEXT),
                 (&order.domain.as_ref().map(DomainName::as_str), Type::TEXT),
                 (&order.metadata, Type::JSONB),
-                (&order.request_hash.as_slice(), Type::BYTEA),
+                (&delivery.request_hash.as_slice(), Type::BYTEA),
             ],
         )
         .await?;
@@ -393,7 +374,7 @@ async fn write_order(
         order_status: "PAID".into(),
         jobs,
     };
-    audit::record(
+    audit_log::record(
         tx,
         &AuditEntry::new(Some(tenant_id), Actor::Webhook, "order.created").target("order", order_id).details(json!({
             "externalOrderId": order.external_order_id, "webhookId": webhook_id,
@@ -401,9 +382,8 @@ async fn write_order(
         })),
     )
     .await?;
-    let body = serde_json::to_value(&response).map_err(AppError::internal)?;
-    record_delivery(tx, tenant_id, webhook_id, &order.request_hash, &body, order_id).await?;
-    Ok(IntakeOutcome::Created(response))
+    let jobs = response.jobs.iter().map(|j| j.id).collect();
+    Ok(Applied::Done { tenant_id, answer: response, order_id: Some(order_id), jobs })
 }
 
 async fn find_or_create_customer(
@@ -437,30 +417,6 @@ async fn find_or_create_customer(
     Ok(existing.try_get(0)?)
 }
 
-async fn record_delivery(
-    client: &impl GenericClient,
-    tenant_id: Uuid,
-    webhook_id: &str,
-    request_hash: &[u8; 32],
-    response: &Value,
-    order_id: Uuid,
-) -> AppResult<()> {
-    client
-        .query_typed(
-            "INSERT INTO webhook_deliveries (tenant_id, source, webhook_id, request_hash, response_status, response_body, order_id)
-             VALUES ($1, 'ORDERS', $2, $3, 201, $4, $5)",
-            &[
-                (&tenant_id, Type::UUID),
-                (&webhook_id, Type::TEXT),
-                (&request_hash.as_slice(), Type::BYTEA),
-                (response, Type::JSONB),
-                (&order_id, Type::UUID),
-            ],
-        )
-        .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,20 +443,6 @@ mod tests {
         assert_eq!(order.email.as_str(), "jo@example.org");
         assert_eq!(order.domain.unwrap().as_str(), "jo-example.com");
         assert_eq!(order.currency.code(), "USD");
-    }
-
-    #[test]
-    fn hash_ignores_key_order_and_whitespace() {
-        let a = parse_order(&valid()).unwrap();
-        let reordered: Value = serde_json::from_str(
-            r#"{"metadata":{},"domain":"jo-example.com","currency":"USD","totalAmountCents":999,"priceSlug":"starter-monthly",
-               "customer":{"phone":"+15550100","fullName":"Jo Doe","email":"jo@example.org"},"externalOrderId":"mkt-1001","tenantSlug":"demo"}"#,
-        )
-        .unwrap();
-        assert_eq!(a.request_hash, parse_order(&reordered).unwrap().request_hash);
-        let mut changed = valid();
-        changed["totalAmountCents"] = json!(1000);
-        assert_ne!(a.request_hash, parse_order(&changed).unwrap().request_hash);
     }
 
     #[test]

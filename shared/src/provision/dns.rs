@@ -12,8 +12,8 @@ use super::{Target, assign_server, load_target, mail_server_ip};
 use crate::catalog::ProductType;
 use crate::config::PdnsConfig;
 use crate::error::AppError;
-use crate::http::AppState;
-use crate::jobs::engine::{ClaimedJob, JobError};
+use crate::jobs::{ClaimedJob, JobError};
+use crate::state::AppState;
 
 pub const TTL: i32 = 3600;
 

@@ -16,8 +16,8 @@ use tokio_postgres::types::Type;
 use super::{Server, assign_server, load_target};
 use crate::config::SshKeySource;
 use crate::error::AppError;
-use crate::http::AppState;
-use crate::jobs::engine::{ClaimedJob, JobError};
+use crate::jobs::{ClaimedJob, JobError};
+use crate::state::AppState;
 use crate::types::DomainName;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::hosting::{check, connect, exists, run, site_root, write_file};
 use super::{Server, Target, load_server, load_target};
 use crate::error::AppError;
-use crate::http::AppState;
-use crate::jobs::engine::{ClaimedJob, JobError};
+use crate::jobs::{ClaimedJob, JobError};
+use crate::state::AppState;
 use crate::types::DomainName;
 
 const HELD: &str = ".suspended-public";

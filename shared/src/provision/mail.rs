@@ -8,9 +8,9 @@ use tokio_postgres::types::Type;
 use super::load_target;
 use crate::auth::password;
 use crate::error::AppError;
-use crate::http::AppState;
-use crate::jobs::engine::{ClaimedJob, JobError};
+use crate::jobs::{ClaimedJob, JobError};
 use crate::secrets::Secret;
+use crate::state::AppState;
 
 pub const POSTMASTER: &str = "postmaster";
 const DEFAULT_QUOTA_MB: i64 = 1024;

@@ -1,11 +1,11 @@
 //! Executors: what each job type does to the outside world. Every step is
 //! check-then-act and safe to repeat.
 
+pub mod api;
 pub mod dns;
 pub mod hosting;
 pub mod lifecycle;
 pub mod mail;
-pub mod mail_api;
 
 use std::net::IpAddr;
 
@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use crate::catalog::ProductType;
 use crate::error::{AppError, AppResult};
-use crate::http::AppState;
 use crate::jobs::JobType;
-use crate::jobs::engine::{ClaimedJob, JobError};
+use crate::jobs::{ClaimedJob, JobError};
+use crate::state::AppState;
 use crate::types::DomainName;
 
 pub async fn execute(state: &AppState, job: &ClaimedJob) -> Result<(), JobError> {

@@ -12,12 +12,12 @@ use super::{SUBSCRIPTION_COLUMNS, SubscriptionView};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::http::AppState;
 use crate::http::extract::{IdPath, Json, Query};
 use crate::http::fields::Fields;
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
 use crate::http::routes::ApiRoutes;
 use crate::jobs::{JOB_COLUMNS, JobView};
+use crate::state::AppState;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()

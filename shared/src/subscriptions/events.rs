@@ -15,25 +15,26 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio_postgres::Transaction;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::lifecycle::{Action, JobRef, Requester, request_in};
 use super::{SubscriptionStatus, lock_status};
-use crate::audit::{self, Actor, AuditEntry};
+use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Permission;
 use crate::catalog::Interval;
 use crate::error::{AppError, AppResult};
-use crate::http::AppState;
-use crate::http::extract::parse_json;
 use crate::http::fields::Fields;
 use crate::http::routes::{ApiRoutes, Limited};
-use crate::orders::api::WEBHOOK_BODY_LIMIT;
+use crate::http::webhook::{self, Applied, Delivery, SignedWebhook};
+use crate::state::AppState;
 use crate::types::Slug;
 
 pub fn routes() -> ApiRoutes {
@@ -114,50 +115,32 @@ fn parse_event(body: &Value) -> AppResult<BillingEvent> {
 }
 
 async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AppResult<Response> {
-    let bytes = axum::body::to_bytes(body, WEBHOOK_BODY_LIMIT).await.map_err(|_| AppError::PayloadTooLarge)?;
-    let key = state
-        .config
-        .webhook_secret
-        .as_ref()
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("MARKETING_WEBHOOK_SECRET not configured")))?;
-    let webhook = crate::webhooks::verify(&headers, &bytes, key.expose(), Utc::now().timestamp())?;
-    crate::http::extract::require_json(&headers)?;
-    let value: Value = parse_json(&bytes)?;
-    let event = parse_event(&value)?;
-    let canonical = serde_json::to_vec(&value).map_err(AppError::internal)?;
-    let request_hash: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&canonical).into();
-    let webhook_id = webhook.id.clone();
-    let (body, created_jobs, replayed) = crate::db::in_transaction(&state.db, move |tx| {
-        Box::pin(async move { handle(tx, &webhook_id, &request_hash, event).await })
-    })
-    .await?;
-    if !created_jobs.is_empty() {
-        state.dispatcher.dispatch(&state.db, &created_jobs).await;
-    }
-    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
-    if replayed {
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    webhook::receive::<BillingEvent>(&state, &headers, body).await
 }
 
-async fn handle(
-    tx: &tokio_postgres::Transaction<'_>,
-    webhook_id: &str,
-    request_hash: &[u8; 32],
-    event: BillingEvent,
-) -> AppResult<(Value, Vec<Uuid>, bool)> {
-    tx.query_typed("SELECT pg_advisory_xact_lock(hashtextextended('events:' || $1, 0))", &[(&webhook_id, Type::TEXT)])
-        .await?;
-    if let Some(row) = tx
-        .query_typed_opt(
-            "SELECT response_body FROM webhook_deliveries WHERE source = 'SUBSCRIPTION_EVENTS' AND webhook_id = $1",
-            &[(&webhook_id, Type::TEXT)],
-        )
-        .await?
-    {
-        return Ok((row.try_get(0)?, Vec::new(), true));
+impl SignedWebhook for BillingEvent {
+    const SOURCE: &'static str = "SUBSCRIPTION_EVENTS";
+    const STATUS: StatusCode = StatusCode::OK;
+    type Answer = BillingEventOutcome;
+
+    fn parse(body: &Value) -> AppResult<BillingEvent> {
+        parse_event(body)
     }
+
+    fn apply<'t>(
+        self,
+        tx: &'t Transaction<'t>,
+        delivery: &'t Delivery,
+    ) -> BoxFuture<'t, AppResult<Applied<BillingEventOutcome>>> {
+        Box::pin(apply_event(tx, &delivery.webhook_id, self))
+    }
+}
+
+async fn apply_event(
+    tx: &Transaction<'_>,
+    webhook_id: &str,
+    event: BillingEvent,
+) -> AppResult<Applied<BillingEventOutcome>> {
     let tenant_id: Uuid = tx
         .query_typed_opt(
             "SELECT id FROM tenants WHERE lower(slug) = lower($1) AND status = 'ACTIVE'",
@@ -244,7 +227,7 @@ async fn handle(
             "subscription.renewed"
         }
     };
-    audit::record(
+    audit_log::record(
         tx,
         &AuditEntry::new(Some(tenant_id), Actor::Webhook, action)
             .target("subscription", subscription_id)
@@ -252,26 +235,14 @@ async fn handle(
     )
     .await?;
     let created: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-    let body = serde_json::to_value(BillingEventOutcome {
+    let answer = BillingEventOutcome {
         event_id: webhook_id.to_string(),
         event_type: event.type_name,
         subscription_id,
         status: status.as_str().to_string(),
         jobs,
-    })
-    .map_err(AppError::internal)?;
-    tx.query_typed(
-        "INSERT INTO webhook_deliveries (tenant_id, source, webhook_id, request_hash, response_status, response_body)
-         VALUES ($1, 'SUBSCRIPTION_EVENTS', $2, $3, 200, $4)",
-        &[
-            (&tenant_id, Type::UUID),
-            (&webhook_id, Type::TEXT),
-            (&request_hash.as_slice(), Type::BYTEA),
-            (&body, Type::JSONB),
-        ],
-    )
-    .await?;
-    Ok((body, created, false))
+    };
+    Ok(Applied::Done { tenant_id, answer, order_id: None, jobs: created })
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::{SubscriptionEvent, SubscriptionStatus, lock_status};
-use crate::audit::{self, Actor, AuditEntry};
+use crate::audit_log::{self, Actor, AuditEntry};
 use crate::error::{AppError, AppResult};
-use crate::http::AppState;
 use crate::jobs::JobType;
+use crate::state::AppState;
 use crate::types::DomainName;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +153,7 @@ pub async fn request_in(
         )
         .await?;
     let job = JobRef { id: row.try_get(0)?, job_type: job_type.into(), status: "PENDING".into() };
-    audit::record(
+    audit_log::record(
         tx,
         &AuditEntry::new(Some(tenant_id), requester.actor(), action_requested(action))
             .target("subscription", subscription_id)
@@ -266,7 +266,7 @@ pub async fn apply_success(
         Action::Unsuspend => "subscription.unsuspended",
         Action::Terminate => "subscription.terminated",
     };
-    audit::record(
+    audit_log::record(
         tx,
         &AuditEntry::new(Some(tenant_id), Actor::System, action_name).target("subscription", subscription_id).details(
             json!({

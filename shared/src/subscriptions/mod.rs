@@ -64,7 +64,7 @@ impl SubscriptionView {
 use serde_json::json;
 use tokio_postgres::types::Type;
 
-use crate::audit::{self, Actor, AuditEntry};
+use crate::audit_log::{self, Actor, AuditEntry};
 use crate::error::AppError;
 
 pub(crate) async fn lock_status(
@@ -104,7 +104,7 @@ async fn set_status(
         map.insert("from".into(), json!(from.as_str()));
         map.insert("to".into(), json!(to.as_str()));
     }
-    audit::record(
+    audit_log::record(
         tx,
         &AuditEntry::new(Some(tenant_id), Actor::System, action).target("subscription", id).details(details),
     )

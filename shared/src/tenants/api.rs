@@ -5,14 +5,14 @@ use axum::http::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::Tenant;
-use crate::audit::Actor;
+use crate::audit_log::Actor;
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::http::AppState;
 use crate::http::extract::{Json, Query};
 use crate::http::pagination::{Page, PageParams, PageRequest, Position};
 use crate::http::routes::ApiRoutes;
+use crate::state::AppState;
 use crate::types::{DisplayName, Slug};
 
 pub fn routes() -> ApiRoutes {

@@ -7,7 +7,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use crate::audit::{self, Actor, AuditEntry};
+use crate::audit_log::{self, Actor, AuditEntry};
 use crate::error::AppResult;
 use crate::types::{DisplayName, Slug};
 
@@ -44,7 +44,7 @@ pub async fn create(client: &impl GenericClient, slug: &Slug, name: &DisplayName
         )
         .await?;
     let tenant = Tenant::from_row(&row)?;
-    audit::record(
+    audit_log::record(
         client,
         &AuditEntry::new(Some(tenant.id), actor, "tenant.created")
             .target("tenant", tenant.id)

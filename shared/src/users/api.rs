@@ -7,15 +7,15 @@ use axum::http::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::{NewUser, User, UserChanges};
-use crate::audit::Actor;
+use crate::audit_log::Actor;
 use crate::auth::principal::Principal;
 use crate::auth::{Permission, Role, password};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::http::AppState;
 use crate::http::extract::{IdPath, Json, Query};
 use crate::http::pagination::{Page, PageParams, PageRequest, Position};
 use crate::http::routes::ApiRoutes;
 use crate::secrets::Secret;
+use crate::state::AppState;
 use crate::types::{DisplayName, EmailAddress};
 
 pub fn routes() -> ApiRoutes {

@@ -7,7 +7,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use crate::audit::{self, Actor, AuditEntry};
+use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Role;
 use crate::error::{AppError, AppResult};
 use crate::types::{DisplayName, EmailAddress};
@@ -68,7 +68,7 @@ pub async fn create(client: &impl GenericClient, new: &NewUser, actor: Actor) ->
         )
         .await?;
     let user = User::from_row(&row)?;
-    audit::record(
+    audit_log::record(
         client,
         &AuditEntry::new(Some(user.tenant_id), actor, "user.created")
             .target("user", user.id)
@@ -104,8 +104,11 @@ pub async fn set_password_hash(
         .await?
         .ok_or(AppError::NotFound)?;
     let tenant_id: Uuid = row.try_get(0)?;
-    audit::record(client, &AuditEntry::new(Some(tenant_id), actor, "user.password_changed").target("user", user_id))
-        .await?;
+    audit_log::record(
+        client,
+        &AuditEntry::new(Some(tenant_id), actor, "user.password_changed").target("user", user_id),
+    )
+    .await?;
     Ok(())
 }
 
@@ -207,7 +210,7 @@ pub async fn update(
     if changes.password_hash.is_some() {
         changed.insert("password".into(), json!("changed"));
     }
-    audit::record(
+    audit_log::record(
         client,
         &AuditEntry::new(Some(tenant_id), actor, "user.updated")
             .target("user", user.id)

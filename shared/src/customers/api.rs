@@ -1,45 +1,20 @@
-//! Customers (created by order intake) and `/api/customers`.
+//! `/api/customers`: list and read customers.
 
 use axum::extract::State;
 use axum::http::Method;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Row;
 use tokio_postgres::types::Type;
-use uuid::Uuid;
 
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::http::AppState;
 use crate::http::extract::{IdPath, Query};
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
 use crate::http::routes::ApiRoutes;
+use crate::state::AppState;
 use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Customer {
-    pub id: Uuid,
-    pub email: String,
-    pub full_name: String,
-    pub phone: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-pub const CUSTOMER_COLUMNS: &str = "id, email, full_name, phone, created_at";
-
-impl Customer {
-    pub fn from_row(row: &Row) -> AppResult<Customer> {
-        Ok(Customer {
-            id: row.try_get("id")?,
-            email: row.try_get("email")?,
-            full_name: row.try_get("full_name")?,
-            phone: row.try_get("phone")?,
-            created_at: row.try_get("created_at")?,
-        })
-    }
-}
+use super::{CUSTOMER_COLUMNS, Customer};
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new().route(Method::GET, "/api/customers", Permission::ReadData, list).route(

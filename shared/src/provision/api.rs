@@ -11,14 +11,14 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use crate::audit::{self, Actor, AuditEntry};
+use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::principal::Principal;
 use crate::auth::{Permission, password};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::http::AppState;
 use crate::http::extract::{IdPath, Query};
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
 use crate::http::routes::ApiRoutes;
+use crate::state::AppState;
 use crate::types::DomainName;
 
 pub fn routes() -> ApiRoutes {
@@ -134,7 +134,7 @@ async fn reset_password(
                 .await?
                 .ok_or(AppError::NotFound)?;
             let address: String = row.try_get(0)?;
-            audit::record(
+            audit_log::record(
                 tx,
                 &AuditEntry::new(Some(tenant_id), actor, "mail_account.password_reset")
                     .target("mail_account", id)

@@ -8,15 +8,15 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::{JOB_COLUMNS, JobStatus, JobType, JobView};
-use crate::audit::Actor;
+use crate::audit_log::Actor;
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::http::AppState;
 use crate::http::extract::{IdPath, Query};
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
 use crate::http::routes::ApiRoutes;
+use crate::jobs::{JOB_COLUMNS, JobStatus, JobType, JobView};
+use crate::state::AppState;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
@@ -148,6 +148,6 @@ async fn retry(
     principal: Principal,
     IdPath(id): IdPath,
 ) -> AppResult<(StatusCode, axum::Json<JobDetail>)> {
-    super::engine::retry_dead(&state, principal.tenant_id, id, Actor::User(principal.user_id)).await?;
+    super::retry_dead(&state, principal.tenant_id, id, Actor::User(principal.user_id)).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(load(&state, principal.tenant_id, id).await?)))
 }

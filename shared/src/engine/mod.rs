@@ -1,60 +1,18 @@
-//! The job engine: claim exactly once, run, record the attempt, retry with
+//! The job engine (above the executors in `provision` and the state
+//! machines in `subscriptions`, which it drives): claim exactly once, run, record the attempt, retry with
 //! backoff or go DEAD, rescue expired leases, activate subscriptions.
-
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::state::{JobEvent, backoff};
-use super::{JobStatus, JobType};
-use crate::audit::{self, Actor, AuditEntry};
+use crate::audit_log::{self, Actor, AuditEntry};
 use crate::error::{AppError, AppResult};
-use crate::http::AppState;
-
-/// A job this worker holds the lease on.
-#[derive(Debug, Clone)]
-pub struct ClaimedJob {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub subscription_id: Option<Uuid>,
-    pub job_type: JobType,
-    pub payload: Value,
-    pub attempt: i32,
-    pub max_attempts: i32,
-    pub worker: String,
-}
-
-/// Why an attempt failed. Permanent errors (bad input, a host-key mismatch,
-/// a 4xx from PowerDNS) skip the remaining attempts: retrying cannot help.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobError {
-    pub retryable: bool,
-    pub message: String,
-}
-
-impl JobError {
-    pub fn retryable(message: impl Into<String>) -> JobError {
-        JobError { retryable: true, message: message.into() }
-    }
-
-    pub fn permanent(message: impl Into<String>) -> JobError {
-        JobError { retryable: false, message: message.into() }
-    }
-}
-
-impl From<AppError> for JobError {
-    /// Our own database or Redis trouble is worth retrying.
-    fn from(e: AppError) -> JobError {
-        JobError::retryable(match e {
-            AppError::Internal(inner) => format!("{inner:#}"),
-            other => other.to_string(),
-        })
-    }
-}
+use crate::jobs::state::{JobEvent, backoff};
+use crate::jobs::{ClaimedJob, JobError, JobStatus, JobType};
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
@@ -271,7 +229,7 @@ async fn on_dead(
     job_type: JobType,
     error: &str,
 ) -> AppResult<()> {
-    audit::record(
+    audit_log::record(
         tx,
         &AuditEntry::new(Some(tenant_id), Actor::System, "job.dead")
             .target("job", *job_id)
@@ -407,7 +365,7 @@ pub async fn retry_dead(state: &AppState, tenant_id: Uuid, job_id: Uuid, actor: 
             {
                 crate::subscriptions::retry_provisioning(tx, tenant_id, subscription_id).await?;
             }
-            audit::record(
+            audit_log::record(
                 tx,
                 &AuditEntry::new(Some(tenant_id), actor, "job.retried")
                     .target("job", job_id)
@@ -422,13 +380,5 @@ pub async fn retry_dead(state: &AppState, tenant_id: Uuid, job_id: Uuid, actor: 
     Ok(())
 }
 
-/// Settings of the engine (see `Config::jobs`).
-#[derive(Debug, Clone)]
-pub struct JobSettings {
-    pub lease: Duration,
-    pub retry_base: Duration,
-    pub retry_cap: Duration,
-    pub max_attempts: i32,
-    pub sweep_interval: Duration,
-    pub worker_grace: Duration,
-}
+pub mod api;
+pub mod pool;

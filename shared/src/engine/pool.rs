@@ -10,8 +10,8 @@ use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::engine::{run_job, sweep};
-use crate::http::AppState;
+use super::{run_job, sweep};
+use crate::state::AppState;
 
 /// How long one BRPOP waits: also how fast a worker notices shutdown.
 const POP_TIMEOUT_SECS: f64 = 1.0;

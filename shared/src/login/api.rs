@@ -4,14 +4,15 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::Permission;
-use super::principal::Principal;
-use super::sessions::{self, TokenPair};
+use crate::auth::Permission;
+use crate::auth::client::ClientMeta;
+use crate::auth::principal::Principal;
+use crate::auth::sessions::{self, TokenPair};
 use crate::error::AppResult;
-use crate::http::AppState;
-use crate::http::extract::{ClientMeta, Json};
+use crate::http::extract::Json;
 use crate::http::routes::ApiRoutes;
 use crate::secrets::Secret;
+use crate::state::AppState;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
@@ -32,7 +33,7 @@ async fn login(
     meta: ClientMeta,
     Json(body): Json<LoginBody>,
 ) -> AppResult<axum::Json<TokenPair>> {
-    let pair = sessions::login(&state, &body.email, Secret::new(body.password), &meta).await?;
+    let pair = sessions::login(state.sessions(), &body.email, Secret::new(body.password), &meta).await?;
     Ok(axum::Json(pair))
 }
 
@@ -47,17 +48,18 @@ async fn refresh(
     meta: ClientMeta,
     Json(body): Json<RefreshBody>,
 ) -> AppResult<axum::Json<TokenPair>> {
-    let pair = sessions::refresh(&state, &body.refresh_token, &meta).await?;
+    let pair = sessions::refresh(state.sessions(), &body.refresh_token, &meta).await?;
     Ok(axum::Json(pair))
 }
 
 async fn logout(State(state): State<AppState>, principal: Principal, meta: ClientMeta) -> AppResult<StatusCode> {
-    sessions::logout(&state, principal.user_id, principal.home_tenant_id, principal.session_id, &meta).await?;
+    sessions::logout(state.sessions(), principal.user_id, principal.home_tenant_id, principal.session_id, &meta)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn me(State(state): State<AppState>, principal: Principal) -> AppResult<axum::Json<Me>> {
-    let user = sessions::me(&state, principal.user_id).await?;
+    let user = sessions::me(state.sessions(), principal.user_id).await?;
     Ok(axum::Json(Me { user }))
 }
 

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document served at `GET /api/openapi.json`.
 //!
-//! Operations are built from the route table itself ([`super::all_routes`]):
+//! Operations are built from the route table itself (`app::all_routes`):
 //! its method, path and permission decide the security requirement and the
 //! 401/403/429 answers; [`ROUTE_DOCS`] adds what the table cannot know (summary,
 //! query parameters, body, success answer). Response schemas are derived
@@ -8,10 +8,6 @@
 //! read with the `Fields` reader (for field-level 422s) are described by the
 //! structs in [`bodies`], whose field names tests compare with the handlers'.
 
-use std::sync::OnceLock;
-
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -19,9 +15,9 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, SchemaT
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, KnownFormat, Ref, RefOr, Required, ResponseBuilder, Schema};
 
-use super::routes::{Limited, RouteSpec};
 use crate::auth::Permission;
 use crate::error::PROBLEM_JSON;
+use crate::http::routes::{Limited, RouteSpec};
 
 pub const PATH: &str = "/api/openapi.json";
 
@@ -87,7 +83,7 @@ const fn with_query(mut d: RouteDoc, summary: &'static str, query: &'static [Que
 use QueryParam::{RequiredText, Text, Time, Uuid as UuidParam};
 use Reply::{Empty, Json};
 
-/// One entry per route of [`super::all_routes`]; a test fails when a route has none.
+/// One entry per route of `app::all_routes`; a test fails when a route has none.
 pub const ROUTE_DOCS: &[RouteDoc] = &[
     doc("GET", "/api/health", "health", "health", "The process answers", None, Json(200, "HealthStatus")),
     doc("GET", "/api/ready", "ready", "health", "PostgreSQL and Redis answer too", None, Json(200, "HealthStatus")),
@@ -538,10 +534,10 @@ pub mod bodies {
     components(schemas(
         crate::error::Problem,
         crate::error::FieldError,
-        super::health::HealthStatus,
-        crate::auth::api::LoginBody,
-        crate::auth::api::RefreshBody,
-        crate::auth::api::Me,
+        crate::http::health::HealthStatus,
+        crate::login::api::LoginBody,
+        crate::login::api::RefreshBody,
+        crate::login::api::Me,
         crate::auth::sessions::TokenPair,
         crate::catalog::public::Listing,
         crate::catalog::Product,
@@ -553,16 +549,16 @@ pub mod bodies {
         crate::users::api::NewUserBody,
         crate::users::api::UserChangesBody,
         crate::customers::Customer,
-        crate::customers::CustomerDetail,
+        crate::customers::api::CustomerDetail,
         crate::subscriptions::SubscriptionView,
         crate::subscriptions::api::SubscriptionDetail,
         crate::subscriptions::api::ActionAccepted,
         crate::subscriptions::events::BillingEventOutcome,
         crate::jobs::JobView,
-        crate::jobs::api::JobDetail,
+        crate::engine::api::JobDetail,
         crate::servers::ServerView,
-        crate::provision::mail_api::MailAccount,
-        crate::provision::mail_api::PasswordReset,
+        crate::provision::api::MailAccount,
+        crate::provision::api::PasswordReset,
         crate::tenants::Tenant,
         crate::tenants::api::NewTenantBody,
         crate::audit::api::AuditLog,
@@ -579,25 +575,13 @@ pub mod bodies {
 )]
 struct ApiDoc;
 
-/// The document, built once per process.
-pub fn document() -> &'static utoipa::openapi::OpenApi {
-    static DOCUMENT: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOCUMENT.get_or_init(build)
-}
-
-/// `GET /api/openapi.json`.
-pub async fn serve() -> Response {
-    static BODY: OnceLock<Vec<u8>> = OnceLock::new();
-    let body = BODY.get_or_init(|| serde_json::to_vec(document()).unwrap_or_default());
-    ([(header::CONTENT_TYPE, "application/json")], body.as_slice()).into_response()
-}
-
 /// The entry of a route, if it has one.
 pub fn route_doc(spec: &RouteSpec) -> Option<&'static RouteDoc> {
     ROUTE_DOCS.iter().find(|d| d.method == spec.method.as_str() && d.path == spec.path)
 }
 
-fn build() -> utoipa::openapi::OpenApi {
+/// The document for a route table (the app passes every route it serves).
+pub fn build(routes: &[RouteSpec]) -> utoipa::openapi::OpenApi {
     let mut api = ApiDoc::openapi();
     if let Some(components) = api.components.as_mut() {
         components.add_security_scheme(
@@ -607,7 +591,7 @@ fn build() -> utoipa::openapi::OpenApi {
         // The document itself is any OpenAPI object; described loosely on purpose.
         components.schemas.insert("OpenApiDocument".into(), ObjectBuilder::new().into());
     }
-    for spec in super::all_routes().specs() {
+    for spec in routes {
         // A route without an entry is left out here and fails the coverage test.
         let Some(doc) = route_doc(spec) else { continue };
         let method = match doc.method {
@@ -725,8 +709,8 @@ fn operation(spec: &RouteSpec, doc: &RouteDoc) -> utoipa::openapi::path::Operati
         let limit = ObjectBuilder::new()
             .schema_type(SchemaType::new(Type::Integer))
             .minimum(Some(1))
-            .maximum(Some(super::pagination::MAX_LIMIT))
-            .default(Some(super::pagination::DEFAULT_LIMIT.into()));
+            .maximum(Some(crate::http::pagination::MAX_LIMIT))
+            .default(Some(crate::http::pagination::DEFAULT_LIMIT.into()));
         op = op.parameter(query_parameter("limit", "Page size", limit.into(), false)).parameter(query_parameter(
             "cursor",
             "The nextCursor of the previous page",
@@ -816,7 +800,7 @@ mod tests {
     use super::*;
 
     fn document_json() -> Value {
-        serde_json::to_value(document()).unwrap()
+        serde_json::to_value(crate::app::openapi_document()).unwrap()
     }
 
     #[test]
@@ -826,7 +810,7 @@ mod tests {
 
     #[test]
     fn every_route_has_an_entry_and_every_entry_a_route() {
-        let routes = super::super::all_routes();
+        let routes = crate::app::all_routes();
         let missing: Vec<String> = routes
             .specs()
             .iter()
@@ -884,7 +868,7 @@ mod tests {
     #[test]
     fn security_follows_the_route_permission() {
         let doc = document_json();
-        for spec in super::super::all_routes().specs() {
+        for spec in crate::app::all_routes().specs() {
             let operation = &doc["paths"][spec.path][spec.method.as_str().to_lowercase()];
             let secured = operation["security"].as_array().is_some_and(|s| !s.is_empty());
             assert_eq!(secured, spec.permission != Permission::Public, "{} {}", spec.method, spec.path);
@@ -948,7 +932,7 @@ mod tests {
             assert_eq!(properties(&doc, schema), names(&crate::catalog::api::PRICE_FIELDS), "{schema}");
         }
         for schema in ["ServerInput", "ServerChanges"] {
-            assert_eq!(properties(&doc, schema), names(&crate::servers::FIELDS), "{schema}");
+            assert_eq!(properties(&doc, schema), names(&crate::servers::api::FIELDS), "{schema}");
         }
         assert_eq!(properties(&doc, "OrderInput"), names(&crate::orders::ORDER_FIELDS));
         assert_eq!(properties(&doc, "BillingEventInput"), names(&crate::subscriptions::events::EVENT_FIELDS));

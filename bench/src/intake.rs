@@ -190,10 +190,11 @@ async fn pgbench(db: &BenchDb, script: &std::path::Path, orders: usize, clients:
 }
 
 /// The intake's statements with the demo tenant's ids filled in: the replay
-/// check, tenant and price lookups, then one transaction with the advisory
-/// lock, the replay and duplicate checks, customer, order, subscription,
-/// domain, three jobs, the audit entry and the delivery record; then the
-/// dispatch bookkeeping. Each transaction uses a new key from a sequence.
+/// check, then one transaction (the signed-webhook pipeline's lock on the
+/// webhook id and replay check, the tenant and price lookups, the order's
+/// lock and duplicate check, customer, order, subscription, domain, three
+/// jobs, the audit entry and the delivery record); then the dispatch
+/// bookkeeping. Each transaction uses a new key from a sequence.
 async fn pgbench_script(client: &tokio_postgres::Client) -> Result<String> {
     let row = client
         .query_one(
@@ -211,13 +212,14 @@ async fn pgbench_script(client: &tokio_postgres::Client) -> Result<String> {
     Ok(format!(
         r#"SELECT nextval('bench_pgbench_seq') AS k \gset
 SELECT response_body FROM webhook_deliveries WHERE source = 'ORDERS' AND webhook_id = 'pgb_' || :k;
+BEGIN;
+SELECT pg_advisory_xact_lock(hashtextextended('ORDERS' || ':' || 'pgb_' || :k, 0));
+SELECT response_body FROM webhook_deliveries WHERE source = 'ORDERS' AND webhook_id = 'pgb_' || :k;
 SELECT id FROM tenants WHERE lower(slug) = lower('{slug}') AND status = 'ACTIVE';
 SELECT pr.id, p.id, pr.amount_cents, pr.currency, pr.interval, p.type, COALESCE((p.limits->>'emails')::bigint, 0)
   FROM prices pr JOIN products p ON p.id = pr.product_id AND p.tenant_id = pr.tenant_id
   WHERE pr.tenant_id = '{tenant}' AND lower(pr.slug) = lower('starter-monthly') AND pr.is_active AND p.is_active;
-BEGIN;
 SELECT pg_advisory_xact_lock(hashtextextended('{tenant}' || ':' || 'pgb-' || :k, 0));
-SELECT response_body FROM webhook_deliveries WHERE source = 'ORDERS' AND webhook_id = 'pgb_' || :k;
 SELECT id, request_hash FROM orders WHERE tenant_id = '{tenant}' AND external_order_id = 'pgb-' || :k;
 INSERT INTO customers (tenant_id, email, full_name, phone) VALUES ('{tenant}', 'p' || :k || '@example.org', 'Bench Customer', '+15550100')
   ON CONFLICT (tenant_id, lower(email)) DO NOTHING RETURNING id AS customer_id \gset

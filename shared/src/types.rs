@@ -194,6 +194,30 @@ impl Phone {
     }
 }
 
+/// A closed set of upper-case names (roles, statuses, types). The names and
+/// the list of variants come from strum's derives on the enum; this adds the
+/// `as_str` every caller uses and a parse whose error lists the names.
+pub trait Named: Copy + 'static + strum::VariantArray + Into<&'static str> {
+    fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Every variant, in declaration order.
+    fn all() -> &'static [Self] {
+        Self::VARIANTS
+    }
+
+    /// The variant named exactly `raw` (case included), else "must be one of …".
+    fn from_name(raw: &str) -> Result<Self, String> {
+        Self::VARIANTS.iter().copied().find(|v| v.as_str() == raw).ok_or_else(|| {
+            let names: Vec<&str> = Self::VARIANTS.iter().map(|v| v.as_str()).collect();
+            format!("must be one of {}", names.join(", "))
+        })
+    }
+}
+
+impl<T: Copy + 'static + strum::VariantArray + Into<&'static str>> Named for T {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use mpanel::auth::Role;
 use mpanel::config::Env;
+use mpanel::types::Named;
 use serde_json::{Value, json};
 
 use crate::TestApp;
@@ -15,7 +16,7 @@ pub async fn placeholders(app: &TestApp) -> HashMap<String, String> {
     let tenant = app.create_tenant("acme").await;
     app.catalog_price(tenant, "starter", "SHARED_HOSTING", json!({"emails": 1}), 999).await;
     let mut values = HashMap::new();
-    for role in Role::ALL {
+    for &role in Role::all() {
         let user = app.create_user(tenant, role).await;
         let name = role.as_str();
         let session = app.login(&user).await;

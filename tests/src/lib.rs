@@ -16,6 +16,7 @@ use axum::body::Body;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use mpanel::config::{Env, Needs};
+use mpanel::types::Named;
 use mpanel::{AppState, Config};
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;

@@ -5,6 +5,7 @@
 use http::{Method, StatusCode};
 use mpanel::app::all_routes;
 use mpanel::auth::{Permission, Role};
+use mpanel::types::Named;
 use mpanel_tests::{request, spawn_app_with};
 use serde_json::json;
 
@@ -32,7 +33,7 @@ async fn every_route_answers_each_role_as_the_table_says() {
     .await;
     let tenant = app.create_tenant("acme").await;
     let mut users = Vec::new();
-    for role in Role::ALL {
+    for &role in Role::all() {
         users.push(app.create_user(tenant, role).await);
     }
 

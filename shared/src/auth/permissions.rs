@@ -46,6 +46,7 @@ impl Permission {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Named;
 
     /// The contract's table, transcribed row by row
     /// (READ_ONLY, SUPPORT, BILLING, ADMIN, SUPER_ADMIN).
@@ -64,7 +65,7 @@ mod tests {
             (Permission::ManageTenants, [false, false, false, false, true]),
         ];
         for (permission, expected) in table {
-            for (role, allowed) in Role::ALL.into_iter().zip(expected) {
+            for (role, allowed) in Role::all().iter().copied().zip(expected) {
                 assert_eq!(permission.allows(role), allowed, "{permission:?} for {role}");
             }
         }

@@ -19,6 +19,7 @@ use crate::error::{AppError, AppResult};
 use crate::ratelimit::{Limit, RateLimiter};
 use crate::secrets::Secret;
 use crate::types::EmailAddress;
+use crate::types::Named;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -68,7 +69,7 @@ async fn login_row(
             id: row.try_get(0)?,
             email: row.try_get(1)?,
             display_name: row.try_get(2)?,
-            role: role.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?,
+            role: Role::from_name(&role).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?,
             tenant_id: row.try_get(4)?,
         },
         password_hash: row.try_get(5)?,

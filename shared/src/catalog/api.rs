@@ -23,6 +23,7 @@ use crate::http::fields::Fields;
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
 use crate::http::routes::{ApiRoutes, Limited};
 use crate::state::AppState;
+use crate::types::Named;
 use crate::types::{DisplayName, Slug};
 
 pub fn routes() -> ApiRoutes {
@@ -84,7 +85,7 @@ async fn list(
         .product_type
         .as_deref()
         .filter(|t| !t.is_empty())
-        .and_then(|t| t.parse::<ProductType>().map_err(|e| errors.push(FieldError::new("type", e))).ok());
+        .and_then(|t| ProductType::from_name(t).map_err(|e| errors.push(FieldError::new("type", e))).ok());
     let active = match filters.active.as_deref() {
         None | Some("") => None,
         Some("true") => Some(true),
@@ -179,7 +180,7 @@ async fn create(
     let mut f = Fields::new(&body)?;
     let name = f.string("name").and_then(|raw| f.parse("name", Some(raw), parse_name));
     let slug = f.string("slug").and_then(|raw| f.parse("slug", Some(raw), parse_slug));
-    let product_type = f.string("type").and_then(|raw| f.parse("type", Some(raw), |s| s.parse::<ProductType>()));
+    let product_type = f.string("type").and_then(|raw| f.parse("type", Some(raw), ProductType::from_name));
     let description =
         f.opt_string("description").flatten().and_then(|raw| f.parse("description", Some(raw), parse_description));
     let limits = match f.raw("limits") {
@@ -297,7 +298,7 @@ async fn patch(
         changes.push(assign("slug", "slug", v, Type::TEXT));
     }
     if f.has("type")
-        && let Some(v) = f.string("type").and_then(|raw| f.parse("type", Some(raw), |s| s.parse::<ProductType>()))
+        && let Some(v) = f.string("type").and_then(|raw| f.parse("type", Some(raw), ProductType::from_name))
     {
         changes.push(assign("type", "type", v.as_str().to_string(), Type::TEXT));
     }
@@ -359,7 +360,7 @@ async fn create_price(
     let mut f = Fields::new(&body)?;
     let name = f.string("name").and_then(|raw| f.parse("name", Some(raw), parse_name));
     let slug = f.string("slug").and_then(|raw| f.parse("slug", Some(raw), parse_slug));
-    let interval = f.string("interval").and_then(|raw| f.parse("interval", Some(raw), |s| s.parse::<Interval>()));
+    let interval = f.string("interval").and_then(|raw| f.parse("interval", Some(raw), Interval::from_name));
     let amount = f.int("amountCents").and_then(|n| f.check("amountCents", parse_amount(n)));
     let currency = f.string("currency").and_then(|raw| f.parse("currency", Some(raw), Currency::parse));
     let is_popular = f.opt_bool("isPopular").unwrap_or(false);
@@ -438,7 +439,7 @@ async fn patch_price(
         changes.push(assign("slug", "slug", v, Type::TEXT));
     }
     if f.has("interval")
-        && let Some(v) = f.string("interval").and_then(|raw| f.parse("interval", Some(raw), |s| s.parse::<Interval>()))
+        && let Some(v) = f.string("interval").and_then(|raw| f.parse("interval", Some(raw), Interval::from_name))
     {
         changes.push(assign("interval", "interval", v.as_str().to_string(), Type::TEXT));
     }

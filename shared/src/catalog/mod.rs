@@ -4,7 +4,6 @@ pub mod api;
 pub mod public;
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Months, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,8 +13,22 @@ use uuid::Uuid;
 
 use crate::error::AppResult;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumString,
+    strum::Display,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum ProductType {
     SharedHosting,
     Vps,
@@ -24,33 +37,22 @@ pub enum ProductType {
     Addon,
 }
 
-impl ProductType {
-    pub const ALL: [ProductType; 5] =
-        [ProductType::SharedHosting, ProductType::Vps, ProductType::Email, ProductType::Dns, ProductType::Addon];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProductType::SharedHosting => "SHARED_HOSTING",
-            ProductType::Vps => "VPS",
-            ProductType::Email => "EMAIL",
-            ProductType::Dns => "DNS",
-            ProductType::Addon => "ADDON",
-        }
-    }
-}
-
-impl FromStr for ProductType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        ProductType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| "must be one of SHARED_HOSTING, VPS, EMAIL, DNS, ADDON".into())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumString,
+    strum::Display,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum Interval {
     Monthly,
     Quarterly,
@@ -62,28 +64,6 @@ pub enum Interval {
 }
 
 impl Interval {
-    pub const ALL: [Interval; 7] = [
-        Interval::Monthly,
-        Interval::Quarterly,
-        Interval::SemiAnnually,
-        Interval::Yearly,
-        Interval::Biennially,
-        Interval::Triennially,
-        Interval::OneTime,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Interval::Monthly => "MONTHLY",
-            Interval::Quarterly => "QUARTERLY",
-            Interval::SemiAnnually => "SEMI_ANNUALLY",
-            Interval::Yearly => "YEARLY",
-            Interval::Biennially => "BIENNIALLY",
-            Interval::Triennially => "TRIENNIALLY",
-            Interval::OneTime => "ONE_TIME",
-        }
-    }
-
     /// Billing period length; `None` for one-time purchases.
     pub fn months(self) -> Option<u32> {
         match self {
@@ -100,15 +80,6 @@ impl Interval {
     /// End of a period starting at `start` (calendar months, clamped to month ends).
     pub fn period_end(self, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.months().and_then(|m| start.checked_add_months(Months::new(m)))
-    }
-}
-
-impl FromStr for Interval {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Interval::ALL.into_iter().find(|i| i.as_str() == s).ok_or_else(|| {
-            "must be one of MONTHLY, QUARTERLY, SEMI_ANNUALLY, YEARLY, BIENNIALLY, TRIENNIALLY, ONE_TIME".into()
-        })
     }
 }
 
@@ -239,17 +210,18 @@ impl Product {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Named;
     use chrono::TimeZone;
     use serde_json::json;
 
     #[test]
     fn enums_parse_exactly() {
-        for t in ProductType::ALL {
-            assert_eq!(t.as_str().parse::<ProductType>().unwrap(), t);
+        for &t in ProductType::all() {
+            assert_eq!(ProductType::from_name(t.as_str()).unwrap(), t);
         }
         assert!("shared_hosting".parse::<ProductType>().is_err());
-        for i in Interval::ALL {
-            assert_eq!(i.as_str().parse::<Interval>().unwrap(), i);
+        for &i in Interval::all() {
+            assert_eq!(Interval::from_name(i.as_str()).unwrap(), i);
         }
         assert!("WEEKLY".parse::<Interval>().is_err());
     }

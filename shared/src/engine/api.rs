@@ -17,6 +17,7 @@ use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_e
 use crate::http::routes::ApiRoutes;
 use crate::jobs::{JOB_COLUMNS, JobStatus, JobType, JobView};
 use crate::state::AppState;
+use crate::types::Named;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
@@ -47,12 +48,12 @@ async fn list(
         .status
         .as_deref()
         .filter(|s| !s.is_empty())
-        .and_then(|s| s.parse::<JobStatus>().map_err(|e| errors.push(FieldError::new("status", e))).ok());
+        .and_then(|s| JobStatus::from_name(s).map_err(|e| errors.push(FieldError::new("status", e))).ok());
     let job_type = filters
         .job_type
         .as_deref()
         .filter(|s| !s.is_empty())
-        .and_then(|s| s.parse::<JobType>().map_err(|e| errors.push(FieldError::new("type", e))).ok());
+        .and_then(|s| JobType::from_name(s).map_err(|e| errors.push(FieldError::new("type", e))).ok());
     let subscription_id = match filters.subscription_id.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(raw) => {

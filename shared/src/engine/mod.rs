@@ -13,6 +13,7 @@ use crate::error::{AppError, AppResult};
 use crate::jobs::state::{JobEvent, backoff};
 use crate::jobs::{ClaimedJob, JobError, JobStatus, JobType};
 use crate::state::AppState;
+use crate::types::Named;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
@@ -64,7 +65,7 @@ pub async fn claim(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<Op
                 id: job_id,
                 tenant_id: row.try_get(0)?,
                 subscription_id: row.try_get(1)?,
-                job_type: job_type.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?,
+                job_type: JobType::from_name(&job_type).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?,
                 payload: row.try_get(3)?,
                 attempt: row.try_get(4)?,
                 max_attempts: row.try_get(5)?,
@@ -277,7 +278,7 @@ pub async fn rescue_expired(state: &AppState) -> AppResult<(u64, u64)> {
                 let tenant_id: Uuid = row.try_get(1)?;
                 let subscription_id: Option<Uuid> = row.try_get(2)?;
                 let job_type: String = row.try_get(3)?;
-                let job_type: JobType = job_type.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?;
+                let job_type = JobType::from_name(&job_type).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
                 let attempts: i32 = row.try_get(4)?;
                 let max_attempts: i32 = row.try_get(5)?;
                 let next = JobStatus::Running
@@ -346,7 +347,7 @@ pub async fn retry_dead(state: &AppState, tenant_id: Uuid, job_id: Uuid, actor: 
                 .await?
                 .ok_or(AppError::NotFound)?;
             let status: String = row.try_get(0)?;
-            let status: JobStatus = status.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?;
+            let status = JobStatus::from_name(&status).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
             let subscription_id: Option<Uuid> = row.try_get(1)?;
             let job_type: String = row.try_get(2)?;
             let next = status.transition(JobEvent::Retry).map_err(|_| AppError::Conflict {

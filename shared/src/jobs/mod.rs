@@ -6,8 +6,6 @@ pub mod state;
 
 pub use claimed::{ClaimedJob, JobError};
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Row;
@@ -15,8 +13,21 @@ use uuid::Uuid;
 
 use crate::error::AppResult;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumString,
+    strum::Display,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobType {
     ProvisionDns,
     ProvisionHosting,
@@ -27,75 +38,33 @@ pub enum JobType {
 }
 
 impl JobType {
-    pub const ALL: [JobType; 6] = [
-        JobType::ProvisionDns,
-        JobType::ProvisionHosting,
-        JobType::ProvisionMail,
-        JobType::SuspendService,
-        JobType::UnsuspendService,
-        JobType::TerminateService,
-    ];
-
     /// Jobs whose success (all of them) activates a subscription.
     pub fn is_provisioning(self) -> bool {
         matches!(self, JobType::ProvisionDns | JobType::ProvisionHosting | JobType::ProvisionMail)
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobType::ProvisionDns => "PROVISION_DNS",
-            JobType::ProvisionHosting => "PROVISION_HOSTING",
-            JobType::ProvisionMail => "PROVISION_MAIL",
-            JobType::SuspendService => "SUSPEND_SERVICE",
-            JobType::UnsuspendService => "UNSUSPEND_SERVICE",
-            JobType::TerminateService => "TERMINATE_SERVICE",
-        }
-    }
 }
 
-impl FromStr for JobType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        JobType::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
-            "must be one of PROVISION_DNS, PROVISION_HOSTING, PROVISION_MAIL, SUSPEND_SERVICE, UNSUSPEND_SERVICE, TERMINATE_SERVICE"
-                .into()
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumString,
+    strum::Display,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
     Pending,
     Running,
     Retrying,
     Succeeded,
     Dead,
-}
-
-impl JobStatus {
-    pub const ALL: [JobStatus; 5] =
-        [JobStatus::Pending, JobStatus::Running, JobStatus::Retrying, JobStatus::Succeeded, JobStatus::Dead];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Pending => "PENDING",
-            JobStatus::Running => "RUNNING",
-            JobStatus::Retrying => "RETRYING",
-            JobStatus::Succeeded => "SUCCEEDED",
-            JobStatus::Dead => "DEAD",
-        }
-    }
-}
-
-impl FromStr for JobStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| "must be one of PENDING, RUNNING, RETRYING, SUCCEEDED, DEAD".into())
-    }
 }
 
 /// A job as the admin API shows it.

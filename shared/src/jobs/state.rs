@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use super::JobStatus;
+use crate::types::Named;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobEvent {
@@ -53,7 +54,7 @@ impl JobStatus {
     /// Statuses from which `event` is allowed (used to build the SQL guards,
     /// so the queries and the machine cannot disagree).
     pub fn accepting(event: JobEvent) -> Vec<&'static str> {
-        JobStatus::ALL.into_iter().filter(|s| s.transition(event).is_ok()).map(JobStatus::as_str).collect()
+        JobStatus::all().iter().copied().filter(|s| s.transition(event).is_ok()).map(JobStatus::as_str).collect()
     }
 }
 

@@ -19,6 +19,7 @@ use crate::error::{AppError, AppResult, FieldError};
 use crate::http::fields::Fields;
 use crate::http::webhook::{Applied, Delivery, SignedWebhook};
 use crate::jobs::JobType;
+use crate::types::Named;
 use crate::types::{DisplayName, DomainName, EmailAddress, Phone, Slug};
 
 /// Largest `metadata` object accepted, serialized.
@@ -222,8 +223,8 @@ async fn load_price(client: &impl GenericClient, tenant_id: Uuid, order: &OrderR
         product_id: row.try_get(1)?,
         amount_cents: row.try_get(2)?,
         currency: row.try_get(3)?,
-        interval: interval.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?,
-        product_type: product_type.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?,
+        interval: Interval::from_name(&interval).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?,
+        product_type: ProductType::from_name(&product_type).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?,
         emails: row.try_get(6)?,
     };
     let mut errors = Vec::new();

@@ -19,6 +19,7 @@ use crate::jobs::JobType;
 use crate::jobs::{ClaimedJob, JobError};
 use crate::state::AppState;
 use crate::types::DomainName;
+use crate::types::Named;
 
 pub async fn execute(state: &AppState, job: &ClaimedJob) -> Result<(), JobError> {
     match job.job_type {
@@ -64,7 +65,7 @@ pub async fn load_target(state: &AppState, job: &ClaimedJob) -> Result<Target, J
         subscription_id,
         domain_id: row.try_get(0).map_err(AppError::from)?,
         domain: DomainName::parse(&name).map_err(|e| JobError::permanent(format!("stored domain {name:?} {e}")))?,
-        product_type: product_type.parse().map_err(JobError::permanent)?,
+        product_type: ProductType::from_name(&product_type).map_err(JobError::permanent)?,
         limits: row.try_get(3).map_err(AppError::from)?,
     })
 }

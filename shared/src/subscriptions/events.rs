@@ -35,6 +35,7 @@ use crate::http::fields::Fields;
 use crate::http::routes::{ApiRoutes, Limited};
 use crate::http::webhook::{self, Applied, Delivery, SignedWebhook};
 use crate::state::AppState;
+use crate::types::Named;
 use crate::types::Slug;
 
 pub fn routes() -> ApiRoutes {
@@ -171,7 +172,7 @@ async fn apply_event(
     .ok_or(AppError::NotFound)?;
     let subscription_id: Uuid = row.try_get(0)?;
     let interval: String = row.try_get(1)?;
-    let interval: Interval = interval.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?;
+    let interval = Interval::from_name(&interval).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
     let period_end: Option<DateTime<Utc>> = row.try_get(2)?;
     let suspended_for: Option<String> = row.try_get(3)?;
     let status = lock_status(tx, tenant_id, subscription_id).await?;

@@ -13,6 +13,7 @@ use crate::error::{AppError, AppResult};
 use crate::jobs::JobType;
 use crate::state::AppState;
 use crate::types::DomainName;
+use crate::types::Named;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

@@ -13,6 +13,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::error::AppResult;
+use crate::types::Named;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -80,7 +81,7 @@ pub(crate) async fn lock_status(
         .await?
         .ok_or(AppError::NotFound)?;
     let status: String = row.try_get(0)?;
-    status.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))
+    SubscriptionStatus::from_name(&status).map_err(|e| AppError::internal(anyhow::anyhow!(e)))
 }
 
 async fn set_status(

@@ -1,15 +1,26 @@
 //! The subscription state machine: one transition function, so no handler
 //! or job decides on its own which status follows which.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::Serialize;
 
 use crate::error::AppError;
+use crate::types::Named;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumString,
+    strum::Display,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum SubscriptionStatus {
     Pending,
     Active,
@@ -32,24 +43,6 @@ pub enum SubscriptionEvent {
 }
 
 impl SubscriptionStatus {
-    pub const ALL: [SubscriptionStatus; 5] = [
-        SubscriptionStatus::Pending,
-        SubscriptionStatus::Active,
-        SubscriptionStatus::ProvisioningFailed,
-        SubscriptionStatus::Suspended,
-        SubscriptionStatus::Terminated,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubscriptionStatus::Pending => "PENDING",
-            SubscriptionStatus::Active => "ACTIVE",
-            SubscriptionStatus::ProvisioningFailed => "PROVISIONING_FAILED",
-            SubscriptionStatus::Suspended => "SUSPENDED",
-            SubscriptionStatus::Terminated => "TERMINATED",
-        }
-    }
-
     /// The status after `event`, or an error naming both when not allowed.
     pub fn transition(self, event: SubscriptionEvent) -> Result<SubscriptionStatus, InvalidTransition> {
         use SubscriptionEvent as E;
@@ -66,22 +59,6 @@ impl SubscriptionStatus {
     }
 }
 
-impl fmt::Display for SubscriptionStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SubscriptionStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        SubscriptionStatus::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| format!("unknown subscription status {s:?}"))
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("cannot {event:?} a subscription that is {from}")]
 pub struct InvalidTransition {
@@ -92,7 +69,11 @@ pub struct InvalidTransition {
 impl SubscriptionEvent {
     /// The statuses this event is allowed from, and where it leads.
     pub fn allowed(self) -> Vec<(SubscriptionStatus, SubscriptionStatus)> {
-        SubscriptionStatus::ALL.into_iter().filter_map(|from| from.transition(self).ok().map(|to| (from, to))).collect()
+        SubscriptionStatus::all()
+            .iter()
+            .copied()
+            .filter_map(|from| from.transition(self).ok().map(|to| (from, to)))
+            .collect()
     }
 }
 
@@ -145,7 +126,7 @@ mod tests {
             (S::ProvisioningFailed, E::Terminate),
         ];
         let events = [E::Activate, E::ProvisioningFailed, E::RetryProvisioning, E::Suspend, E::Unsuspend, E::Terminate];
-        for from in S::ALL {
+        for &from in S::all() {
             for event in events {
                 if !allowed.contains(&(from, event)) {
                     assert!(from.transition(event).is_err(), "{from} + {event:?}");

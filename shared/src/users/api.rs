@@ -16,6 +16,7 @@ use crate::http::pagination::{Page, PageParams, PageRequest, Position};
 use crate::http::routes::ApiRoutes;
 use crate::secrets::Secret;
 use crate::state::AppState;
+use crate::types::Named;
 use crate::types::{DisplayName, EmailAddress};
 
 pub fn routes() -> ApiRoutes {
@@ -58,7 +59,7 @@ async fn create(
 ) -> AppResult<(StatusCode, axum::Json<User>)> {
     let mut errors = Vec::new();
     let email = EmailAddress::parse(&body.email).map_err(|e| errors.push(FieldError::new("email", e))).ok();
-    let role = body.role.parse::<Role>().map_err(|e| errors.push(FieldError::new("role", e))).ok();
+    let role = Role::from_name(&body.role).map_err(|e| errors.push(FieldError::new("role", e))).ok();
     let display_name = match body.display_name.as_deref() {
         None => None,
         Some(raw) => DisplayName::parse(raw).map_err(|e| errors.push(FieldError::new("displayName", e))).ok(),
@@ -121,7 +122,7 @@ async fn patch(
         });
     }
     if let Some(raw) = body.role.as_deref() {
-        changes.role = raw.parse::<Role>().map_err(|e| errors.push(FieldError::new("role", e))).ok();
+        changes.role = Role::from_name(raw).map_err(|e| errors.push(FieldError::new("role", e))).ok();
     }
     if let Some(raw) = body.status.as_deref() {
         changes.active = match raw {
@@ -174,8 +175,8 @@ async fn apply(state: &AppState, principal: &Principal, id: uuid::Uuid, changes:
                 )
                 .await?
                 .ok_or(AppError::NotFound)?;
-            let current: Role =
-                locked.try_get::<_, String>(0)?.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!(e)))?;
+            let current: Role = Role::from_name(&locked.try_get::<_, String>(0)?)
+                .map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
             if current > principal.role || changes.role.is_some_and(|r| r > principal.role) {
                 return Err(above_own_role());
             }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Role;
 use crate::error::{AppError, AppResult};
+use crate::types::Named;
 use crate::types::{DisplayName, EmailAddress};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -32,7 +33,8 @@ impl User {
             tenant_id: row.try_get("tenant_id")?,
             email: row.try_get("email")?,
             display_name: row.try_get("display_name")?,
-            role: role.parse().map_err(|e: String| AppError::internal(anyhow::anyhow!("stored role {role:?}: {e}")))?,
+            role: Role::from_name(&role)
+                .map_err(|e| AppError::internal(anyhow::anyhow!("stored role {role:?}: {e}")))?,
             status: row.try_get("status")?,
             created_at: row.try_get("created_at")?,
         })

@@ -94,5 +94,10 @@ async fn serve_answers_health_and_logs_json() {
         "no log line carries the request id {request_id}:\n{stderr}"
     );
 
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).await.expect("drop db");
+    // Best effort: an autovacuum worker on the new database can make FORCE
+    // refuse a non-superuser (42501); ./scripts/test drops every leftover
+    // mpanel_test_* database before the next run.
+    if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).await {
+        eprintln!("leaving {db_name} for the next run's cleanup: {e}");
+    }
 }

@@ -105,146 +105,32 @@ impl Config {
         Config::load(&process_env(), needs).await
     }
 
+    /// Reads every section this process needs; each error names its variable.
     pub async fn load(env: &Env, needs: Needs) -> Result<Config, ConfigError> {
         // The AWS SDK is only set up when something needs it, so a process
         // that uses no AWS service never looks for credentials or a region.
         let uses_aws = needs.sqs || env.iter().any(|(k, v)| k.ends_with("_ARN") && !v.is_empty());
         let aws = if uses_aws { Some(aws_sdk_config(env).await?) } else { None };
         let secrets = SecretSource::new(env, aws.as_ref());
-
-        let database = match secrets.get("DATABASE_URL").await? {
-            Some(SecretValue::Plain(url)) => parse_database_url("DATABASE_URL", &url)?,
-            Some(SecretValue::FromManager(json)) => parse_rds_secret("DATABASE_URL_ARN", &json)?,
-            None => {
-                return Err(ConfigError::new("DATABASE_URL", "is required (or DATABASE_URL_ARN)"));
-            }
-        };
-
-        let on_lambda = env.contains_key("AWS_LAMBDA_FUNCTION_NAME");
-        // One request at a time per Lambda container: a tiny pool behind RDS Proxy.
-        let default_pool = if on_lambda { 2 } else { 16 };
-        let db_pool_size = parse_or(env, "DB_POOL_SIZE", default_pool)?;
-        if db_pool_size == 0 {
-            return Err(ConfigError::new("DB_POOL_SIZE", "must be at least 1"));
-        }
-
-        let redis_url = secrets
-            .get("REDIS_URL")
-            .await?
-            .map(SecretValue::into_string)
-            .ok_or_else(|| ConfigError::new("REDIS_URL", "is required (or REDIS_URL_ARN)"))?;
-        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
-            return Err(ConfigError::new("REDIS_URL", "must start with redis:// or rediss://"));
-        }
-        let redis_key_prefix = env.get("REDIS_KEY_PREFIX").cloned().unwrap_or_else(|| "mpanel:".to_string());
-
+        // In the order a reader fixes them: the first missing or bad variable is named.
+        let database = load_database(&secrets).await?;
+        let db_pool_size = load_pool_size(env)?;
+        let (redis_url, redis_key_prefix) = load_redis(env, &secrets).await?;
         let http_addr = parse_or(env, "MPANEL_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
-
-        let rate_limits = RateLimits {
-            max_requests: parse_or(env, "RATE_LIMIT_MAX", 100u32)?,
-            window: Duration::from_secs(parse_or(env, "RATE_LIMIT_WINDOW_SECS", 900u64)?),
-            login_failures: parse_or(env, "LOGIN_FAILURE_LIMIT", 10u32)?,
-        };
-        if rate_limits.window.is_zero() {
-            return Err(ConfigError::new("RATE_LIMIT_WINDOW_SECS", "must be at least 1"));
-        }
-
-        let jwt_secret = if needs.jwt {
-            let raw = secrets
-                .get("JWT_SECRET")
-                .await?
-                .map(SecretValue::into_string)
-                .ok_or_else(|| ConfigError::new("JWT_SECRET", "is required (or JWT_SECRET_ARN)"))?;
-            if raw.len() < 32 {
-                return Err(ConfigError::new("JWT_SECRET", "must be at least 32 bytes"));
-            }
-            Some(Secret::new(raw.into_bytes()))
-        } else {
-            None
-        };
-
-        let webhook_secret = if needs.webhook {
-            let raw =
-                secrets.get("MARKETING_WEBHOOK_SECRET").await?.map(SecretValue::into_string).ok_or_else(|| {
-                    ConfigError::new("MARKETING_WEBHOOK_SECRET", "is required (or MARKETING_WEBHOOK_SECRET_ARN)")
-                })?;
-            Some(Secret::new(parse_webhook_secret(&raw)?))
-        } else {
-            None
-        };
-
-        let pdns = if needs.pdns {
-            let api_url = required(env, "PDNS_API_URL")?;
-            if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
-                return Err(ConfigError::new("PDNS_API_URL", "must be an http(s) URL"));
-            }
-            let api_key = secrets
-                .get("PDNS_API_KEY")
-                .await?
-                .map(SecretValue::into_string)
-                .ok_or_else(|| ConfigError::new("PDNS_API_KEY", "is required (or PDNS_API_KEY_ARN)"))?;
-            let server_id = env.get("PDNS_SERVER_ID").cloned().unwrap_or_else(|| "localhost".into());
-            let nameservers = parse_nameservers(&required(env, "PDNS_NAMESERVERS")?)?;
-            Some(PdnsConfig {
-                api_url: api_url.trim_end_matches('/').to_string(),
-                api_key: Secret::new(api_key),
-                server_id,
-                nameservers,
-            })
-        } else {
-            None
-        };
-
+        let rate_limits = load_rate_limits(env)?;
+        let jwt_secret = if needs.jwt { Some(load_jwt_secret(&secrets).await?) } else { None };
+        let webhook_secret = if needs.webhook { Some(load_webhook_secret(&secrets).await?) } else { None };
+        let pdns = if needs.pdns { Some(load_pdns(env, &secrets).await?) } else { None };
         let sqs_queue_url = if needs.sqs { Some(required(env, "SQS_QUEUE_URL")?) } else { None };
-
-        let ssh_private_key = if needs.ssh {
-            match (env.get("SSH_PRIVATE_KEY_FILE"), env.get("SSH_PRIVATE_KEY_ARN")) {
-                (Some(_), Some(_)) => {
-                    return Err(ConfigError::new(
-                        "SSH_PRIVATE_KEY_FILE",
-                        "set either SSH_PRIVATE_KEY_FILE or SSH_PRIVATE_KEY_ARN, not both",
-                    ));
-                }
-                (Some(path), None) => {
-                    let path = PathBuf::from(path);
-                    if !path.is_file() {
-                        return Err(ConfigError::new("SSH_PRIVATE_KEY_FILE", "is not a readable file"));
-                    }
-                    Some(SshKeySource::File(path))
-                }
-                (None, Some(_)) => {
-                    let key = secrets
-                        .get("SSH_PRIVATE_KEY")
-                        .await?
-                        .map(SecretValue::into_string)
-                        .ok_or_else(|| ConfigError::new("SSH_PRIVATE_KEY_ARN", "is empty"))?;
-                    Some(SshKeySource::Inline(Secret::new(key)))
-                }
-                (None, None) => {
-                    return Err(ConfigError::new("SSH_PRIVATE_KEY_FILE", "is required (or SSH_PRIVATE_KEY_ARN)"));
-                }
-            }
-        } else {
-            None
-        };
-
-        let jobs = JobSettings {
-            lease: Duration::from_secs(parse_or(env, "JOB_LEASE_SECS", 300u64)?.max(1)),
-            retry_base: Duration::from_millis(parse_or(env, "JOB_RETRY_BASE_MS", 5_000u64)?),
-            retry_cap: Duration::from_secs(parse_or(env, "JOB_RETRY_CAP_SECS", 3_600u64)?),
-            max_attempts: parse_or(env, "JOB_MAX_ATTEMPTS", 8i32)?.max(1),
-            sweep_interval: Duration::from_secs(parse_or(env, "SWEEP_INTERVAL_SECS", 30u64)?.max(1)),
-            worker_grace: Duration::from_secs(parse_or(env, "WORKER_GRACE_SECS", 30u64)?),
-        };
-
+        let ssh_private_key = if needs.ssh { Some(load_ssh_key(env, &secrets).await?) } else { None };
+        let jobs = load_jobs(env)?;
         let cors_allowed_origins = parse_origins(env.get("CORS_ALLOWED_ORIGINS").map(String::as_str).unwrap_or(""))?;
-
         Ok(Config {
             cors_allowed_origins,
             jobs,
             database,
             db_pool_size,
-            redis_url: Secret::new(redis_url),
+            redis_url,
             redis_key_prefix,
             http_addr,
             rate_limits,
@@ -256,6 +142,123 @@ impl Config {
             aws,
         })
     }
+}
+
+async fn load_database(secrets: &SecretSource<'_>) -> Result<Secret<tokio_postgres::Config>, ConfigError> {
+    match secrets.get("DATABASE_URL").await? {
+        Some(SecretValue::Plain(url)) => parse_database_url("DATABASE_URL", &url),
+        Some(SecretValue::FromManager(json)) => parse_rds_secret("DATABASE_URL_ARN", &json),
+        None => Err(ConfigError::new("DATABASE_URL", "is required (or DATABASE_URL_ARN)")),
+    }
+}
+
+fn load_pool_size(env: &Env) -> Result<usize, ConfigError> {
+    // One request at a time per Lambda container: a tiny pool behind RDS Proxy.
+    let default_pool = if env.contains_key("AWS_LAMBDA_FUNCTION_NAME") { 2 } else { 16 };
+    let size = parse_or(env, "DB_POOL_SIZE", default_pool)?;
+    if size == 0 {
+        return Err(ConfigError::new("DB_POOL_SIZE", "must be at least 1"));
+    }
+    Ok(size)
+}
+
+async fn load_redis(env: &Env, secrets: &SecretSource<'_>) -> Result<(Secret<String>, String), ConfigError> {
+    let url = secrets
+        .get("REDIS_URL")
+        .await?
+        .map(SecretValue::into_string)
+        .ok_or_else(|| ConfigError::new("REDIS_URL", "is required (or REDIS_URL_ARN)"))?;
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(ConfigError::new("REDIS_URL", "must start with redis:// or rediss://"));
+    }
+    let prefix = env.get("REDIS_KEY_PREFIX").cloned().unwrap_or_else(|| "mpanel:".to_string());
+    Ok((Secret::new(url), prefix))
+}
+
+fn load_rate_limits(env: &Env) -> Result<RateLimits, ConfigError> {
+    let limits = RateLimits {
+        max_requests: parse_or(env, "RATE_LIMIT_MAX", 100u32)?,
+        window: Duration::from_secs(parse_or(env, "RATE_LIMIT_WINDOW_SECS", 900u64)?),
+        login_failures: parse_or(env, "LOGIN_FAILURE_LIMIT", 10u32)?,
+    };
+    if limits.window.is_zero() {
+        return Err(ConfigError::new("RATE_LIMIT_WINDOW_SECS", "must be at least 1"));
+    }
+    Ok(limits)
+}
+
+async fn load_jwt_secret(secrets: &SecretSource<'_>) -> Result<Secret<Vec<u8>>, ConfigError> {
+    let raw = secrets
+        .get("JWT_SECRET")
+        .await?
+        .map(SecretValue::into_string)
+        .ok_or_else(|| ConfigError::new("JWT_SECRET", "is required (or JWT_SECRET_ARN)"))?;
+    if raw.len() < 32 {
+        return Err(ConfigError::new("JWT_SECRET", "must be at least 32 bytes"));
+    }
+    Ok(Secret::new(raw.into_bytes()))
+}
+
+async fn load_webhook_secret(secrets: &SecretSource<'_>) -> Result<Secret<Vec<u8>>, ConfigError> {
+    let raw =
+        secrets.get("MARKETING_WEBHOOK_SECRET").await?.map(SecretValue::into_string).ok_or_else(|| {
+            ConfigError::new("MARKETING_WEBHOOK_SECRET", "is required (or MARKETING_WEBHOOK_SECRET_ARN)")
+        })?;
+    Ok(Secret::new(parse_webhook_secret(&raw)?))
+}
+
+async fn load_pdns(env: &Env, secrets: &SecretSource<'_>) -> Result<PdnsConfig, ConfigError> {
+    let api_url = required(env, "PDNS_API_URL")?;
+    if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+        return Err(ConfigError::new("PDNS_API_URL", "must be an http(s) URL"));
+    }
+    let api_key = secrets
+        .get("PDNS_API_KEY")
+        .await?
+        .map(SecretValue::into_string)
+        .ok_or_else(|| ConfigError::new("PDNS_API_KEY", "is required (or PDNS_API_KEY_ARN)"))?;
+    Ok(PdnsConfig {
+        api_url: api_url.trim_end_matches('/').to_string(),
+        api_key: Secret::new(api_key),
+        server_id: env.get("PDNS_SERVER_ID").cloned().unwrap_or_else(|| "localhost".into()),
+        nameservers: parse_nameservers(&required(env, "PDNS_NAMESERVERS")?)?,
+    })
+}
+
+async fn load_ssh_key(env: &Env, secrets: &SecretSource<'_>) -> Result<SshKeySource, ConfigError> {
+    match (env.get("SSH_PRIVATE_KEY_FILE"), env.get("SSH_PRIVATE_KEY_ARN")) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            "SSH_PRIVATE_KEY_FILE",
+            "set either SSH_PRIVATE_KEY_FILE or SSH_PRIVATE_KEY_ARN, not both",
+        )),
+        (Some(path), None) => {
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                return Err(ConfigError::new("SSH_PRIVATE_KEY_FILE", "is not a readable file"));
+            }
+            Ok(SshKeySource::File(path))
+        }
+        (None, Some(_)) => {
+            let key = secrets
+                .get("SSH_PRIVATE_KEY")
+                .await?
+                .map(SecretValue::into_string)
+                .ok_or_else(|| ConfigError::new("SSH_PRIVATE_KEY_ARN", "is empty"))?;
+            Ok(SshKeySource::Inline(Secret::new(key)))
+        }
+        (None, None) => Err(ConfigError::new("SSH_PRIVATE_KEY_FILE", "is required (or SSH_PRIVATE_KEY_ARN)")),
+    }
+}
+
+fn load_jobs(env: &Env) -> Result<JobSettings, ConfigError> {
+    Ok(JobSettings {
+        lease: Duration::from_secs(parse_or(env, "JOB_LEASE_SECS", 300u64)?.max(1)),
+        retry_base: Duration::from_millis(parse_or(env, "JOB_RETRY_BASE_MS", 5_000u64)?),
+        retry_cap: Duration::from_secs(parse_or(env, "JOB_RETRY_CAP_SECS", 3_600u64)?),
+        max_attempts: parse_or(env, "JOB_MAX_ATTEMPTS", 8i32)?.max(1),
+        sweep_interval: Duration::from_secs(parse_or(env, "SWEEP_INTERVAL_SECS", 30u64)?.max(1)),
+        worker_grace: Duration::from_secs(parse_or(env, "WORKER_GRACE_SECS", 30u64)?),
+    })
 }
 
 /// AWS SDK config from the same env map (region and endpoint), so moto works

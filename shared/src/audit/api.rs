@@ -14,11 +14,23 @@ use crate::auth::principal::Principal;
 use crate::error::{AppResult, FieldError};
 use crate::http::extract::Query;
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors, parse_time};
-use crate::http::routes::ApiRoutes;
+use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::state::AppState;
 
 pub fn routes() -> ApiRoutes {
-    ApiRoutes::new().route(Method::GET, "/api/audit-logs", Permission::ReadAudit, list)
+    ApiRoutes::new().route(
+        Method::GET,
+        "/api/audit-logs",
+        Permission::ReadAudit,
+        list,
+        Doc::new("listAuditLogs", "audit", "Audit log, newest first")
+            .query(&[
+                QueryParam::Text("action", "Action name, e.g. user.created"),
+                QueryParam::Time("from", "At or after"),
+                QueryParam::Time("to", "Before"),
+            ])
+            .page::<AuditLog>(),
+    )
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::{ToSql, Type};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Currency, Interval, PRICE_COLUMNS, PRODUCT_COLUMNS, Price, Product, ProductType, parse_limits};
@@ -17,25 +18,80 @@ use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
+use crate::http::body::{Field, Problems};
 use crate::http::etag::cached_json;
 use crate::http::extract::{IdPath, Json, Query};
-use crate::http::fields::Fields;
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
-use crate::http::routes::{ApiRoutes, Limited};
+use crate::http::routes::{ApiRoutes, Doc, Limited, QueryParam};
 use crate::state::AppState;
 use crate::types::Named;
 use crate::types::{DisplayName, Slug};
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
-        .route(Method::GET, "/api/products", Permission::ReadData, list)
-        .route(Method::POST, "/api/products", Permission::WriteCatalog, create)
-        .route(Method::GET, "/api/products/{id}", Permission::ReadData, get)
-        .route(Method::PATCH, "/api/products/{id}", Permission::WriteCatalog, patch)
-        .route(Method::DELETE, "/api/products/{id}", Permission::WriteCatalog, deactivate)
-        .route(Method::POST, "/api/products/{id}/prices", Permission::WriteCatalog, create_price)
-        .route(Method::PATCH, "/api/prices/{id}", Permission::WriteCatalog, patch_price)
-        .route(Method::DELETE, "/api/prices/{id}", Permission::WriteCatalog, deactivate_price)
+        .route(
+            Method::GET,
+            "/api/products",
+            Permission::ReadData,
+            list,
+            Doc::new("listProducts", "catalogue", "Products with their prices")
+                .query(&[
+                    QueryParam::Text("type", "Product type, e.g. SHARED_HOSTING"),
+                    QueryParam::Text("active", "true or false"),
+                ])
+                .page::<Product>(),
+        )
+        .route(
+            Method::POST,
+            "/api/products",
+            Permission::WriteCatalog,
+            create,
+            Doc::new("createProduct", "catalogue", "Create a product").body::<ProductInput>().json::<Product>(201),
+        )
+        .route(
+            Method::GET,
+            "/api/products/{id}",
+            Permission::ReadData,
+            get,
+            Doc::new("getProduct", "catalogue", "One product").json::<Product>(200),
+        )
+        .route(
+            Method::PATCH,
+            "/api/products/{id}",
+            Permission::WriteCatalog,
+            patch,
+            Doc::new("patchProduct", "catalogue", "Change the fields sent")
+                .body::<ProductChanges>()
+                .json::<Product>(200),
+        )
+        .route(
+            Method::DELETE,
+            "/api/products/{id}",
+            Permission::WriteCatalog,
+            deactivate,
+            Doc::new("deactivateProduct", "catalogue", "Deactivate (soft delete)"),
+        )
+        .route(
+            Method::POST,
+            "/api/products/{id}/prices",
+            Permission::WriteCatalog,
+            create_price,
+            Doc::new("createPrice", "catalogue", "Add a price to a product").body::<PriceInput>().json::<Price>(201),
+        )
+        .route(
+            Method::PATCH,
+            "/api/prices/{id}",
+            Permission::WriteCatalog,
+            patch_price,
+            Doc::new("patchPrice", "catalogue", "Change the fields sent").body::<PriceChanges>().json::<Price>(200),
+        )
+        .route(
+            Method::DELETE,
+            "/api/prices/{id}",
+            Permission::WriteCatalog,
+            deactivate_price,
+            Doc::new("deactivatePrice", "catalogue", "Deactivate (soft delete)"),
+        )
 }
 
 const MAX_DESCRIPTION: usize = 5000;
@@ -170,27 +226,74 @@ async fn get(
 
 // ------------------------------------------------------------------ product writes
 
-pub(crate) const PRODUCT_FIELDS: [&str; 6] = ["name", "slug", "type", "description", "limits", "isActive"];
+/// A new product. `limits` is an object of non-negative integer limits
+/// (`{"emails": 5}`).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ProductInput {
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
+    name: Field<String>,
+    /// Unique in the tenant.
+    #[schema(value_type = String, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
+    slug: Field<String>,
+    #[serde(rename = "type")]
+    #[schema(value_type = ProductType)]
+    product_type: Field<ProductType>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 5000)]
+    description: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    limits: Field<Map<String, Value>>,
+    /// Defaults to true.
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    is_active: Field<bool>,
+}
+
+/// The fields sent change; `description: null` clears it.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ProductChanges {
+    #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    name: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
+    slug: Field<String>,
+    #[serde(rename = "type")]
+    #[serde(default)]
+    #[schema(value_type = Option<ProductType>)]
+    product_type: Field<ProductType>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 5000)]
+    description: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    limits: Field<Map<String, Value>>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    is_active: Field<bool>,
+}
+
+fn limits_of(map: Map<String, Value>) -> Result<Value, String> {
+    parse_limits(&Value::Object(map))
+}
 
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    Json(body): Json<Value>,
+    Json(body): Json<ProductInput>,
 ) -> AppResult<(StatusCode, axum::Json<Product>)> {
-    let mut f = Fields::new(&body)?;
-    let name = f.string("name").and_then(|raw| f.parse("name", Some(raw), parse_name));
-    let slug = f.string("slug").and_then(|raw| f.parse("slug", Some(raw), parse_slug));
-    let product_type = f.string("type").and_then(|raw| f.parse("type", Some(raw), ProductType::from_name));
-    let description =
-        f.opt_string("description").flatten().and_then(|raw| f.parse("description", Some(raw), parse_description));
-    let limits = match f.raw("limits") {
-        None | Some(Value::Null) => Some(Value::Object(Map::new())),
-        Some(v) => f.check("limits", parse_limits(v)),
-    };
-    let is_active = f.opt_bool("isActive").unwrap_or(true);
-    f.finish(&PRODUCT_FIELDS)?;
-    let (Some(name), Some(slug), Some(product_type), Some(limits)) = (name, slug, product_type, limits) else {
-        return Err(AppError::internal(anyhow::anyhow!("validated product fields missing")));
+    let mut p = Problems::new();
+    let name = p.required("name", body.name, |s| parse_name(&s));
+    let slug = p.required("slug", body.slug, |s| parse_slug(&s));
+    let product_type = p.required("type", body.product_type, Ok);
+    let description = p.optional("description", body.description, |s| parse_description(&s));
+    let limits = p.optional("limits", body.limits, limits_of).unwrap_or_else(|| Value::Object(Map::new()));
+    let is_active = p.optional("isActive", body.is_active, Ok).unwrap_or(true);
+    let (Some(name), Some(slug), Some(product_type), true) = (name, slug, product_type, p.is_empty()) else {
+        return Err(p.into_error());
     };
     let tenant_id = principal.tenant_id;
     let actor = Actor::User(principal.user_id);
@@ -283,43 +386,29 @@ async fn patch(
     State(state): State<AppState>,
     principal: Principal,
     IdPath(id): IdPath,
-    Json(body): Json<Value>,
+    Json(body): Json<ProductChanges>,
 ) -> AppResult<axum::Json<Product>> {
-    let mut f = Fields::new(&body)?;
+    let mut p = Problems::new();
     let mut changes = Vec::new();
-    if f.has("name")
-        && let Some(v) = f.string("name").and_then(|raw| f.parse("name", Some(raw), parse_name))
-    {
+    if let Some(v) = p.change("name", body.name, |s| parse_name(&s)) {
         changes.push(assign("name", "name", v, Type::TEXT));
     }
-    if f.has("slug")
-        && let Some(v) = f.string("slug").and_then(|raw| f.parse("slug", Some(raw), parse_slug))
-    {
+    if let Some(v) = p.change("slug", body.slug, |s| parse_slug(&s)) {
         changes.push(assign("slug", "slug", v, Type::TEXT));
     }
-    if f.has("type")
-        && let Some(v) = f.string("type").and_then(|raw| f.parse("type", Some(raw), ProductType::from_name))
-    {
+    if let Some(v) = p.change("type", body.product_type, Ok) {
         changes.push(assign("type", "type", v.as_str().to_string(), Type::TEXT));
     }
-    match f.opt_string("description") {
-        Some(None) => changes.push(assign("description", "description", None::<String>, Type::TEXT)),
-        Some(Some(raw)) => {
-            if let Some(v) = f.parse("description", Some(raw), parse_description) {
-                changes.push(assign("description", "description", Some(v), Type::TEXT));
-            }
-        }
-        None => {}
+    if let Some(v) = p.nullable_change("description", body.description, |s| parse_description(&s)) {
+        changes.push(assign("description", "description", v, Type::TEXT));
     }
-    if let Some(v) = f.raw("limits")
-        && let Some(limits) = f.check("limits", parse_limits(v))
-    {
-        changes.push(assign("limits", "limits", limits, Type::JSONB));
+    if let Some(v) = p.change("limits", body.limits, limits_of) {
+        changes.push(assign("limits", "limits", v, Type::JSONB));
     }
-    if let Some(active) = f.opt_bool("isActive") {
-        changes.push(assign("is_active", "isActive", active, Type::BOOL));
+    if let Some(v) = p.change("isActive", body.is_active, Ok) {
+        changes.push(assign("is_active", "isActive", v, Type::BOOL));
     }
-    f.finish(&PRODUCT_FIELDS)?;
+    p.finish()?;
     let product = crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
             if !changes.is_empty() {
@@ -348,28 +437,76 @@ async fn deactivate(State(state): State<AppState>, principal: Principal, IdPath(
 
 // ------------------------------------------------------------------ price writes
 
-pub(crate) const PRICE_FIELDS: [&str; 7] =
-    ["name", "slug", "interval", "amountCents", "currency", "isPopular", "isActive"];
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct PriceInput {
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
+    name: Field<String>,
+    /// Unique in the tenant; the marketing site orders by it.
+    #[schema(value_type = String, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
+    slug: Field<String>,
+    #[schema(value_type = Interval)]
+    interval: Field<Interval>,
+    #[schema(value_type = i64, minimum = 0)]
+    amount_cents: Field<i64>,
+    /// ISO 4217, e.g. USD.
+    #[schema(value_type = String, pattern = r"^[A-Z]{3}$")]
+    currency: Field<String>,
+    /// Defaults to false.
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    is_popular: Field<bool>,
+    /// Defaults to true.
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    is_active: Field<bool>,
+}
+
+/// The fields sent change.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct PriceChanges {
+    #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    name: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
+    slug: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Interval>)]
+    interval: Field<Interval>,
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
+    amount_cents: Field<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = r"^[A-Z]{3}$")]
+    currency: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    is_popular: Field<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    is_active: Field<bool>,
+}
 
 async fn create_price(
     State(state): State<AppState>,
     principal: Principal,
     IdPath(product_id): IdPath,
-    Json(body): Json<Value>,
+    Json(body): Json<PriceInput>,
 ) -> AppResult<(StatusCode, axum::Json<Price>)> {
-    let mut f = Fields::new(&body)?;
-    let name = f.string("name").and_then(|raw| f.parse("name", Some(raw), parse_name));
-    let slug = f.string("slug").and_then(|raw| f.parse("slug", Some(raw), parse_slug));
-    let interval = f.string("interval").and_then(|raw| f.parse("interval", Some(raw), Interval::from_name));
-    let amount = f.int("amountCents").and_then(|n| f.check("amountCents", parse_amount(n)));
-    let currency = f.string("currency").and_then(|raw| f.parse("currency", Some(raw), Currency::parse));
-    let is_popular = f.opt_bool("isPopular").unwrap_or(false);
-    let is_active = f.opt_bool("isActive").unwrap_or(true);
-    f.finish(&PRICE_FIELDS)?;
-    let (Some(name), Some(slug), Some(interval), Some(amount), Some(currency)) =
-        (name, slug, interval, amount, currency)
+    let mut p = Problems::new();
+    let name = p.required("name", body.name, |s| parse_name(&s));
+    let slug = p.required("slug", body.slug, |s| parse_slug(&s));
+    let interval = p.required("interval", body.interval, Ok);
+    let amount = p.required("amountCents", body.amount_cents, parse_amount);
+    let currency = p.required("currency", body.currency, |s| Currency::parse(&s));
+    let is_popular = p.optional("isPopular", body.is_popular, Ok).unwrap_or(false);
+    let is_active = p.optional("isActive", body.is_active, Ok).unwrap_or(true);
+    let (Some(name), Some(slug), Some(interval), Some(amount), Some(currency), true) =
+        (name, slug, interval, amount, currency, p.is_empty())
     else {
-        return Err(AppError::internal(anyhow::anyhow!("validated price fields missing")));
+        return Err(p.into_error());
     };
     let tenant_id = principal.tenant_id;
     let actor = Actor::User(principal.user_id);
@@ -424,42 +561,32 @@ async fn patch_price(
     State(state): State<AppState>,
     principal: Principal,
     IdPath(id): IdPath,
-    Json(body): Json<Value>,
+    Json(body): Json<PriceChanges>,
 ) -> AppResult<axum::Json<Price>> {
-    let mut f = Fields::new(&body)?;
+    let mut p = Problems::new();
     let mut changes = Vec::new();
-    if f.has("name")
-        && let Some(v) = f.string("name").and_then(|raw| f.parse("name", Some(raw), parse_name))
-    {
+    if let Some(v) = p.change("name", body.name, |s| parse_name(&s)) {
         changes.push(assign("name", "name", v, Type::TEXT));
     }
-    if f.has("slug")
-        && let Some(v) = f.string("slug").and_then(|raw| f.parse("slug", Some(raw), parse_slug))
-    {
+    if let Some(v) = p.change("slug", body.slug, |s| parse_slug(&s)) {
         changes.push(assign("slug", "slug", v, Type::TEXT));
     }
-    if f.has("interval")
-        && let Some(v) = f.string("interval").and_then(|raw| f.parse("interval", Some(raw), Interval::from_name))
-    {
+    if let Some(v) = p.change("interval", body.interval, Ok) {
         changes.push(assign("interval", "interval", v.as_str().to_string(), Type::TEXT));
     }
-    if f.has("amountCents")
-        && let Some(v) = f.int("amountCents").and_then(|n| f.check("amountCents", parse_amount(n)))
-    {
+    if let Some(v) = p.change("amountCents", body.amount_cents, parse_amount) {
         changes.push(assign("amount_cents", "amountCents", v, Type::INT8));
     }
-    if f.has("currency")
-        && let Some(v) = f.string("currency").and_then(|raw| f.parse("currency", Some(raw), Currency::parse))
-    {
+    if let Some(v) = p.change("currency", body.currency, |s| Currency::parse(&s)) {
         changes.push(assign("currency", "currency", v.code(), Type::TEXT));
     }
-    if let Some(v) = f.opt_bool("isPopular") {
+    if let Some(v) = p.change("isPopular", body.is_popular, Ok) {
         changes.push(assign("is_popular", "isPopular", v, Type::BOOL));
     }
-    if let Some(v) = f.opt_bool("isActive") {
+    if let Some(v) = p.change("isActive", body.is_active, Ok) {
         changes.push(assign("is_active", "isActive", v, Type::BOOL));
     }
-    f.finish(&PRICE_FIELDS)?;
+    p.finish()?;
     let price = crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
             let row = if changes.is_empty() {
@@ -499,7 +626,17 @@ async fn deactivate_price(
 pub fn public_routes() -> ApiRoutes {
     // Not rate limited per client: one marketing server renders every visitor's
     // page; responses are cacheable and API Gateway throttles the stage.
-    ApiRoutes::new().add(Method::GET, "/api/public/products", Permission::Public, Limited::No, public_list)
+    ApiRoutes::new().add(
+        Method::GET,
+        "/api/public/products",
+        Permission::Public,
+        Limited::No,
+        public_list,
+        Doc::new("publicProducts", "catalogue", "A tenant's active products and prices (ETag; 304 on If-None-Match)")
+            .query(&[QueryParam::RequiredText("tenant", "The tenant's slug")])
+            .json::<super::public::Listing>(200)
+            .etag(),
+    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,19 +10,30 @@ use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::extract::{IdPath, Query};
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
-use crate::http::routes::ApiRoutes;
+use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::state::AppState;
 use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
 
 use super::{CUSTOMER_COLUMNS, Customer};
 
 pub fn routes() -> ApiRoutes {
-    ApiRoutes::new().route(Method::GET, "/api/customers", Permission::ReadData, list).route(
-        Method::GET,
-        "/api/customers/{id}",
-        Permission::ReadData,
-        get,
-    )
+    ApiRoutes::new()
+        .route(
+            Method::GET,
+            "/api/customers",
+            Permission::ReadData,
+            list,
+            Doc::new("listCustomers", "customers", "Customers of the tenant")
+                .query(&[QueryParam::Text("email", "Exact email address")])
+                .page::<Customer>(),
+        )
+        .route(
+            Method::GET,
+            "/api/customers/{id}",
+            Permission::ReadData,
+            get,
+            Doc::new("getCustomer", "customers", "One customer with their subscriptions").json::<CustomerDetail>(200),
+        )
 }
 
 #[derive(Debug, Deserialize)]

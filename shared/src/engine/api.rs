@@ -14,16 +14,40 @@ use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::extract::{IdPath, Query};
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
-use crate::http::routes::ApiRoutes;
+use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::jobs::{JOB_COLUMNS, JobStatus, JobType, JobView};
 use crate::state::AppState;
 use crate::types::Named;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
-        .route(Method::GET, "/api/jobs", Permission::ReadData, list)
-        .route(Method::GET, "/api/jobs/{id}", Permission::ReadData, get)
-        .route(Method::POST, "/api/jobs/{id}/retry", Permission::RetryJob, retry)
+        .route(
+            Method::GET,
+            "/api/jobs",
+            Permission::ReadData,
+            list,
+            Doc::new("listJobs", "jobs", "Provisioning jobs, newest first")
+                .query(&[
+                    QueryParam::Text("status", "PENDING, RUNNING, RETRYING, SUCCEEDED or DEAD"),
+                    QueryParam::Text("type", "Job type, e.g. PROVISION_DNS"),
+                    QueryParam::Uuid("subscriptionId", "Only this subscription's jobs"),
+                ])
+                .page::<JobView>(),
+        )
+        .route(
+            Method::GET,
+            "/api/jobs/{id}",
+            Permission::ReadData,
+            get,
+            Doc::new("getJob", "jobs", "One job with its payload and attempts").json::<JobDetail>(200),
+        )
+        .route(
+            Method::POST,
+            "/api/jobs/{id}/retry",
+            Permission::RetryJob,
+            retry,
+            Doc::new("retryJob", "jobs", "Run a DEAD job again").json::<JobDetail>(202),
+        )
 }
 
 #[derive(Debug, Deserialize)]

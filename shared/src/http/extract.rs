@@ -64,16 +64,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     Ok(value)
 }
 
-/// serde says "missing field `email`" at the parent's path: name the field itself.
+/// A JSON value already parsed (e.g. kept for hashing) as `T`, with the same
+/// field errors as [`parse_json`].
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, AppError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        AppError::Validation(vec![field_error(&path, &strip_position(&err.into_inner().to_string()))])
+    })
+}
+
+/// serde names a missing or unknown field at its parent: name the field itself.
 fn field_error(path: &str, message: &str) -> FieldError {
     let parent = if path == "." { "" } else { path };
-    let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
-    match missing {
-        Some(name) if parent.is_empty() => FieldError::new(name, "is required"),
-        Some(name) => FieldError::new(format!("{parent}.{name}"), "is required"),
-        None if parent.is_empty() => FieldError::new("body", message),
-        None => FieldError::new(parent, message),
-    }
+    let (path, message) = super::body::describe(parent, message);
+    FieldError::new(if path.is_empty() { "body".to_string() } else { path }, message)
 }
 
 fn strip_position(message: &str) -> String {

@@ -12,18 +12,29 @@ use super::AppState;
 use super::routes::{ApiRoutes, Limited};
 use crate::auth::Permission;
 use crate::error::{AppError, AppResult};
+use crate::http::routes::Doc;
 
 /// A readiness probe must answer quickly even when a dependency hangs.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub fn routes() -> ApiRoutes {
-    ApiRoutes::new().add(Method::GET, "/api/health", Permission::Public, Limited::No, health).add(
-        Method::GET,
-        "/api/ready",
-        Permission::Public,
-        Limited::No,
-        ready,
-    )
+    ApiRoutes::new()
+        .add(
+            Method::GET,
+            "/api/health",
+            Permission::Public,
+            Limited::No,
+            health,
+            Doc::new("health", "health", "The process answers").json::<HealthStatus>(200).self_contained(),
+        )
+        .add(
+            Method::GET,
+            "/api/ready",
+            Permission::Public,
+            Limited::No,
+            ready,
+            Doc::new("ready", "health", "PostgreSQL and Redis answer too").json::<HealthStatus>(200),
+        )
 }
 
 /// `{"status": "ok"}` from /api/health, `{"status": "ready"}` from /api/ready.

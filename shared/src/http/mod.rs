@@ -2,9 +2,9 @@
 //! pagination, guards, health checks and the middleware every function
 //! shares. It names no capability; `app` composes the capabilities' routes.
 
+pub mod body;
 pub mod etag;
 pub mod extract;
-pub mod fields;
 pub mod guards;
 pub mod health;
 pub mod pagination;

@@ -1,6 +1,7 @@
-//! Route declarations. A route cannot be added without its permission: the
-//! builder takes one, wraps the handler in the check, and records the route
-//! so tests can walk every route of every function.
+//! Route declarations. A route cannot be added without its permission and
+//! its description: the builder takes both, wraps the handler in the check,
+//! and records the route so the API document and the tests walk every route
+//! of every function.
 
 use axum::Router;
 use axum::extract::Request;
@@ -9,6 +10,8 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
+use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, Schema};
 
 use super::AppState;
 use crate::auth::Permission;
@@ -24,12 +27,139 @@ pub enum Limited {
     No,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RouteSpec {
     pub method: Method,
     pub path: &'static str,
     pub permission: Permission,
     pub limited: Limited,
+    pub doc: Doc,
+}
+
+/// A route is its method and path (axum refuses two alike).
+impl PartialEq for RouteSpec {
+    fn eq(&self, other: &RouteSpec) -> bool {
+        self.method == other.method && self.path == other.path
+    }
+}
+
+/// A query parameter a route reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryParam {
+    /// Free text, e.g. a status name or an email.
+    Text(&'static str, &'static str),
+    Uuid(&'static str, &'static str),
+    /// An RFC 3339 time.
+    Time(&'static str, &'static str),
+    /// A required text parameter that names a resource (unknown: 404).
+    RequiredText(&'static str, &'static str),
+}
+
+/// A component schema a route names, and how to collect it (with the schemas
+/// it refers to) into the document.
+#[derive(Clone)]
+pub struct SchemaOf {
+    pub name: String,
+    pub collect: fn(&mut Vec<(String, RefOr<Schema>)>),
+}
+
+impl SchemaOf {
+    pub fn of<T: ToSchema>() -> SchemaOf {
+        fn collect<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+            schemas.push((T::name().into_owned(), T::schema()));
+            T::schemas(schemas);
+        }
+        SchemaOf { name: T::name().into_owned(), collect: collect::<T> }
+    }
+}
+
+impl std::fmt::Debug for SchemaOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// What a route answers on success.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A JSON body of the schema, with this status.
+    Json(u16, SchemaOf),
+    /// `{"items": [<schema>], "nextCursor": ...}` with `limit`/`cursor` parameters.
+    Page(SchemaOf),
+    /// 204 No Content.
+    Empty,
+}
+
+/// A route's description in the API document, declared with the route.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    pub operation_id: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    pub query: &'static [QueryParam],
+    pub body: Option<SchemaOf>,
+    pub reply: Reply,
+    /// Verified by a Standard Webhooks signature instead of a token.
+    pub signed_webhook: bool,
+    /// Answers with an ETag and 304 on `If-None-Match`.
+    pub etag: bool,
+    /// Checks credentials in its body (login, refresh): may answer 401.
+    pub checks_credentials: bool,
+    /// Touches neither PostgreSQL nor Redis: never 503.
+    pub self_contained: bool,
+}
+
+impl Doc {
+    /// A route answering 204 until told otherwise.
+    pub fn new(operation_id: &'static str, tag: &'static str, summary: &'static str) -> Doc {
+        Doc {
+            operation_id,
+            tag,
+            summary,
+            query: &[],
+            body: None,
+            reply: Reply::Empty,
+            signed_webhook: false,
+            etag: false,
+            checks_credentials: false,
+            self_contained: false,
+        }
+    }
+
+    pub fn query(self, query: &'static [QueryParam]) -> Doc {
+        Doc { query, ..self }
+    }
+
+    /// Reads a JSON body of `T`.
+    pub fn body<T: ToSchema>(self) -> Doc {
+        Doc { body: Some(SchemaOf::of::<T>()), ..self }
+    }
+
+    /// Answers `T` as JSON with `status`.
+    pub fn json<T: ToSchema>(self, status: u16) -> Doc {
+        Doc { reply: Reply::Json(status, SchemaOf::of::<T>()), ..self }
+    }
+
+    /// Answers one page of `T`s.
+    pub fn page<T: ToSchema>(self) -> Doc {
+        Doc { reply: Reply::Page(SchemaOf::of::<T>()), ..self }
+    }
+
+    pub fn signed_webhook(self) -> Doc {
+        Doc { signed_webhook: true, ..self }
+    }
+
+    pub fn etag(self) -> Doc {
+        Doc { etag: true, ..self }
+    }
+
+    pub fn checks_credentials(self) -> Doc {
+        Doc { checks_credentials: true, ..self }
+    }
+
+    pub fn self_contained(self) -> Doc {
+        Doc { self_contained: true, ..self }
+    }
 }
 
 #[derive(Default)]
@@ -44,12 +174,19 @@ impl ApiRoutes {
     }
 
     /// Adds a rate-limited route guarded by `permission`.
-    pub fn route<H, T>(self, method: Method, path: &'static str, permission: Permission, handler: H) -> ApiRoutes
+    pub fn route<H, T>(
+        self,
+        method: Method,
+        path: &'static str,
+        permission: Permission,
+        handler: H,
+        doc: Doc,
+    ) -> ApiRoutes
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
-        self.add(method, path, permission, Limited::Yes, handler)
+        self.add(method, path, permission, Limited::Yes, handler, doc)
     }
 
     pub fn add<H, T>(
@@ -59,21 +196,19 @@ impl ApiRoutes {
         permission: Permission,
         limited: Limited,
         handler: H,
+        doc: Doc,
     ) -> ApiRoutes
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
         let filter = method_filter(&method);
-        let spec = RouteSpec { method, path, permission, limited };
-        let guard_spec = spec.clone();
         let method_router =
-            on(filter, handler).route_layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-                let spec = guard_spec.clone();
-                async move { guard(spec, req, next).await }
+            on(filter, handler).route_layer(axum::middleware::from_fn(move |req: Request, next: Next| async move {
+                guard(permission, limited, req, next).await
             }));
         self.router = self.router.route(path, method_router);
-        self.specs.push(spec);
+        self.specs.push(RouteSpec { method, path, permission, limited, doc });
         self
     }
 
@@ -105,9 +240,9 @@ fn method_filter(method: &Method) -> MethodFilter {
 
 /// Permission first (401 / 403 / the authentication's own failure), then the
 /// general rate limit, keyed by user when signed in, else by client IP.
-async fn guard(spec: RouteSpec, req: Request, next: Next) -> Response {
+async fn guard(permission: Permission, limited: Limited, req: Request, next: Next) -> Response {
     let auth = req.extensions().get::<AuthState>().cloned();
-    let principal: Option<Principal> = match (&spec.permission, auth) {
+    let principal: Option<Principal> = match (&permission, auth) {
         (Permission::Public, Some(AuthState::Authenticated(p))) => Some(p),
         (Permission::Public, _) => None,
         (_, None) => return AppError::Unauthorized.into_response(),
@@ -119,7 +254,7 @@ async fn guard(spec: RouteSpec, req: Request, next: Next) -> Response {
             Some(p)
         }
     };
-    if spec.limited == Limited::Yes
+    if limited == Limited::Yes
         && let Some(state) = req.extensions().get::<AppState>()
     {
         let bucket = match &principal {

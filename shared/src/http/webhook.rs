@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures::future::BoxFuture;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
@@ -17,7 +18,7 @@ use tokio_postgres::Transaction;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::extract::{parse_json, require_json};
+use super::extract::{from_value, parse_json, require_json};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -34,9 +35,11 @@ pub trait SignedWebhook: Sized + Send + 'static {
     /// The status of every answer, the first and its replays.
     const STATUS: StatusCode;
     type Answer: Serialize + Send;
+    /// The typed request body (documented in the API description).
+    type Body: DeserializeOwned;
 
-    /// The JSON body as the domain's request; every bad field in one 422.
-    fn parse(body: &Value) -> AppResult<Self>;
+    /// The body as the domain's request; every bad field in one 422.
+    fn parse(body: Self::Body) -> AppResult<Self>;
 
     /// The domain's step, inside the transaction that also records the delivery.
     fn apply<'t>(
@@ -75,7 +78,7 @@ pub async fn receive<W: SignedWebhook>(state: &AppState, headers: &HeaderMap, bo
     let webhook = crate::webhooks::verify(headers, &bytes, key.expose(), Utc::now().timestamp())?;
     require_json(headers)?;
     let value: Value = parse_json(&bytes)?;
-    let request = W::parse(&value)?;
+    let request = W::parse(from_value(value.clone())?)?;
     let delivery = Delivery { webhook_id: webhook.id, request_hash: canonical_hash(&value)? };
 
     // Fast path for redeliveries; repeated under the lock below.

@@ -10,19 +10,50 @@ use crate::auth::principal::Principal;
 use crate::auth::sessions::{self, TokenPair};
 use crate::error::AppResult;
 use crate::http::extract::Json;
-use crate::http::routes::ApiRoutes;
+use crate::http::routes::{ApiRoutes, Doc};
 use crate::secrets::Secret;
 use crate::state::AppState;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
-        .route(Method::POST, "/api/auth/login", Permission::Public, login)
-        .route(Method::POST, "/api/auth/refresh", Permission::Public, refresh)
-        .route(Method::POST, "/api/auth/logout", Permission::Authenticated, logout)
-        .route(Method::GET, "/api/auth/me", Permission::Authenticated, me)
+        .route(
+            Method::POST,
+            "/api/auth/login",
+            Permission::Public,
+            login,
+            Doc::new("login", "auth", "Sign in with email and password")
+                .body::<LoginBody>()
+                .json::<TokenPair>(200)
+                .checks_credentials(),
+        )
+        .route(
+            Method::POST,
+            "/api/auth/refresh",
+            Permission::Public,
+            refresh,
+            Doc::new("refresh", "auth", "Trade a refresh token for a new pair (rotating)")
+                .body::<RefreshBody>()
+                .json::<TokenPair>(200)
+                .checks_credentials(),
+        )
+        .route(
+            Method::POST,
+            "/api/auth/logout",
+            Permission::Authenticated,
+            logout,
+            Doc::new("logout", "auth", "End this session"),
+        )
+        .route(
+            Method::GET,
+            "/api/auth/me",
+            Permission::Authenticated,
+            me,
+            Doc::new("me", "auth", "The signed-in user").json::<Me>(200),
+        )
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct LoginBody {
     email: String,
     password: String,
@@ -38,7 +69,7 @@ async fn login(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RefreshBody {
     refresh_token: String,
 }

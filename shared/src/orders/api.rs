@@ -19,7 +19,7 @@ use crate::customers::{CUSTOMER_COLUMNS, Customer};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::extract::{IdPath, Query};
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors, parse_time};
-use crate::http::routes::{ApiRoutes, Limited};
+use crate::http::routes::{ApiRoutes, Doc, Limited, QueryParam};
 use crate::http::webhook;
 use crate::jobs::{JOB_COLUMNS, JobView};
 use crate::state::AppState;
@@ -29,9 +29,9 @@ pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
         // Authenticated by its signature, not a session; exempt from the
         // per-client limit (the marketing site is one client).
-        .add(Method::POST, "/api/orders", Permission::Public, Limited::No, receive)
-        .route(Method::GET, "/api/orders", Permission::ReadData, list)
-        .route(Method::GET, "/api/orders/{id}", Permission::ReadData, get)
+        .add(Method::POST, "/api/orders", Permission::Public, Limited::No, receive, Doc::new("receiveOrder", "orders", "Order webhook from the marketing site (Standard Webhooks signature; idempotent by webhook-id and externalOrderId)").body::<super::OrderInput>().json::<super::IntakeResponse>(201).signed_webhook())
+        .route(Method::GET, "/api/orders", Permission::ReadData, list, Doc::new("listOrders", "orders", "Orders, newest first").query(&[QueryParam::Text("status", "Order status"), QueryParam::Uuid("customerId", "Only this customer's orders"), QueryParam::Time("from", "Created at or after"), QueryParam::Time("to", "Created before")]).page::<OrderView>())
+        .route(Method::GET, "/api/orders/{id}", Permission::ReadData, get, Doc::new("getOrder", "orders", "One order with its customer, subscription and jobs").json::<OrderDetail>(200))
 }
 
 async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AppResult<Response> {

@@ -8,15 +8,16 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio_postgres::types::Type;
 use tokio_postgres::{GenericClient, Transaction};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::audit_log::{self, Actor, AuditEntry};
 use crate::catalog::{Currency, Interval, ProductType};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::http::fields::Fields;
+use crate::http::body::{Field, Problems};
 use crate::http::webhook::{Applied, Delivery, SignedWebhook};
 use crate::jobs::JobType;
 use crate::types::Named;
@@ -51,80 +52,97 @@ fn parse_external_id(raw: &str) -> Result<String, String> {
     Ok(id.to_string())
 }
 
-pub(crate) const ORDER_FIELDS: [&str; 8] =
-    ["tenantSlug", "externalOrderId", "customer", "priceSlug", "totalAmountCents", "currency", "domain", "metadata"];
+/// The buyer, found or created by email within the tenant.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderCustomer {
+    #[schema(value_type = String, format = "email")]
+    email: Field<String>,
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
+    full_name: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    phone: Field<String>,
+}
 
-/// Parses the whole body into an [`OrderRequest`], naming every bad field.
-pub fn parse_order(body: &Value) -> AppResult<OrderRequest> {
-    let mut f = Fields::new(body)?;
-    let tenant_slug = f.string("tenantSlug").and_then(|raw| f.parse("tenantSlug", Some(raw), Slug::parse));
-    let external_order_id =
-        f.string("externalOrderId").and_then(|raw| f.parse("externalOrderId", Some(raw), parse_external_id));
-    let mut customer = (None, None, None);
-    match f.raw("customer") {
-        None | Some(Value::Null) => f.error("customer", "is required"),
-        Some(value) => match Fields::nested(value, "customer") {
-            Ok(mut c) => {
-                customer.0 = c.string("email").and_then(|raw| c.parse("email", Some(raw), EmailAddress::parse));
-                customer.1 = c.string("fullName").and_then(|raw| c.parse("fullName", Some(raw), DisplayName::parse));
-                customer.2 = match c.opt_string("phone") {
-                    Some(Some(raw)) => c.parse("phone", Some(raw), Phone::parse).map(Some),
-                    _ => Some(None),
-                };
-                let errors = c.finish_nested(&["email", "fullName", "phone"]);
-                f.push_errors(errors);
-            }
-            Err(_) => f.error("customer", "must be an object"),
-        },
-    }
-    let price_slug = f.string("priceSlug").and_then(|raw| f.parse("priceSlug", Some(raw), Slug::parse));
-    let total = f
-        .int("totalAmountCents")
-        .and_then(|n| f.check("totalAmountCents", if n >= 0 { Ok(n) } else { Err("must be at least 0".to_string()) }));
-    let currency = f.string("currency").and_then(|raw| f.parse("currency", Some(raw), Currency::parse));
-    let domain = match f.opt_string("domain") {
-        Some(Some(raw)) => f.parse("domain", Some(raw), DomainName::parse).map(Some),
-        _ => Some(None),
+/// The marketing site's order, signed as a Standard Webhook.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderInput {
+    #[schema(value_type = String, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
+    tenant_slug: Field<String>,
+    /// The marketing site's order id; with the tenant, the idempotency key.
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
+    external_order_id: Field<String>,
+    #[schema(value_type = OrderCustomer)]
+    customer: Field<OrderCustomer>,
+    #[schema(value_type = String, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
+    price_slug: Field<String>,
+    #[schema(value_type = i64, minimum = 0)]
+    total_amount_cents: Field<i64>,
+    #[schema(value_type = String, pattern = r"^[A-Z]{3}$")]
+    currency: Field<String>,
+    /// Required by hosting products; an internationalised name is stored as its A-label.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    domain: Field<String>,
+    /// Kept with the order; at most 16 KiB.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    metadata: Field<Map<String, Value>>,
+}
+
+fn parse_metadata(map: Map<String, Value>) -> Result<Value, String> {
+    let metadata = Value::Object(map);
+    let size = serde_json::to_vec(&metadata).map(|b| b.len()).unwrap_or(usize::MAX);
+    if size <= MAX_METADATA_BYTES { Ok(metadata) } else { Err("must be at most 16 KiB".to_string()) }
+}
+
+/// The customer's fields, named under `customer.`.
+fn parse_customer(c: OrderCustomer, p: &mut Problems) -> Option<(EmailAddress, DisplayName, Option<Phone>)> {
+    let email = p.required("email", c.email, |s| EmailAddress::parse(&s));
+    let full_name = p.required("fullName", c.full_name, |s| DisplayName::parse(&s));
+    let phone = p.optional("phone", c.phone, |s| Phone::parse(&s));
+    Some((email?, full_name?, phone))
+}
+
+/// Converts the whole body into an [`OrderRequest`], naming every bad field.
+pub fn parse_order(body: OrderInput) -> AppResult<OrderRequest> {
+    let mut p = Problems::new();
+    let tenant_slug = p.required("tenantSlug", body.tenant_slug, |s| Slug::parse(&s));
+    let external_order_id = p.required("externalOrderId", body.external_order_id, |s| parse_external_id(&s));
+    let customer = p.nested("customer", body.customer, parse_customer);
+    let price_slug = p.required("priceSlug", body.price_slug, |s| Slug::parse(&s));
+    let total_amount_cents = p.required("totalAmountCents", body.total_amount_cents, |n| {
+        if n >= 0 { Ok(n) } else { Err("must be at least 0".to_string()) }
+    });
+    let currency = p.required("currency", body.currency, |s| Currency::parse(&s));
+    let domain = p.optional("domain", body.domain, |s| DomainName::parse(&s));
+    let metadata = p.optional("metadata", body.metadata, parse_metadata).unwrap_or_else(|| json!({}));
+    let (
+        Some(tenant_slug),
+        Some(external_order_id),
+        Some((email, full_name, phone)),
+        Some(price_slug),
+        Some(total_amount_cents),
+        Some(currency),
+        true,
+    ) = (tenant_slug, external_order_id, customer, price_slug, total_amount_cents, currency, p.is_empty())
+    else {
+        return Err(p.into_error());
     };
-    let metadata = match f.raw("metadata") {
-        None | Some(Value::Null) => Some(json!({})),
-        Some(v @ Value::Object(_)) => {
-            let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
-            f.check(
-                "metadata",
-                if size <= MAX_METADATA_BYTES { Ok(v.clone()) } else { Err("must be at most 16 KiB".to_string()) },
-            )
-        }
-        Some(_) => {
-            f.error("metadata", "must be an object");
-            None
-        }
-    };
-    f.finish(&ORDER_FIELDS)?;
-    match (tenant_slug, external_order_id, customer, price_slug, total, currency, domain, metadata) {
-        (
-            Some(tenant_slug),
-            Some(external_order_id),
-            (Some(email), Some(full_name), Some(phone)),
-            Some(price_slug),
-            Some(total_amount_cents),
-            Some(currency),
-            Some(domain),
-            Some(metadata),
-        ) => Ok(OrderRequest {
-            tenant_slug,
-            external_order_id,
-            email,
-            full_name,
-            phone,
-            price_slug,
-            total_amount_cents,
-            currency,
-            domain,
-            metadata,
-        }),
-        _ => Err(AppError::internal(anyhow::anyhow!("order fields validated but missing"))),
-    }
+    Ok(OrderRequest {
+        tenant_slug,
+        external_order_id,
+        email,
+        full_name,
+        phone,
+        price_slug,
+        total_amount_cents,
+        currency,
+        domain,
+        metadata,
+    })
 }
 
 /// The webhook's answer; stored and replayed verbatim for duplicates.
@@ -177,8 +195,9 @@ impl SignedWebhook for OrderRequest {
     const SOURCE: &'static str = "ORDERS";
     const STATUS: StatusCode = StatusCode::CREATED;
     type Answer = IntakeResponse;
+    type Body = OrderInput;
 
-    fn parse(body: &Value) -> AppResult<OrderRequest> {
+    fn parse(body: OrderInput) -> AppResult<OrderRequest> {
         parse_order(body)
     }
 
@@ -431,8 +450,12 @@ mod tests {
         })
     }
 
+    fn parse(body: &Value) -> AppResult<OrderRequest> {
+        parse_order(crate::http::extract::from_value(body.clone())?)
+    }
+
     fn fields_of(body: Value) -> Vec<String> {
-        match parse_order(&body) {
+        match parse(&body) {
             Err(AppError::Validation(errors)) => errors.into_iter().map(|e| e.field).collect(),
             other => panic!("expected 422, got {:?}", other.map(|o| o.external_order_id)),
         }
@@ -440,7 +463,7 @@ mod tests {
 
     #[test]
     fn parses_the_contract_example() {
-        let order = parse_order(&valid()).unwrap();
+        let order = parse(&valid()).unwrap();
         assert_eq!(order.email.as_str(), "jo@example.org");
         assert_eq!(order.domain.unwrap().as_str(), "jo-example.com");
         assert_eq!(order.currency.code(), "USD");

@@ -17,15 +17,35 @@ use crate::auth::{Permission, password};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::extract::{IdPath, Query};
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
-use crate::http::routes::ApiRoutes;
+use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::state::AppState;
 use crate::types::DomainName;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
-        .route(Method::GET, "/api/mail-accounts", Permission::ReadData, list)
-        .route(Method::GET, "/api/mail-accounts/{id}", Permission::ReadData, get)
-        .route(Method::POST, "/api/mail-accounts/{id}/reset-password", Permission::ManageMail, reset_password)
+        .route(
+            Method::GET,
+            "/api/mail-accounts",
+            Permission::ReadData,
+            list,
+            Doc::new("listMailAccounts", "mail", "Mailboxes")
+                .query(&[QueryParam::Text("domain", "Only this domain's mailboxes")])
+                .page::<MailAccount>(),
+        )
+        .route(
+            Method::GET,
+            "/api/mail-accounts/{id}",
+            Permission::ReadData,
+            get,
+            Doc::new("getMailAccount", "mail", "One mailbox").json::<MailAccount>(200),
+        )
+        .route(
+            Method::POST,
+            "/api/mail-accounts/{id}/reset-password",
+            Permission::ManageMail,
+            reset_password,
+            Doc::new("resetMailPassword", "mail", "Set a new random password, shown once").json::<PasswordReset>(200),
+        )
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

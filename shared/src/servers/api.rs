@@ -2,33 +2,69 @@
 
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_postgres::types::Type;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult};
+use crate::http::body::{Field, Problems};
 use crate::http::extract::{IdPath, Json, Query};
-use crate::http::fields::Fields;
 use crate::http::pagination::{Page, PageParams, PageRequest, Position};
-use crate::http::routes::ApiRoutes;
+use crate::http::routes::{ApiRoutes, Doc};
 use crate::state::AppState;
 use crate::types::DisplayName;
 
 use super::{
-    COLUMNS, ServerView, load, parse_host_key, parse_ip, parse_port, parse_role, parse_ssh_host, parse_ssh_user,
-    parse_web_root,
+    COLUMNS, ServerRole, ServerStatus, ServerView, load, parse_host_key, parse_ip, parse_port, parse_ssh_host,
+    parse_ssh_user, parse_web_root,
 };
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
-        .route(Method::GET, "/api/servers", Permission::ReadServers, list)
-        .route(Method::POST, "/api/servers", Permission::WriteServers, create)
-        .route(Method::GET, "/api/servers/{id}", Permission::ReadServers, get)
-        .route(Method::PATCH, "/api/servers/{id}", Permission::WriteServers, patch)
-        .route(Method::DELETE, "/api/servers/{id}", Permission::WriteServers, disable)
+        .route(
+            Method::GET,
+            "/api/servers",
+            Permission::ReadServers,
+            list,
+            Doc::new("listServers", "servers", "Hosting servers").page::<ServerView>(),
+        )
+        .route(
+            Method::POST,
+            "/api/servers",
+            Permission::WriteServers,
+            create,
+            Doc::new("createServer", "servers", "Register a hosting server (its SSH host key is pinned)")
+                .body::<ServerInput>()
+                .json::<ServerView>(201),
+        )
+        .route(
+            Method::GET,
+            "/api/servers/{id}",
+            Permission::ReadServers,
+            get,
+            Doc::new("getServer", "servers", "One server").json::<ServerView>(200),
+        )
+        .route(
+            Method::PATCH,
+            "/api/servers/{id}",
+            Permission::WriteServers,
+            patch,
+            Doc::new("patchServer", "servers", "Change the fields sent")
+                .body::<ServerChanges>()
+                .json::<ServerView>(200),
+        )
+        .route(
+            Method::DELETE,
+            "/api/servers/{id}",
+            Permission::WriteServers,
+            disable,
+            Doc::new("disableServer", "servers", "Disable a server (no new accounts)"),
+        )
 }
 
 async fn list(
@@ -65,57 +101,117 @@ async fn get(
     Ok(axum::Json(load(&**client, principal.tenant_id, id).await?))
 }
 
-pub(crate) const FIELDS: [&str; 9] =
-    ["name", "role", "ipAddress", "sshHost", "sshPort", "sshUser", "hostKey", "webRoot", "status"];
+/// A server to register. Its sites are created under `webRoot` by the
+/// `ssh_user`, who must be allowed the mPanel commands through sudo.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ServerInput {
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
+    name: Field<String>,
+    #[schema(value_type = ServerRole)]
+    role: Field<ServerRole>,
+    #[schema(value_type = String)]
+    ip_address: Field<String>,
+    #[schema(value_type = String)]
+    ssh_host: Field<String>,
+    /// Defaults to 22.
+    #[serde(default)]
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 65535)]
+    ssh_port: Field<i64>,
+    #[schema(value_type = String)]
+    ssh_user: Field<String>,
+    /// The server's public host key (`ssh-ed25519 AAAA...`), pinned in known_hosts.
+    #[schema(value_type = String)]
+    host_key: Field<String>,
+    /// Absolute path under which sites are created.
+    #[schema(value_type = String)]
+    web_root: Field<String>,
+    /// Defaults to ACTIVE.
+    #[serde(default)]
+    #[schema(value_type = Option<ServerStatus>)]
+    status: Field<ServerStatus>,
+}
+
+/// The fields sent change.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ServerChanges {
+    #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    name: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<ServerRole>)]
+    role: Field<ServerRole>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    ip_address: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    ssh_host: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 65535)]
+    ssh_port: Field<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    ssh_user: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    host_key: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    web_root: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<ServerStatus>)]
+    status: Field<ServerStatus>,
+}
+
+impl From<ServerInput> for ServerChanges {
+    /// A registration is a change to every field: the required ones were not
+    /// marked `default`, so a missing one reads as null and is reported.
+    fn from(input: ServerInput) -> ServerChanges {
+        let ServerInput { name, role, ip_address, ssh_host, ssh_port, ssh_user, host_key, web_root, status } = input;
+        ServerChanges { name, role, ip_address, ssh_host, ssh_port, ssh_user, host_key, web_root, status }
+    }
+}
 
 type TextParser = fn(&str) -> Result<String, String>;
 
-/// Validated column values from a body; `required` for POST.
-fn read(body: &Value, required: bool) -> AppResult<Vec<(&'static str, Value)>> {
-    let mut f = Fields::new(body)?;
+/// Validated column values of the fields sent.
+fn read(body: ServerChanges) -> AppResult<Vec<(&'static str, Value)>> {
+    let mut p = Problems::new();
     let mut values: Vec<(&'static str, Value)> = Vec::new();
-    let text_fields: [(&str, &'static str, TextParser); 7] = [
-        ("name", "name", |s| DisplayName::parse(s).map(|n| n.as_str().to_string())),
-        ("role", "role", parse_role),
-        ("ipAddress", "ip_address", parse_ip),
-        ("sshHost", "ssh_host", parse_ssh_host),
-        ("sshUser", "ssh_user", parse_ssh_user),
-        ("hostKey", "host_key", parse_host_key),
-        ("webRoot", "web_root", parse_web_root),
+    let text_fields: [(&str, &'static str, Field<String>, TextParser); 6] = [
+        ("name", "name", body.name, |s| DisplayName::parse(s).map(|n| n.as_str().to_string())),
+        ("ipAddress", "ip_address", body.ip_address, parse_ip),
+        ("sshHost", "ssh_host", body.ssh_host, parse_ssh_host),
+        ("sshUser", "ssh_user", body.ssh_user, parse_ssh_user),
+        ("hostKey", "host_key", body.host_key, parse_host_key),
+        ("webRoot", "web_root", body.web_root, parse_web_root),
     ];
-    for (field, column, parse) in text_fields {
-        if (required || f.has(field))
-            && let Some(v) = f.string(field).and_then(|raw| f.parse(field, Some(raw), parse))
-        {
+    for (field, column, value, parse) in text_fields {
+        if let Some(v) = p.change(field, value, |raw| parse(&raw)) {
             values.push((column, json!(v)));
         }
     }
-    if f.has("sshPort") || required {
-        let port = if f.has("sshPort") { f.int("sshPort") } else { Some(22) };
-        if let Some(p) = port.and_then(|n| f.check("sshPort", parse_port(n))) {
-            values.push(("ssh_port", json!(p)));
-        }
+    if let Some(role) = p.change("role", body.role, Ok) {
+        values.push(("role", json!(role)));
     }
-    if f.has("status")
-        && let Some(s) = f.string("status").and_then(|raw| {
-            f.parse("status", Some(raw), |s| match s {
-                "ACTIVE" | "DISABLED" => Ok(s.to_string()),
-                _ => Err("must be ACTIVE or DISABLED".into()),
-            })
-        })
-    {
-        values.push(("status", json!(s)));
+    if let Some(port) = p.change("sshPort", body.ssh_port, parse_port) {
+        values.push(("ssh_port", json!(port)));
     }
-    f.finish(&FIELDS)?;
+    if let Some(status) = p.change("status", body.status, Ok) {
+        values.push(("status", json!(status)));
+    }
+    p.finish()?;
     Ok(values)
 }
 
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    Json(body): Json<Value>,
+    Json(body): Json<ServerInput>,
 ) -> AppResult<(StatusCode, axum::Json<ServerView>)> {
-    let values = read(&body, true)?;
+    let values = read(body.into())?;
     let tenant_id = principal.tenant_id;
     let actor = Actor::User(principal.user_id);
     let server = crate::db::in_transaction(&state.db, move |tx| {
@@ -123,9 +219,10 @@ async fn create(
             let get = |c: &str| values.iter().find(|(k, _)| *k == c).map(|(_, v)| v.clone()).unwrap_or(Value::Null);
             let row = tx
                 .query_typed_one(
-                    "INSERT INTO servers (tenant_id, name, role, ip_address, ssh_host, ssh_port, ssh_user, host_key, web_root)
-                     SELECT $1, v->>'name', v->>'role', (v->>'ip_address')::inet, v->>'ssh_host', (v->>'ssh_port')::int,
-                            v->>'ssh_user', v->>'host_key', v->>'web_root'
+                    "INSERT INTO servers (tenant_id, name, role, ip_address, ssh_host, ssh_port, ssh_user, host_key, web_root, status)
+                     SELECT $1, v->>'name', v->>'role', (v->>'ip_address')::inet, v->>'ssh_host',
+                            COALESCE((v->>'ssh_port')::int, 22), v->>'ssh_user', v->>'host_key', v->>'web_root',
+                            COALESCE(v->>'status', 'ACTIVE')
                      FROM (SELECT $2::jsonb AS v) AS input RETURNING id",
                     &[
                         (&tenant_id, Type::UUID),
@@ -133,7 +230,7 @@ async fn create(
                             &json!({
                                 "name": get("name"), "role": get("role"), "ip_address": get("ip_address"),
                                 "ssh_host": get("ssh_host"), "ssh_port": get("ssh_port"), "ssh_user": get("ssh_user"),
-                                "host_key": get("host_key"), "web_root": get("web_root"),
+                                "host_key": get("host_key"), "web_root": get("web_root"), "status": get("status"),
                             }),
                             Type::JSONB,
                         ),
@@ -195,9 +292,9 @@ async fn patch(
     State(state): State<AppState>,
     principal: Principal,
     IdPath(id): IdPath,
-    Json(body): Json<Value>,
+    Json(body): Json<ServerChanges>,
 ) -> AppResult<axum::Json<ServerView>> {
-    let values = read(&body, false)?;
+    let values = read(body)?;
     Ok(axum::Json(update(&state, &principal, id, values, "server.updated").await?))
 }
 

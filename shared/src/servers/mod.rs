@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -82,11 +82,49 @@ pub fn parse_web_root(raw: &str) -> Result<String, String> {
     }
 }
 
-pub(crate) fn parse_role(raw: &str) -> Result<String, String> {
-    match raw {
-        "WEB" | "MAIL" | "DNS" => Ok(raw.to_string()),
-        _ => Err("must be one of WEB, MAIL, DNS".into()),
-    }
+/// What a server hosts.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumString,
+    strum::Display,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServerRole {
+    Web,
+    Mail,
+    Dns,
+}
+
+/// A disabled server gets no new accounts; its existing sites stay.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumString,
+    strum::Display,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServerStatus {
+    Active,
+    Disabled,
 }
 
 pub(crate) fn parse_ip(raw: &str) -> Result<String, String> {

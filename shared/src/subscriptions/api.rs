@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -12,20 +11,68 @@ use super::{SUBSCRIPTION_COLUMNS, SubscriptionView};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
+use crate::http::body::{Field, Problems};
 use crate::http::extract::{IdPath, Json, Query};
-use crate::http::fields::Fields;
 use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
-use crate::http::routes::ApiRoutes;
+use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::jobs::{JOB_COLUMNS, JobView};
 use crate::state::AppState;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
-        .route(Method::GET, "/api/subscriptions", Permission::ReadData, list)
-        .route(Method::GET, "/api/subscriptions/{id}", Permission::ReadData, get)
-        .route(Method::POST, "/api/subscriptions/{id}/suspend", Permission::SuspendSubscription, suspend)
-        .route(Method::POST, "/api/subscriptions/{id}/unsuspend", Permission::SuspendSubscription, unsuspend)
-        .route(Method::POST, "/api/subscriptions/{id}/terminate", Permission::TerminateSubscription, terminate)
+        .route(
+            Method::GET,
+            "/api/subscriptions",
+            Permission::ReadData,
+            list,
+            Doc::new("listSubscriptions", "subscriptions", "Subscriptions, newest first")
+                .query(&[
+                    QueryParam::Text("status", "Subscription status"),
+                    QueryParam::Uuid("customerId", "Only this customer's subscriptions"),
+                ])
+                .page::<SubscriptionView>(),
+        )
+        .route(
+            Method::GET,
+            "/api/subscriptions/{id}",
+            Permission::ReadData,
+            get,
+            Doc::new("getSubscription", "subscriptions", "One subscription with its jobs")
+                .json::<SubscriptionDetail>(200),
+        )
+        .route(
+            Method::POST,
+            "/api/subscriptions/{id}/suspend",
+            Permission::SuspendSubscription,
+            suspend,
+            Doc::new(
+                "suspendSubscription",
+                "subscriptions",
+                "Suspend: web space disabled, mail disabled (through jobs)",
+            )
+            .body::<SuspendBody>()
+            .json::<ActionAccepted>(202),
+        )
+        .route(
+            Method::POST,
+            "/api/subscriptions/{id}/unsuspend",
+            Permission::SuspendSubscription,
+            unsuspend,
+            Doc::new("unsuspendSubscription", "subscriptions", "Restore a suspended subscription (through jobs)")
+                .json::<ActionAccepted>(202),
+        )
+        .route(
+            Method::POST,
+            "/api/subscriptions/{id}/terminate",
+            Permission::TerminateSubscription,
+            terminate,
+            Doc::new(
+                "terminateSubscription",
+                "subscriptions",
+                "Terminate: archive the site, remove the zone and mailboxes (through jobs)",
+            )
+            .json::<ActionAccepted>(202),
+        )
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -57,7 +104,13 @@ async fn act(
     ))
 }
 
-pub(crate) const SUSPEND_FIELDS: [&str; 1] = ["reason"];
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SuspendBody {
+    /// Shown to staff.
+    #[schema(value_type = String, min_length = 1, max_length = 1000)]
+    reason: Field<String>,
+}
 
 fn parse_reason(raw: &str) -> Result<String, String> {
     let reason = raw.trim();
@@ -74,11 +127,11 @@ async fn suspend(
     State(state): State<AppState>,
     principal: Principal,
     IdPath(id): IdPath,
-    Json(body): Json<Value>,
+    Json(body): Json<SuspendBody>,
 ) -> AppResult<(StatusCode, axum::Json<ActionAccepted>)> {
-    let mut f = Fields::new(&body)?;
-    let reason = f.string("reason").and_then(|raw| f.parse("reason", Some(raw), parse_reason));
-    f.finish(&SUSPEND_FIELDS)?;
+    let mut p = Problems::new();
+    let reason = p.required("reason", body.reason, |s| parse_reason(&s));
+    p.finish()?;
     act(&state, &principal, id, Action::Suspend, reason).await
 }
 

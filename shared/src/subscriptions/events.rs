@@ -19,8 +19,8 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio_postgres::Transaction;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -31,31 +31,45 @@ use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Permission;
 use crate::catalog::Interval;
 use crate::error::{AppError, AppResult};
-use crate::http::fields::Fields;
-use crate::http::routes::{ApiRoutes, Limited};
+use crate::http::body::{Field, Problems};
+use crate::http::routes::{ApiRoutes, Doc, Limited};
 use crate::http::webhook::{self, Applied, Delivery, SignedWebhook};
 use crate::state::AppState;
 use crate::types::Named;
 use crate::types::Slug;
 
 pub fn routes() -> ApiRoutes {
-    ApiRoutes::new().add(Method::POST, "/api/subscriptions/events", Permission::Public, Limited::No, receive)
+    ApiRoutes::new().add(
+        Method::POST,
+        "/api/subscriptions/events",
+        Permission::Public,
+        Limited::No,
+        receive,
+        Doc::new("receiveBillingEvent", "subscriptions", "Billing event webhook (Standard Webhooks signature)")
+            .body::<BillingEventInput>()
+            .json::<BillingEventOutcome>(200)
+            .signed_webhook(),
+    )
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Deserialize,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 enum EventType {
     Renewed,
     PaymentFailed,
     Cancelled,
-}
-
-fn parse_type(raw: &str) -> Result<EventType, String> {
-    match raw {
-        "renewed" => Ok(EventType::Renewed),
-        "payment_failed" => Ok(EventType::PaymentFailed),
-        "cancelled" => Ok(EventType::Cancelled),
-        _ => Err("must be one of renewed, payment_failed, cancelled".into()),
-    }
 }
 
 enum Reference {
@@ -66,11 +80,29 @@ enum Reference {
 struct BillingEvent {
     tenant_slug: Slug,
     event_type: EventType,
-    type_name: String,
     reference: Reference,
 }
 
-pub(crate) const EVENT_FIELDS: [&str; 5] = ["tenantSlug", "type", "subscriptionId", "externalOrderId", "occurredAt"];
+/// Names the subscription by `subscriptionId` or by the order's `externalOrderId`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct BillingEventInput {
+    #[schema(value_type = String, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
+    tenant_slug: Field<String>,
+    #[serde(rename = "type")]
+    #[schema(value_type = EventType)]
+    event_type: Field<EventType>,
+    #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
+    subscription_id: Field<Uuid>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    external_order_id: Field<String>,
+    /// When the billing site saw it; informational.
+    #[serde(default)]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    occurred_at: Field<DateTime<Utc>>,
+}
 
 /// The answer to a billing event; stored and replayed verbatim for duplicates.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -86,33 +118,31 @@ pub(crate) struct BillingEventOutcome {
     jobs: Vec<JobRef>,
 }
 
-fn parse_event(body: &Value) -> AppResult<BillingEvent> {
-    let mut f = Fields::new(body)?;
-    let tenant_slug = f.string("tenantSlug").and_then(|raw| f.parse("tenantSlug", Some(raw), Slug::parse));
-    let type_raw = f.string("type");
-    let event_type = type_raw.and_then(|raw| f.parse("type", Some(raw), parse_type));
-    let by_id = f.opt_string("subscriptionId").flatten().and_then(|raw| {
-        f.parse("subscriptionId", Some(raw), |s| Uuid::parse_str(s).map_err(|_| "must be a UUID".into()))
-    });
-    let by_external = f.opt_string("externalOrderId").flatten().map(str::to_string);
+fn parse_event(body: BillingEventInput) -> AppResult<BillingEvent> {
+    let mut p = Problems::new();
+    let tenant_slug = p.required("tenantSlug", body.tenant_slug, |s| Slug::parse(&s));
+    let event_type = p.required("type", body.event_type, Ok);
+    let id_sent = matches!(body.subscription_id, Field::Given(_) | Field::Invalid { .. });
+    let by_id = p.optional("subscriptionId", body.subscription_id, Ok);
+    let by_external = p.optional("externalOrderId", body.external_order_id, Ok).filter(|ext| !ext.trim().is_empty());
+    p.optional("occurredAt", body.occurred_at, Ok);
     let reference = match (by_id, by_external) {
         (Some(id), _) => Some(Reference::Id(id)),
-        (None, Some(ext)) if !ext.trim().is_empty() => Some(Reference::ExternalOrder(ext)),
-        _ => {
+        (None, Some(ext)) => Some(Reference::ExternalOrder(ext)),
+        (None, None) => {
             // A subscriptionId that was sent but is invalid already has its own error.
-            if f.raw("subscriptionId").is_none_or(Value::is_null) {
-                f.error("subscriptionId", "subscriptionId or externalOrderId is required");
+            if !id_sent {
+                p.add("subscriptionId", "subscriptionId or externalOrderId is required");
             }
             None
         }
     };
-    f.finish(&EVENT_FIELDS)?;
-    match (tenant_slug, event_type, reference) {
-        (Some(tenant_slug), Some(event_type), Some(reference)) => {
-            Ok(BillingEvent { tenant_slug, event_type, type_name: type_raw.unwrap_or_default().to_string(), reference })
-        }
-        _ => Err(AppError::internal(anyhow::anyhow!("event fields validated but missing"))),
-    }
+    let (Some(tenant_slug), Some(event_type), Some(reference), true) =
+        (tenant_slug, event_type, reference, p.is_empty())
+    else {
+        return Err(p.into_error());
+    };
+    Ok(BillingEvent { tenant_slug, event_type, reference })
 }
 
 async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AppResult<Response> {
@@ -123,8 +153,9 @@ impl SignedWebhook for BillingEvent {
     const SOURCE: &'static str = "SUBSCRIPTION_EVENTS";
     const STATUS: StatusCode = StatusCode::OK;
     type Answer = BillingEventOutcome;
+    type Body = BillingEventInput;
 
-    fn parse(body: &Value) -> AppResult<BillingEvent> {
+    fn parse(body: BillingEventInput) -> AppResult<BillingEvent> {
         parse_event(body)
     }
 
@@ -238,7 +269,7 @@ async fn apply_event(
     let created: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
     let answer = BillingEventOutcome {
         event_id: webhook_id.to_string(),
-        event_type: event.type_name,
+        event_type: event.event_type.to_string(),
         subscription_id,
         status: status.as_str().to_string(),
         jobs,
@@ -248,10 +279,16 @@ async fn apply_event(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
+    fn parse(body: &Value) -> AppResult<BillingEvent> {
+        parse_event(crate::http::extract::from_value(body.clone())?)
+    }
+
     fn error_fields(body: Value) -> Vec<String> {
-        match parse_event(&body) {
+        match parse(&body) {
             Err(AppError::Validation(errors)) => errors.into_iter().map(|e| e.field).collect(),
             Err(other) => panic!("expected a 422, got {other:?}"),
             Ok(_) => panic!("expected a 422 for {body}"),
@@ -279,8 +316,8 @@ mod tests {
     #[test]
     fn either_reference_is_enough() {
         let by_id = json!({"tenantSlug": "acme", "type": "cancelled", "subscriptionId": Uuid::nil().to_string()});
-        assert!(matches!(parse_event(&by_id).map(|e| e.reference), Ok(Reference::Id(_))));
+        assert!(matches!(parse(&by_id).map(|e| e.reference), Ok(Reference::Id(_))));
         let by_order = json!({"tenantSlug": "acme", "type": "payment_failed", "externalOrderId": "ord-1"});
-        assert!(matches!(parse_event(&by_order).map(|e| e.reference), Ok(Reference::ExternalOrder(_))));
+        assert!(matches!(parse(&by_order).map(|e| e.reference), Ok(Reference::ExternalOrder(_))));
     }
 }

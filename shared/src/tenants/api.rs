@@ -11,17 +11,28 @@ use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::extract::{Json, Query};
 use crate::http::pagination::{Page, PageParams, PageRequest, Position};
-use crate::http::routes::ApiRoutes;
+use crate::http::routes::{ApiRoutes, Doc};
 use crate::state::AppState;
 use crate::types::{DisplayName, Slug};
 
 pub fn routes() -> ApiRoutes {
-    ApiRoutes::new().route(Method::GET, "/api/tenants", Permission::ManageTenants, list).route(
-        Method::POST,
-        "/api/tenants",
-        Permission::ManageTenants,
-        create,
-    )
+    ApiRoutes::new()
+        .route(
+            Method::GET,
+            "/api/tenants",
+            Permission::ManageTenants,
+            list,
+            Doc::new("listTenants", "tenants", "Tenants (SUPER_ADMIN)").page::<Tenant>(),
+        )
+        .route(
+            Method::POST,
+            "/api/tenants",
+            Permission::ManageTenants,
+            create,
+            Doc::new("createTenant", "tenants", "Create a tenant (SUPER_ADMIN)")
+                .body::<NewTenantBody>()
+                .json::<Tenant>(201),
+        )
 }
 
 async fn list(State(state): State<AppState>, Query(params): Query<PageParams>) -> AppResult<axum::Json<Page<Tenant>>> {

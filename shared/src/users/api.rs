@@ -13,7 +13,7 @@ use crate::auth::{Permission, Role, password};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::extract::{IdPath, Json, Query};
 use crate::http::pagination::{Page, PageParams, PageRequest, Position};
-use crate::http::routes::ApiRoutes;
+use crate::http::routes::{ApiRoutes, Doc};
 use crate::secrets::Secret;
 use crate::state::AppState;
 use crate::types::Named;
@@ -21,11 +21,45 @@ use crate::types::{DisplayName, EmailAddress};
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
-        .route(Method::GET, "/api/users", Permission::ManageUsers, list)
-        .route(Method::POST, "/api/users", Permission::ManageUsers, create)
-        .route(Method::GET, "/api/users/{id}", Permission::ManageUsers, get)
-        .route(Method::PATCH, "/api/users/{id}", Permission::ManageUsers, patch)
-        .route(Method::DELETE, "/api/users/{id}", Permission::ManageUsers, disable)
+        .route(
+            Method::GET,
+            "/api/users",
+            Permission::ManageUsers,
+            list,
+            Doc::new("listUsers", "users", "Users of the tenant").page::<User>(),
+        )
+        .route(
+            Method::POST,
+            "/api/users",
+            Permission::ManageUsers,
+            create,
+            Doc::new("createUser", "users", "Create a user (no role above your own)")
+                .body::<NewUserBody>()
+                .json::<User>(201),
+        )
+        .route(
+            Method::GET,
+            "/api/users/{id}",
+            Permission::ManageUsers,
+            get,
+            Doc::new("getUser", "users", "One user").json::<User>(200),
+        )
+        .route(
+            Method::PATCH,
+            "/api/users/{id}",
+            Permission::ManageUsers,
+            patch,
+            Doc::new("patchUser", "users", "Change role, status, name or password")
+                .body::<UserChangesBody>()
+                .json::<User>(200),
+        )
+        .route(
+            Method::DELETE,
+            "/api/users/{id}",
+            Permission::ManageUsers,
+            disable,
+            Doc::new("disableUser", "users", "Disable a user and end their sessions"),
+        )
 }
 
 async fn list(

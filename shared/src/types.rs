@@ -218,6 +218,79 @@ pub trait Named: Copy + 'static + strum::VariantArray + Into<&'static str> {
 
 impl<T: Copy + 'static + strum::VariantArray + Into<&'static str>> Named for T {}
 
+/// Binds and reads a [`Named`] enum as its name in a `text` column (whose
+/// CHECK constraint holds the same names), so queries take and return the
+/// enum itself. Text rather than a PostgreSQL enum type: `query_typed` needs
+/// each parameter's type up front, and an enum type's OID differs per database.
+macro_rules! text_column {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl tokio_postgres::types::ToSql for $ty {
+            fn to_sql(
+                &self,
+                ty: &tokio_postgres::types::Type,
+                out: &mut bytes::BytesMut,
+            ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                <&str as tokio_postgres::types::ToSql>::to_sql(&$crate::types::Named::as_str(*self), ty, out)
+            }
+
+            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+                <&str as tokio_postgres::types::ToSql>::accepts(ty)
+            }
+
+            tokio_postgres::types::to_sql_checked!();
+        }
+
+        impl<'a> tokio_postgres::types::FromSql<'a> for $ty {
+            fn from_sql(
+                ty: &tokio_postgres::types::Type,
+                raw: &'a [u8],
+            ) -> Result<$ty, Box<dyn std::error::Error + Sync + Send>> {
+                let name = <&str as tokio_postgres::types::FromSql>::from_sql(ty, raw)?;
+                Ok(<$ty as $crate::types::Named>::from_name(name)?)
+            }
+
+            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+                <&str as tokio_postgres::types::FromSql>::accepts(ty)
+            }
+        }
+    )+};
+}
+pub(crate) use text_column;
+
+/// Declares a closed set of upper-case names (roles, statuses, types): the
+/// enum with its strum names, serde and OpenAPI forms, and its `text` column
+/// mapping. Declaration order is the derived `Ord`.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$variant_meta:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            serde::Serialize,
+            serde::Deserialize,
+            utoipa::ToSchema,
+            strum::IntoStaticStr,
+            strum::VariantArray,
+            strum::EnumString,
+            strum::Display,
+        )]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+        $vis enum $name {
+            $($(#[$variant_meta])* $variant),+
+        }
+
+        $crate::types::text_column!($name);
+    };
+}
+pub(crate) use named_enum;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -152,7 +152,7 @@ async fn terminate_removes_everything_archives_the_site_and_frees_the_domain() {
         max_attempts: 8,
         worker: "crashed".into(),
     };
-    mpanel::provision::execute(&h.app.state, &crashed).await.expect("first pass");
+    mpanel::provision::execute(mpanel::provision::Provisioner::of(&h.app.state), &crashed).await.expect("first pass");
     assert_eq!(h.app.subscription_status(subscription).await, "ACTIVE", "status changes only when the job succeeds");
     run_all(&h, &ids).await;
 

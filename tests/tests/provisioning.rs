@@ -69,7 +69,9 @@ async fn a_hosting_order_goes_live_and_running_it_again_changes_nothing() {
             max_attempts: 8,
             worker: "again".into(),
         };
-        mpanel::provision::execute(&h.app.state, &job).await.expect("second run succeeds");
+        mpanel::provision::execute(mpanel::provision::Provisioner::of(&h.app.state), &job)
+            .await
+            .expect("second run succeeds");
     }
     assert_eq!(std::fs::read_to_string(&index).expect("page"), "customer content");
     assert_eq!(dig(env, &domain, "A"), before_records);

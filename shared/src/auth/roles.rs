@@ -1,33 +1,14 @@
 //! The five staff roles, ordered by power.
 
-use serde::{Deserialize, Serialize};
-
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-    strum::EnumString,
-    strum::Display,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum Role {
-    // Declaration order is the order of power (derived Ord relies on it).
-    ReadOnly,
-    Support,
-    Billing,
-    Admin,
-    SuperAdmin,
+crate::types::named_enum! {
+    pub enum Role {
+        // Declaration order is the order of power (derived Ord relies on it).
+        ReadOnly,
+        Support,
+        Billing,
+        Admin,
+        SuperAdmin,
+    }
 }
 
 #[cfg(test)]

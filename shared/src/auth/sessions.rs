@@ -19,7 +19,6 @@ use crate::error::{AppError, AppResult};
 use crate::ratelimit::{Limit, RateLimiter};
 use crate::secrets::Secret;
 use crate::types::EmailAddress;
-use crate::types::Named;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -63,13 +62,12 @@ async fn login_row(
     let Some(row) = client.query_typed_opt(&sql, &[(value, ty)]).await? else {
         return Ok(None);
     };
-    let role: String = row.try_get(3)?;
     Ok(Some(LoginRow {
         user: SessionUser {
             id: row.try_get(0)?,
             email: row.try_get(1)?,
             display_name: row.try_get(2)?,
-            role: Role::from_name(&role).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?,
+            role: row.try_get(3)?,
             tenant_id: row.try_get(4)?,
         },
         password_hash: row.try_get(5)?,

@@ -309,7 +309,7 @@ async fn create(
                         (&tenant_id, Type::UUID),
                         (&name, Type::TEXT),
                         (&slug, Type::TEXT),
-                        (&product_type.as_str(), Type::TEXT),
+                        (&product_type, Type::TEXT),
                         (&description, Type::TEXT),
                         (&limits, Type::JSONB),
                         (&is_active, Type::BOOL),
@@ -397,7 +397,7 @@ async fn patch(
         changes.push(assign("slug", "slug", v, Type::TEXT));
     }
     if let Some(v) = p.change("type", body.product_type, Ok) {
-        changes.push(assign("type", "type", v.as_str().to_string(), Type::TEXT));
+        changes.push(assign("type", "type", v, Type::TEXT));
     }
     if let Some(v) = p.nullable_change("description", body.description, |s| parse_description(&s)) {
         changes.push(assign("description", "description", v, Type::TEXT));
@@ -531,7 +531,7 @@ async fn create_price(
                         (&product_id, Type::UUID),
                         (&name, Type::TEXT),
                         (&slug, Type::TEXT),
-                        (&interval.as_str(), Type::TEXT),
+                        (&interval, Type::TEXT),
                         (&amount, Type::INT8),
                         (&currency.code(), Type::TEXT),
                         (&is_popular, Type::BOOL),
@@ -572,7 +572,7 @@ async fn patch_price(
         changes.push(assign("slug", "slug", v, Type::TEXT));
     }
     if let Some(v) = p.change("interval", body.interval, Ok) {
-        changes.push(assign("interval", "interval", v.as_str().to_string(), Type::TEXT));
+        changes.push(assign("interval", "interval", v, Type::TEXT));
     }
     if let Some(v) = p.change("amountCents", body.amount_cents, parse_amount) {
         changes.push(assign("amount_cents", "amountCents", v, Type::INT8));

@@ -6,61 +6,33 @@ pub mod public;
 use std::fmt;
 
 use chrono::{DateTime, Months, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::error::AppResult;
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-    strum::EnumString,
-    strum::Display,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum ProductType {
-    SharedHosting,
-    Vps,
-    Email,
-    Dns,
-    Addon,
+crate::types::named_enum! {
+    pub enum ProductType {
+        SharedHosting,
+        Vps,
+        Email,
+        Dns,
+        Addon,
+    }
 }
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-    strum::EnumString,
-    strum::Display,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum Interval {
-    Monthly,
-    Quarterly,
-    SemiAnnually,
-    Yearly,
-    Biennially,
-    Triennially,
-    OneTime,
+crate::types::named_enum! {
+    pub enum Interval {
+        Monthly,
+        Quarterly,
+        SemiAnnually,
+        Yearly,
+        Biennially,
+        Triennially,
+        OneTime,
+    }
 }
 
 impl Interval {

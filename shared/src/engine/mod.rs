@@ -60,12 +60,11 @@ pub async fn claim(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<Op
             else {
                 return Ok(None);
             };
-            let job_type: String = row.try_get(2)?;
             let job = ClaimedJob {
                 id: job_id,
                 tenant_id: row.try_get(0)?,
                 subscription_id: row.try_get(1)?,
-                job_type: JobType::from_name(&job_type).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?,
+                job_type: row.try_get(2)?,
                 payload: row.try_get(3)?,
                 attempt: row.try_get(4)?,
                 max_attempts: row.try_get(5)?,
@@ -95,10 +94,13 @@ pub async fn run_job(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<
     };
     // Finish well inside the lease so a slow job is never run twice at once.
     let budget = state.config.jobs.lease.mul_f64(0.8);
-    let result = match tokio::time::timeout(budget, crate::provision::execute(state, &job)).await {
-        Ok(result) => result,
-        Err(_) => Err(JobError::retryable(format!("timed out after {} s", budget.as_secs()))),
-    };
+    let result =
+        match tokio::time::timeout(budget, crate::provision::execute(crate::provision::Provisioner::of(state), &job))
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(JobError::retryable(format!("timed out after {} s", budget.as_secs()))),
+        };
     match result {
         Ok(()) => complete(state, &job).await,
         Err(error) => fail(state, &job, error).await,
@@ -176,7 +178,7 @@ async fn fail(state: &AppState, job: &ClaimedJob, error: JobError) -> AppResult<
                         (&job.id, Type::UUID),
                         (&job.worker, Type::TEXT),
                         (&job.attempt, Type::INT4),
-                        (&next.as_str(), Type::TEXT),
+                        (&next, Type::TEXT),
                         (&run_after, Type::TIMESTAMPTZ),
                         (&tx_message, Type::TEXT),
                     ],
@@ -277,8 +279,7 @@ pub async fn rescue_expired(state: &AppState) -> AppResult<(u64, u64)> {
                 let id: Uuid = row.try_get(0)?;
                 let tenant_id: Uuid = row.try_get(1)?;
                 let subscription_id: Option<Uuid> = row.try_get(2)?;
-                let job_type: String = row.try_get(3)?;
-                let job_type = JobType::from_name(&job_type).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
+                let job_type: JobType = row.try_get(3)?;
                 let attempts: i32 = row.try_get(4)?;
                 let max_attempts: i32 = row.try_get(5)?;
                 let next = JobStatus::Running
@@ -290,7 +291,7 @@ pub async fn rescue_expired(state: &AppState) -> AppResult<(u64, u64)> {
                             dispatched_at = NULL, last_error = $3, updated_at = now(),
                             finished_at = CASE WHEN $2 = 'DEAD' THEN now() END
                      WHERE id = $1",
-                    &[(&id, Type::UUID), (&next.as_str(), Type::TEXT), (&message, Type::TEXT)],
+                    &[(&id, Type::UUID), (&next, Type::TEXT), (&message, Type::TEXT)],
                 )
                 .await?;
                 tx.query_typed(
@@ -346,8 +347,7 @@ pub async fn retry_dead(state: &AppState, tenant_id: Uuid, job_id: Uuid, actor: 
                 )
                 .await?
                 .ok_or(AppError::NotFound)?;
-            let status: String = row.try_get(0)?;
-            let status = JobStatus::from_name(&status).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
+            let status: JobStatus = row.try_get(0)?;
             let subscription_id: Option<Uuid> = row.try_get(1)?;
             let job_type: String = row.try_get(2)?;
             let next = status.transition(JobEvent::Retry).map_err(|_| AppError::Conflict {
@@ -358,7 +358,7 @@ pub async fn retry_dead(state: &AppState, tenant_id: Uuid, job_id: Uuid, actor: 
                 "UPDATE jobs SET status = $2, max_attempts = attempts + $3, run_after = now(), dispatched_at = NULL,
                         finished_at = NULL, updated_at = now()
                  WHERE id = $1",
-                &[(&job_id, Type::UUID), (&next.as_str(), Type::TEXT), (&budget, Type::INT4)],
+                &[(&job_id, Type::UUID), (&next, Type::TEXT), (&budget, Type::INT4)],
             )
             .await?;
             if let Some(subscription_id) = subscription_id

@@ -13,28 +13,15 @@ use uuid::Uuid;
 
 use crate::error::AppResult;
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-    strum::EnumString,
-    strum::Display,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum JobType {
-    ProvisionDns,
-    ProvisionHosting,
-    ProvisionMail,
-    SuspendService,
-    UnsuspendService,
-    TerminateService,
+crate::types::named_enum! {
+    pub enum JobType {
+        ProvisionDns,
+        ProvisionHosting,
+        ProvisionMail,
+        SuspendService,
+        UnsuspendService,
+        TerminateService,
+    }
 }
 
 impl JobType {
@@ -44,27 +31,14 @@ impl JobType {
     }
 }
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-    strum::EnumString,
-    strum::Display,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum JobStatus {
-    Pending,
-    Running,
-    Retrying,
-    Succeeded,
-    Dead,
+crate::types::named_enum! {
+    pub enum JobStatus {
+        Pending,
+        Running,
+        Retrying,
+        Succeeded,
+        Dead,
+    }
 }
 
 /// A job as the admin API shows it.
@@ -74,8 +48,8 @@ pub struct JobView {
     pub id: Uuid,
     pub subscription_id: Option<Uuid>,
     #[serde(rename = "type")]
-    pub job_type: String,
-    pub status: String,
+    pub job_type: JobType,
+    pub status: JobStatus,
     pub attempts: i32,
     pub max_attempts: i32,
     pub run_after: DateTime<Utc>,

@@ -235,15 +235,13 @@ async fn load_price(client: &impl GenericClient, tenant_id: Uuid, order: &OrderR
         )
         .await?
         .ok_or_else(|| AppError::validation("priceSlug", "is not an active price of this tenant"))?;
-    let interval: String = row.try_get(4)?;
-    let product_type: String = row.try_get(5)?;
     let price = PriceRow {
         price_id: row.try_get(0)?,
         product_id: row.try_get(1)?,
         amount_cents: row.try_get(2)?,
         currency: row.try_get(3)?,
-        interval: Interval::from_name(&interval).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?,
-        product_type: ProductType::from_name(&product_type).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?,
+        interval: row.try_get(4)?,
+        product_type: row.try_get(5)?,
         emails: row.try_get(6)?,
     };
     let mut errors = Vec::new();
@@ -263,6 +261,15 @@ async fn load_price(client: &impl GenericClient, tenant_id: Uuid, order: &OrderR
     if errors.is_empty() { Ok(price) } else { Err(AppError::Validation(errors)) }
 }
 
+/// What the steps of one order's writes share.
+struct NewOrder<'a> {
+    tx: &'a Transaction<'a>,
+    tenant_id: Uuid,
+    delivery: &'a Delivery,
+    order: &'a OrderRequest,
+    price: &'a PriceRow,
+}
+
 async fn write_order(
     tx: &Transaction<'_>,
     tenant_id: Uuid,
@@ -270,7 +277,44 @@ async fn write_order(
     order: &OrderRequest,
     price: &PriceRow,
 ) -> AppResult<Applied<IntakeResponse>> {
-    let webhook_id = delivery.webhook_id.as_str();
+    let new = NewOrder { tx, tenant_id, delivery, order, price };
+    if let Some(repeat) = earlier_answer(&new).await? {
+        return Ok(repeat);
+    }
+    let customer_id = find_or_create_customer(tx, tenant_id, order).await?;
+    let order_id = insert_order(&new, customer_id).await?;
+    let job_types = jobs_for(price.product_type, price.emails);
+    // Nothing to provision: active at once.
+    let active_at_once = job_types.is_empty();
+    let subscription_id = insert_subscription(&new, customer_id, order_id, active_at_once).await?;
+    if let Some(domain) = &order.domain {
+        claim_domain(&new, subscription_id, domain, active_at_once).await?;
+    }
+    let jobs = insert_jobs(&new, subscription_id, job_types).await?;
+    let response = IntakeResponse {
+        order_id,
+        subscription_id,
+        customer_id,
+        status: if active_at_once { "ACTIVE" } else { "PENDING" }.into(),
+        order_status: "PAID".into(),
+        jobs,
+    };
+    audit_log::record(
+        tx,
+        &AuditEntry::new(Some(tenant_id), Actor::Webhook, "order.created").target("order", order_id).details(json!({
+            "externalOrderId": order.external_order_id, "webhookId": delivery.webhook_id,
+            "subscriptionId": subscription_id, "domain": order.domain.as_ref().map(DomainName::as_str),
+        })),
+    )
+    .await?;
+    let jobs = response.jobs.iter().map(|j| j.id).collect();
+    Ok(Applied::Done { tenant_id, answer: response, order_id: Some(order_id), jobs })
+}
+
+/// The first answer when this order (same tenant and externalOrderId) was
+/// taken before under another webhook-id; a 409 if it was a different order.
+async fn earlier_answer(new: &NewOrder<'_>) -> AppResult<Option<Applied<IntakeResponse>>> {
+    let NewOrder { tx, tenant_id, delivery, order, .. } = *new;
     // Serialises deliveries of the same order (the 50-duplicates case); the
     // losers then find the winner's rows below.
     tx.query_typed(
@@ -278,34 +322,36 @@ async fn write_order(
         &[(&tenant_id.to_string(), Type::TEXT), (&order.external_order_id, Type::TEXT)],
     )
     .await?;
-    if let Some(existing) = tx
+    let Some(existing) = tx
         .query_typed_opt(
             "SELECT id, request_hash FROM orders WHERE tenant_id = $1 AND external_order_id = $2",
             &[(&tenant_id, Type::UUID), (&order.external_order_id, Type::TEXT)],
         )
         .await?
-    {
-        let order_id: Uuid = existing.try_get(0)?;
-        let hash: Vec<u8> = existing.try_get(1)?;
-        if hash != delivery.request_hash {
-            return Err(AppError::conflict(
-                "externalOrderId",
-                "this externalOrderId was already used with a different order",
-            ));
-        }
-        let first: Value = tx
-            .query_typed_one(
-                "SELECT response_body FROM webhook_deliveries WHERE order_id = $1 ORDER BY received_at LIMIT 1",
-                &[(&order_id, Type::UUID)],
-            )
-            .await?
-            .try_get(0)?;
-        return Ok(Applied::Repeat { tenant_id, answer: first, order_id: Some(order_id) });
+    else {
+        return Ok(None);
+    };
+    let order_id: Uuid = existing.try_get(0)?;
+    let hash: Vec<u8> = existing.try_get(1)?;
+    if hash != delivery.request_hash {
+        return Err(AppError::conflict(
+            "externalOrderId",
+            "this externalOrderId was already used with a different order",
+        ));
     }
+    let first: Value = tx
+        .query_typed_one(
+            "SELECT response_body FROM webhook_deliveries WHERE order_id = $1 ORDER BY received_at LIMIT 1",
+            &[(&order_id, Type::UUID)],
+        )
+        .await?
+        .try_get(0)?;
+    Ok(Some(Applied::Repeat { tenant_id, answer: first, order_id: Some(order_id) }))
+}
 
-    let customer_id = find_or_create_customer(tx, tenant_id, order).await?;
-    let now = Utc::now();
-    let order_row = tx
+async fn insert_order(new: &NewOrder<'_>, customer_id: Uuid) -> AppResult<Uuid> {
+    let NewOrder { tx, tenant_id, delivery, order, price } = *new;
+    let row = tx
         .query_typed_one(
             "INSERT INTO orders (tenant_id, customer_id, price_id, external_order_id, status, total_amount_cents,
                                  currency, domain, metadata, request_hash)
@@ -323,12 +369,20 @@ async fn write_order(
             ],
         )
         .await?;
-    let order_id: Uuid = order_row.try_get(0)?;
+    Ok(row.try_get(0)?)
+}
 
-    let job_types = jobs_for(price.product_type, price.emails);
-    let active_at_once = job_types.is_empty();
+/// The subscription, its first period starting now.
+async fn insert_subscription(
+    new: &NewOrder<'_>,
+    customer_id: Uuid,
+    order_id: Uuid,
+    active_at_once: bool,
+) -> AppResult<Uuid> {
+    let NewOrder { tx, tenant_id, price, .. } = *new;
+    let now = Utc::now();
     let status = if active_at_once { "ACTIVE" } else { "PENDING" };
-    let subscription_id: Uuid = tx
+    let row = tx
         .query_typed_one(
             "INSERT INTO subscriptions (tenant_id, customer_id, order_id, product_id, price_id, status,
                                         current_period_start, current_period_end, activated_at)
@@ -344,16 +398,24 @@ async fn write_order(
                 (&price.interval.period_end(now), Type::TIMESTAMPTZ),
             ],
         )
-        .await?
-        .try_get(0)?;
+        .await?;
+    Ok(row.try_get(0)?)
+}
 
-    if let Some(domain) = &order.domain {
-        // The partial unique index holds one live holder per domain across
-        // all tenants; a clash is a 409 naming `domain` and rolls all back.
-        tx.query_typed(
+/// The domain for this subscription. The partial unique index holds one live
+/// holder per domain across all tenants; a clash is a 409 naming `domain`
+/// and rolls everything back.
+async fn claim_domain(
+    new: &NewOrder<'_>,
+    subscription_id: Uuid,
+    domain: &DomainName,
+    active_at_once: bool,
+) -> AppResult<()> {
+    new.tx
+        .query_typed(
             "INSERT INTO domains (tenant_id, subscription_id, name, status) VALUES ($1, $2, $3, $4)",
             &[
-                (&tenant_id, Type::UUID),
+                (&new.tenant_id, Type::UUID),
                 (&subscription_id, Type::UUID),
                 (&domain.as_str(), Type::TEXT),
                 (&if active_at_once { "ACTIVE" } else { "PENDING" }, Type::TEXT),
@@ -366,18 +428,22 @@ async fn write_order(
             }
             other => other,
         })?;
-    }
+    Ok(())
+}
 
+/// The provisioning jobs, PENDING; dispatched once the transaction commits.
+async fn insert_jobs(new: &NewOrder<'_>, subscription_id: Uuid, job_types: Vec<JobType>) -> AppResult<Vec<IntakeJob>> {
+    let payload = json!({ "domain": new.order.domain.as_ref().map(DomainName::as_str) });
     let mut jobs = Vec::new();
     for job_type in job_types {
-        let payload = json!({ "domain": order.domain.as_ref().map(DomainName::as_str) });
-        let id: Uuid = tx
+        let id: Uuid = new
+            .tx
             .query_typed_one(
                 "INSERT INTO jobs (tenant_id, subscription_id, type, payload) VALUES ($1, $2, $3, $4) RETURNING id",
                 &[
-                    (&tenant_id, Type::UUID),
+                    (&new.tenant_id, Type::UUID),
                     (&subscription_id, Type::UUID),
-                    (&job_type.as_str(), Type::TEXT),
+                    (&job_type, Type::TEXT),
                     (&payload, Type::JSONB),
                 ],
             )
@@ -385,25 +451,7 @@ async fn write_order(
             .try_get(0)?;
         jobs.push(IntakeJob { id, job_type: job_type.as_str().into(), status: "PENDING".into() });
     }
-
-    let response = IntakeResponse {
-        order_id,
-        subscription_id,
-        customer_id,
-        status: status.into(),
-        order_status: "PAID".into(),
-        jobs,
-    };
-    audit_log::record(
-        tx,
-        &AuditEntry::new(Some(tenant_id), Actor::Webhook, "order.created").target("order", order_id).details(json!({
-            "externalOrderId": order.external_order_id, "webhookId": webhook_id,
-            "subscriptionId": subscription_id, "domain": order.domain.as_ref().map(DomainName::as_str),
-        })),
-    )
-    .await?;
-    let jobs = response.jobs.iter().map(|j| j.id).collect();
-    Ok(Applied::Done { tenant_id, answer: response, order_id: Some(order_id), jobs })
+    Ok(jobs)
 }
 
 async fn find_or_create_customer(

@@ -8,12 +8,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_postgres::types::Type;
 
+use super::Provisioner;
 use super::{Target, assign_server, load_target, mail_server_ip};
 use crate::catalog::ProductType;
 use crate::config::PdnsConfig;
 use crate::error::AppError;
 use crate::jobs::{ClaimedJob, JobError};
-use crate::state::AppState;
 
 pub const TTL: i32 = 3600;
 
@@ -56,13 +56,9 @@ pub struct PdnsClient<'a> {
 }
 
 impl<'a> PdnsClient<'a> {
-    pub fn new(state: &'a AppState) -> Result<PdnsClient<'a>, JobError> {
-        let config = state
-            .config
-            .pdns
-            .as_ref()
-            .ok_or_else(|| JobError::permanent("PowerDNS is not configured in this process"))?;
-        Ok(PdnsClient { http: &state.http, config })
+    pub fn new(p: Provisioner<'a>) -> Result<PdnsClient<'a>, JobError> {
+        let config = p.pdns.ok_or_else(|| JobError::permanent("PowerDNS is not configured in this process"))?;
+        Ok(PdnsClient { http: p.http, config })
     }
 
     fn zones_url(&self) -> String {
@@ -141,16 +137,16 @@ fn without_url(e: &reqwest::Error) -> String {
     }
 }
 
-pub async fn provision(state: &AppState, job: &ClaimedJob) -> Result<(), JobError> {
-    let target = load_target(state, job).await?;
+pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
+    let target = load_target(p.db, job).await?;
     let (web, mail) = match target.product_type {
         ProductType::SharedHosting => {
-            let server = assign_server(state, &target).await?;
-            let mail_ip = mail_server_ip(state, target.tenant_id).await.map_err(JobError::from)?;
+            let server = assign_server(p.db, &target).await?;
+            let mail_ip = mail_server_ip(p.db, target.tenant_id).await.map_err(JobError::from)?;
             (Some(server.ip_address), Some(mail_ip.unwrap_or(server.ip_address)))
         }
         ProductType::Email => {
-            let mail_ip = mail_server_ip(state, target.tenant_id)
+            let mail_ip = mail_server_ip(p.db, target.tenant_id)
                 .await
                 .map_err(JobError::from)?
                 .ok_or_else(|| JobError::retryable("the tenant has no active MAIL server"))?;
@@ -159,19 +155,19 @@ pub async fn provision(state: &AppState, job: &ClaimedJob) -> Result<(), JobErro
         _ => (None, None),
     };
     let sets = records_for(&target.domain, web, mail);
-    let pdns = PdnsClient::new(state)?;
+    let pdns = PdnsClient::new(p)?;
     let zone = target.domain.fqdn();
     pdns.ensure_zone(&zone).await?;
     pdns.replace_rrsets(&zone, &sets).await?;
-    mirror(state, &target, &zone, &sets).await.map_err(JobError::from)
+    mirror(p, &target, &zone, &sets).await.map_err(JobError::from)
 }
 
 /// Records what PowerDNS now holds, replacing any earlier mirror.
-async fn mirror(state: &AppState, target: &Target, zone: &str, sets: &[RecordSet]) -> Result<(), AppError> {
+async fn mirror(p: Provisioner<'_>, target: &Target, zone: &str, sets: &[RecordSet]) -> Result<(), AppError> {
     let target = target.clone();
     let zone = zone.to_string();
     let sets = sets.to_vec();
-    crate::db::in_transaction(&state.db, move |tx| {
+    crate::db::in_transaction(p.db, move |tx| {
         Box::pin(async move {
             let existing = tx
                 .query_typed_opt(

@@ -13,11 +13,11 @@ use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::types::Type;
 
+use super::Provisioner;
 use super::{Server, assign_server, load_target};
 use crate::config::SshKeySource;
 use crate::error::AppError;
 use crate::jobs::{ClaimedJob, JobError};
-use crate::state::AppState;
 use crate::types::DomainName;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,12 +95,8 @@ fn ssh_files(server: &Server) -> std::io::Result<(PathBuf, PathBuf)> {
     Ok((known_hosts, config))
 }
 
-pub async fn connect(state: &AppState, server: &Server) -> Result<Session, JobError> {
-    let source = state
-        .config
-        .ssh_private_key
-        .as_ref()
-        .ok_or_else(|| JobError::permanent("no SSH key is configured in this process"))?;
+pub async fn connect(p: Provisioner<'_>, server: &Server) -> Result<Session, JobError> {
+    let source = p.ssh_key.ok_or_else(|| JobError::permanent("no SSH key is configured in this process"))?;
     let key = key_file(source).map_err(|e| JobError::retryable(format!("cannot prepare the SSH key: {e}")))?;
     let (known_hosts, config) =
         ssh_files(server).map_err(|e| JobError::retryable(format!("cannot prepare SSH files: {e}")))?;
@@ -248,14 +244,14 @@ pub async fn create_site(session: &Session, server: &Server, domain: &DomainName
     }
 }
 
-pub async fn provision(state: &AppState, job: &ClaimedJob) -> Result<(), JobError> {
-    let target = load_target(state, job).await?;
-    let server = assign_server(state, &target).await?;
-    let session = connect(state, &server).await?;
+pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
+    let target = load_target(p.db, job).await?;
+    let server = assign_server(p.db, &target).await?;
+    let session = connect(p, &server).await?;
     let created = create_site(&session, &server, &target.domain).await;
     let _ = session.close().await;
     created?;
-    let client = state.db.get().await.map_err(AppError::from)?;
+    let client = p.db.get().await.map_err(AppError::from)?;
     client
         .query_typed(
             "UPDATE hosting_accounts SET status = 'ACTIVE', updated_at = now()

@@ -13,18 +13,19 @@
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
+use super::Provisioner;
 use super::hosting::{check, connect, exists, run, site_root, write_file};
 use super::{Server, Target, load_server, load_target};
+use crate::db::DbPool;
 use crate::error::AppError;
 use crate::jobs::{ClaimedJob, JobError};
-use crate::state::AppState;
 use crate::types::DomainName;
 
 const HELD: &str = ".suspended-public";
 
 /// The server the subscription's site is on, if it ever got one.
-async fn site_server(state: &AppState, subscription_id: Uuid) -> Result<Option<Server>, JobError> {
-    let client = state.db.get().await.map_err(AppError::from)?;
+async fn site_server(db: &DbPool, subscription_id: Uuid) -> Result<Option<Server>, JobError> {
+    let client = db.get().await.map_err(AppError::from)?;
     let row = client
         .query_typed_opt(
             "SELECT server_id FROM hosting_accounts WHERE subscription_id = $1 AND status <> 'TERMINATED'
@@ -36,7 +37,7 @@ async fn site_server(state: &AppState, subscription_id: Uuid) -> Result<Option<S
     drop(client);
     match row {
         None => Ok(None),
-        Some(row) => Ok(Some(load_server(state, row.try_get(0).map_err(AppError::from)?).await?)),
+        Some(row) => Ok(Some(load_server(db, row.try_get(0).map_err(AppError::from)?).await?)),
     }
 }
 
@@ -50,12 +51,12 @@ pub fn suspended_page(domain: &DomainName) -> String {
 }
 
 async fn set_rows(
-    state: &AppState,
+    db: &DbPool,
     target: &Target,
     mail_status: Option<&str>,
     hosting: (&str, &str),
 ) -> Result<(), JobError> {
-    let client = state.db.get().await.map_err(AppError::from)?;
+    let client = db.get().await.map_err(AppError::from)?;
     if let Some(status) = mail_status {
         client
             .query_typed(
@@ -75,10 +76,10 @@ async fn set_rows(
     Ok(())
 }
 
-pub async fn suspend(state: &AppState, job: &ClaimedJob) -> Result<(), JobError> {
-    let target = load_target(state, job).await?;
-    if let Some(server) = site_server(state, target.subscription_id).await? {
-        let session = connect(state, &server).await?;
+pub async fn suspend(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
+    let target = load_target(p.db, job).await?;
+    if let Some(server) = site_server(p.db, target.subscription_id).await? {
+        let session = connect(p, &server).await?;
         let result = async {
             let root = site_root(&server, &target.domain);
             let public = format!("{root}/public");
@@ -93,13 +94,13 @@ pub async fn suspend(state: &AppState, job: &ClaimedJob) -> Result<(), JobError>
         let _ = session.close().await;
         result?;
     }
-    set_rows(state, &target, Some("DISABLED"), ("ACTIVE", "SUSPENDED")).await
+    set_rows(p.db, &target, Some("DISABLED"), ("ACTIVE", "SUSPENDED")).await
 }
 
-pub async fn unsuspend(state: &AppState, job: &ClaimedJob) -> Result<(), JobError> {
-    let target = load_target(state, job).await?;
-    if let Some(server) = site_server(state, target.subscription_id).await? {
-        let session = connect(state, &server).await?;
+pub async fn unsuspend(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
+    let target = load_target(p.db, job).await?;
+    if let Some(server) = site_server(p.db, target.subscription_id).await? {
+        let session = connect(p, &server).await?;
         let result = async {
             let root = site_root(&server, &target.domain);
             let public = format!("{root}/public");
@@ -115,7 +116,7 @@ pub async fn unsuspend(state: &AppState, job: &ClaimedJob) -> Result<(), JobErro
         let _ = session.close().await;
         result?;
     }
-    set_rows(state, &target, Some("ACTIVE"), ("SUSPENDED", "ACTIVE")).await
+    set_rows(p.db, &target, Some("ACTIVE"), ("SUSPENDED", "ACTIVE")).await
 }
 
 /// `<domain>-<YYYY-MM-DD>.tar.gz`, fixed when the termination was requested
@@ -131,13 +132,13 @@ fn valid_archive_name(name: &str, domain: &DomainName) -> bool {
         .is_some_and(|date| chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok())
 }
 
-pub async fn terminate(state: &AppState, job: &ClaimedJob) -> Result<(), JobError> {
-    let target = load_target(state, job).await?;
+pub async fn terminate(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
+    let target = load_target(p.db, job).await?;
 
-    let pdns = super::dns::PdnsClient::new(state)?;
+    let pdns = super::dns::PdnsClient::new(p)?;
     pdns.delete_zone(&target.domain.fqdn()).await?;
     {
-        let client = state.db.get().await.map_err(AppError::from)?;
+        let client = p.db.get().await.map_err(AppError::from)?;
         client
             .query_typed(
                 "DELETE FROM dns_records WHERE zone_id IN (SELECT id FROM dns_zones WHERE domain_id = $1)",
@@ -154,14 +155,14 @@ pub async fn terminate(state: &AppState, job: &ClaimedJob) -> Result<(), JobErro
             .map_err(AppError::from)?;
     }
 
-    if let Some(server) = site_server(state, target.subscription_id).await? {
+    if let Some(server) = site_server(p.db, target.subscription_id).await? {
         let requested = job.payload.get("archiveName").and_then(|v| v.as_str()).unwrap_or_default();
         let archive_file = if valid_archive_name(requested, &target.domain) {
             requested.to_string()
         } else {
             archive_name(&target.domain, chrono::Utc::now().date_naive())
         };
-        let session = connect(state, &server).await?;
+        let session = connect(p, &server).await?;
         let result = async {
             let web_root = server.web_root.trim_end_matches('/').to_string();
             let site = site_root(&server, &target.domain);
@@ -187,7 +188,7 @@ pub async fn terminate(state: &AppState, job: &ClaimedJob) -> Result<(), JobErro
         result?;
     }
 
-    let client = state.db.get().await.map_err(AppError::from)?;
+    let client = p.db.get().await.map_err(AppError::from)?;
     client
         .query_typed("DELETE FROM mail_accounts WHERE subscription_id = $1", &[(&target.subscription_id, Type::UUID)])
         .await

@@ -5,12 +5,12 @@ use base64::Engine;
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
+use super::Provisioner;
 use super::load_target;
 use crate::auth::password;
 use crate::error::AppError;
 use crate::jobs::{ClaimedJob, JobError};
 use crate::secrets::Secret;
-use crate::state::AppState;
 
 pub const POSTMASTER: &str = "postmaster";
 const DEFAULT_QUOTA_MB: i64 = 1024;
@@ -26,9 +26,9 @@ pub fn generate_password() -> Secret<String> {
     Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>()))
 }
 
-pub async fn provision(state: &AppState, job: &ClaimedJob) -> Result<(), JobError> {
-    let target = load_target(state, job).await?;
-    let client = state.db.get().await.map_err(AppError::from)?;
+pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
+    let target = load_target(p.db, job).await?;
+    let client = p.db.get().await.map_err(AppError::from)?;
     let exists = client
         .query_typed_opt(
             "SELECT 1 FROM mail_accounts WHERE lower(local_part || '@' || domain_name) = lower($1 || '@' || $2)",

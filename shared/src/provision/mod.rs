@@ -14,21 +14,44 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::catalog::ProductType;
+use crate::config::{PdnsConfig, SshKeySource};
+use crate::db::DbPool;
 use crate::error::{AppError, AppResult};
 use crate::jobs::JobType;
 use crate::jobs::{ClaimedJob, JobError};
 use crate::state::AppState;
 use crate::types::DomainName;
-use crate::types::Named;
 
-pub async fn execute(state: &AppState, job: &ClaimedJob) -> Result<(), JobError> {
+/// What the executors use: the database, PowerDNS and the SSH key.
+#[derive(Clone, Copy)]
+pub struct Provisioner<'a> {
+    pub db: &'a DbPool,
+    /// For PowerDNS; built once per process, it pools connections.
+    pub http: &'a reqwest::Client,
+    pub pdns: Option<&'a PdnsConfig>,
+    pub ssh_key: Option<&'a SshKeySource>,
+}
+
+impl<'a> Provisioner<'a> {
+    pub fn of(state: &'a AppState) -> Provisioner<'a> {
+        Provisioner {
+            db: &state.db,
+            http: &state.http,
+            pdns: state.config.pdns.as_ref(),
+            ssh_key: state.config.ssh_private_key.as_ref(),
+        }
+    }
+}
+
+pub async fn execute(provisioner: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
+    let p = provisioner;
     match job.job_type {
-        JobType::ProvisionDns => dns::provision(state, job).await,
-        JobType::ProvisionHosting => hosting::provision(state, job).await,
-        JobType::ProvisionMail => mail::provision(state, job).await,
-        JobType::SuspendService => lifecycle::suspend(state, job).await,
-        JobType::UnsuspendService => lifecycle::unsuspend(state, job).await,
-        JobType::TerminateService => lifecycle::terminate(state, job).await,
+        JobType::ProvisionDns => dns::provision(p, job).await,
+        JobType::ProvisionHosting => hosting::provision(p, job).await,
+        JobType::ProvisionMail => mail::provision(p, job).await,
+        JobType::SuspendService => lifecycle::suspend(p, job).await,
+        JobType::UnsuspendService => lifecycle::unsuspend(p, job).await,
+        JobType::TerminateService => lifecycle::terminate(p, job).await,
     }
 }
 
@@ -44,9 +67,9 @@ pub struct Target {
     pub limits: Value,
 }
 
-pub async fn load_target(state: &AppState, job: &ClaimedJob) -> Result<Target, JobError> {
+pub async fn load_target(db: &DbPool, job: &ClaimedJob) -> Result<Target, JobError> {
     let subscription_id = job.subscription_id.ok_or_else(|| JobError::permanent("the job has no subscription"))?;
-    let client = state.db.get().await.map_err(AppError::from)?;
+    let client = db.get().await.map_err(AppError::from)?;
     let row = client
         .query_typed_opt(
             "SELECT d.id, d.name, p.type, p.limits FROM subscriptions s
@@ -59,13 +82,12 @@ pub async fn load_target(state: &AppState, job: &ClaimedJob) -> Result<Target, J
         .map_err(AppError::from)?
         .ok_or_else(|| JobError::permanent("the subscription has no live domain"))?;
     let name: String = row.try_get(1).map_err(AppError::from)?;
-    let product_type: String = row.try_get(2).map_err(AppError::from)?;
     Ok(Target {
         tenant_id: job.tenant_id,
         subscription_id,
         domain_id: row.try_get(0).map_err(AppError::from)?,
         domain: DomainName::parse(&name).map_err(|e| JobError::permanent(format!("stored domain {name:?} {e}")))?,
-        product_type: ProductType::from_name(&product_type).map_err(JobError::permanent)?,
+        product_type: row.try_get(2).map_err(AppError::from)?,
         limits: row.try_get(3).map_err(AppError::from)?,
     })
 }
@@ -86,9 +108,9 @@ pub struct Server {
 /// (first time) the tenant's active WEB server with the fewest accounts,
 /// recorded as a PENDING hosting account under a lock on the subscription,
 /// so the DNS and hosting jobs agree whichever runs first.
-pub async fn assign_server(state: &AppState, target: &Target) -> Result<Server, JobError> {
+pub async fn assign_server(db: &DbPool, target: &Target) -> Result<Server, JobError> {
     let target = target.clone();
-    let server_id = crate::db::in_transaction(&state.db, move |tx| {
+    let server_id = crate::db::in_transaction(db, move |tx| {
         Box::pin(async move {
             tx.query_typed(
                 "SELECT 1 FROM subscriptions WHERE id = $1 FOR UPDATE",
@@ -137,11 +159,11 @@ pub async fn assign_server(state: &AppState, target: &Target) -> Result<Server, 
     .await?
     // An operator can add a server; until then this is worth retrying.
     .ok_or_else(|| JobError::retryable("the tenant has no active WEB server"))?;
-    load_server(state, server_id).await
+    load_server(db, server_id).await
 }
 
-pub async fn load_server(state: &AppState, id: Uuid) -> Result<Server, JobError> {
-    let client = state.db.get().await.map_err(AppError::from)?;
+pub async fn load_server(db: &DbPool, id: Uuid) -> Result<Server, JobError> {
+    let client = db.get().await.map_err(AppError::from)?;
     let row = client
         .query_typed_one(
             "SELECT id, host(ip_address), ssh_host, ssh_port, ssh_user, host_key, web_root FROM servers WHERE id = $1",
@@ -164,8 +186,8 @@ pub async fn load_server(state: &AppState, id: Uuid) -> Result<Server, JobError>
 
 /// The tenant's mail server address for `mail.<domain>`: a MAIL server if
 /// there is one, else the site's own server.
-pub async fn mail_server_ip(state: &AppState, tenant_id: Uuid) -> AppResult<Option<IpAddr>> {
-    let client = state.db.get().await?;
+pub async fn mail_server_ip(db: &DbPool, tenant_id: Uuid) -> AppResult<Option<IpAddr>> {
+    let client = db.get().await?;
     let row = client
         .query_typed_opt(
             "SELECT host(ip_address) FROM servers WHERE tenant_id = $1 AND role = 'MAIL' AND status = 'ACTIVE'

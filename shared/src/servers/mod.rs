@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -82,49 +82,21 @@ pub fn parse_web_root(raw: &str) -> Result<String, String> {
     }
 }
 
-/// What a server hosts.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-    strum::EnumString,
-    strum::Display,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum ServerRole {
-    Web,
-    Mail,
-    Dns,
+crate::types::named_enum! {
+    /// What a server hosts.
+    pub enum ServerRole {
+        Web,
+        Mail,
+        Dns,
+    }
 }
 
-/// A disabled server gets no new accounts; its existing sites stay.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-    strum::EnumString,
-    strum::Display,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum ServerStatus {
-    Active,
-    Disabled,
+crate::types::named_enum! {
+    /// A disabled server gets no new accounts; its existing sites stay.
+    pub enum ServerStatus {
+        Active,
+        Disabled,
+    }
 }
 
 pub(crate) fn parse_ip(raw: &str) -> Result<String, String> {
@@ -140,14 +112,14 @@ pub(crate) fn parse_port(n: i64) -> Result<i32, String> {
 pub struct ServerView {
     pub id: Uuid,
     pub name: String,
-    pub role: String,
+    pub role: ServerRole,
     pub ip_address: String,
     pub ssh_host: String,
     pub ssh_port: i32,
     pub ssh_user: String,
     pub host_key: String,
     pub web_root: String,
-    pub status: String,
+    pub status: ServerStatus,
     pub accounts: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -168,11 +168,54 @@ impl SignedWebhook for BillingEvent {
     }
 }
 
+/// The subscription an event names, locked for the event's change.
+struct EventTarget {
+    tenant_id: Uuid,
+    subscription_id: Uuid,
+    interval: Interval,
+    period_end: Option<DateTime<Utc>>,
+    suspended_for: Option<String>,
+    status: SubscriptionStatus,
+}
+
 async fn apply_event(
     tx: &Transaction<'_>,
     webhook_id: &str,
     event: BillingEvent,
 ) -> AppResult<Applied<BillingEventOutcome>> {
+    let target = find_subscription(tx, &event).await?;
+    if target.status == SubscriptionStatus::Terminated {
+        return Err(AppError::Conflict {
+            field: Some("status".into()),
+            detail: "The subscription is TERMINATED; billing events no longer apply.".into(),
+        });
+    }
+    let (action, jobs) = match event.event_type {
+        EventType::PaymentFailed => (payment_failed(tx, &target).await?, Vec::new()),
+        EventType::Cancelled => (cancelled(tx, &target).await?, Vec::new()),
+        EventType::Renewed => renewed(tx, &target).await?,
+    };
+    let EventTarget { tenant_id, subscription_id, status, .. } = target;
+    audit_log::record(
+        tx,
+        &AuditEntry::new(Some(tenant_id), Actor::Webhook, action)
+            .target("subscription", subscription_id)
+            .details(json!({ "webhookId": webhook_id })),
+    )
+    .await?;
+    let created: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let answer = BillingEventOutcome {
+        event_id: webhook_id.to_string(),
+        event_type: event.event_type.to_string(),
+        subscription_id,
+        status: status.as_str().to_string(),
+        jobs,
+    };
+    Ok(Applied::Done { tenant_id, answer, order_id: None, jobs: created })
+}
+
+/// The tenant's subscription by id or by its order's external id (404 otherwise).
+async fn find_subscription(tx: &Transaction<'_>, event: &BillingEvent) -> AppResult<EventTarget> {
     let tenant_id: Uuid = tx
         .query_typed_opt(
             "SELECT id FROM tenants WHERE lower(slug) = lower($1) AND status = 'ACTIVE'",
@@ -202,79 +245,63 @@ async fn apply_event(
     }
     .ok_or(AppError::NotFound)?;
     let subscription_id: Uuid = row.try_get(0)?;
-    let interval: String = row.try_get(1)?;
-    let interval = Interval::from_name(&interval).map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
-    let period_end: Option<DateTime<Utc>> = row.try_get(2)?;
-    let suspended_for: Option<String> = row.try_get(3)?;
-    let status = lock_status(tx, tenant_id, subscription_id).await?;
-    if status == SubscriptionStatus::Terminated {
-        return Err(AppError::Conflict {
-            field: Some("status".into()),
-            detail: "The subscription is TERMINATED; billing events no longer apply.".into(),
-        });
-    }
+    Ok(EventTarget {
+        tenant_id,
+        subscription_id,
+        interval: row.try_get(1)?,
+        period_end: row.try_get(2)?,
+        suspended_for: row.try_get(3)?,
+        status: lock_status(tx, tenant_id, subscription_id).await?,
+    })
+}
 
-    let mut jobs: Vec<JobRef> = Vec::new();
-    let action = match event.event_type {
-        EventType::PaymentFailed => {
-            tx.query_typed(
-                "UPDATE subscriptions SET payment_failed_at = COALESCE(payment_failed_at, now()), updated_at = now() WHERE id = $1",
-                &[(&subscription_id, Type::UUID)],
-            )
-            .await?;
-            "subscription.payment_failed"
-        }
-        EventType::Cancelled => {
-            tx.query_typed(
-                "UPDATE subscriptions SET cancel_at_period_end = true, updated_at = now() WHERE id = $1",
-                &[(&subscription_id, Type::UUID)],
-            )
-            .await?;
-            "subscription.cancelled"
-        }
-        EventType::Renewed => {
-            // From the current end; a lapsed period restarts from now.
-            let now = Utc::now();
-            let base = period_end.filter(|end| *end > now).unwrap_or(now);
-            let new_end = interval.period_end(base);
-            tx.query_typed(
-                "UPDATE subscriptions SET current_period_end = COALESCE($2, current_period_end), payment_failed_at = NULL,
-                        cancel_at_period_end = false, updated_at = now() WHERE id = $1",
-                &[(&subscription_id, Type::UUID), (&new_end, Type::TIMESTAMPTZ)],
-            )
-            .await?;
-            if status == SubscriptionStatus::Suspended && suspended_for.as_deref() == Some("NON_PAYMENT") {
-                let requested = request_in(
-                    tx,
-                    tenant_id,
-                    subscription_id,
-                    Action::Unsuspend,
-                    Some("payment received"),
-                    "NON_PAYMENT",
-                    Requester::BillingEvent,
-                )
-                .await?;
-                jobs = requested.jobs;
-            }
-            "subscription.renewed"
-        }
-    };
-    audit_log::record(
-        tx,
-        &AuditEntry::new(Some(tenant_id), Actor::Webhook, action)
-            .target("subscription", subscription_id)
-            .details(json!({ "webhookId": webhook_id })),
+/// Remembered; the sweep suspends once the tenant's grace period has passed.
+async fn payment_failed(tx: &Transaction<'_>, target: &EventTarget) -> AppResult<&'static str> {
+    tx.query_typed(
+        "UPDATE subscriptions SET payment_failed_at = COALESCE(payment_failed_at, now()), updated_at = now() WHERE id = $1",
+        &[(&target.subscription_id, Type::UUID)],
     )
     .await?;
-    let created: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-    let answer = BillingEventOutcome {
-        event_id: webhook_id.to_string(),
-        event_type: event.event_type.to_string(),
-        subscription_id,
-        status: status.as_str().to_string(),
-        jobs,
-    };
-    Ok(Applied::Done { tenant_id, answer, order_id: None, jobs: created })
+    Ok("subscription.payment_failed")
+}
+
+/// The sweep terminates the subscription at its period end.
+async fn cancelled(tx: &Transaction<'_>, target: &EventTarget) -> AppResult<&'static str> {
+    tx.query_typed(
+        "UPDATE subscriptions SET cancel_at_period_end = true, updated_at = now() WHERE id = $1",
+        &[(&target.subscription_id, Type::UUID)],
+    )
+    .await?;
+    Ok("subscription.cancelled")
+}
+
+/// One more interval from the current end (a lapsed period restarts from
+/// now); a failed payment is forgotten and a NON_PAYMENT suspension lifted.
+async fn renewed(tx: &Transaction<'_>, target: &EventTarget) -> AppResult<(&'static str, Vec<JobRef>)> {
+    let now = Utc::now();
+    let base = target.period_end.filter(|end| *end > now).unwrap_or(now);
+    let new_end = target.interval.period_end(base);
+    tx.query_typed(
+        "UPDATE subscriptions SET current_period_end = COALESCE($2, current_period_end), payment_failed_at = NULL,
+                cancel_at_period_end = false, updated_at = now() WHERE id = $1",
+        &[(&target.subscription_id, Type::UUID), (&new_end, Type::TIMESTAMPTZ)],
+    )
+    .await?;
+    let mut jobs = Vec::new();
+    if target.status == SubscriptionStatus::Suspended && target.suspended_for.as_deref() == Some("NON_PAYMENT") {
+        let requested = request_in(
+            tx,
+            target.tenant_id,
+            target.subscription_id,
+            Action::Unsuspend,
+            Some("payment received"),
+            "NON_PAYMENT",
+            Requester::BillingEvent,
+        )
+        .await?;
+        jobs = requested.jobs;
+    }
+    Ok(("subscription.renewed", jobs))
 }
 
 #[cfg(test)]

@@ -229,7 +229,7 @@ pub async fn apply_success(
                         suspended_for = $4, updated_at = now() WHERE id = $1",
                 &[
                     (&subscription_id, Type::UUID),
-                    (&next.as_str(), Type::TEXT),
+                    (&next, Type::TEXT),
                     (&reason, Type::TEXT),
                     (&suspended_for, Type::TEXT),
                 ],
@@ -241,7 +241,7 @@ pub async fn apply_success(
             tx.query_typed(
                 "UPDATE subscriptions SET status = $2, suspended_at = NULL, suspended_reason = NULL,
                         suspended_for = NULL, updated_at = now() WHERE id = $1",
-                &[(&subscription_id, Type::UUID), (&next.as_str(), Type::TEXT)],
+                &[(&subscription_id, Type::UUID), (&next, Type::TEXT)],
             )
             .await?;
             "ACTIVE"
@@ -249,7 +249,7 @@ pub async fn apply_success(
         Action::Terminate => {
             tx.query_typed(
                 "UPDATE subscriptions SET status = $2, terminated_at = now(), updated_at = now() WHERE id = $1",
-                &[(&subscription_id, Type::UUID), (&next.as_str(), Type::TEXT)],
+                &[(&subscription_id, Type::UUID), (&next, Type::TEXT)],
             )
             .await?;
             "RELEASED"

@@ -23,7 +23,7 @@ pub struct SubscriptionView {
     pub order_id: Uuid,
     pub product_id: Uuid,
     pub price_id: Uuid,
-    pub status: String,
+    pub status: SubscriptionStatus,
     /// The domain the subscription holds (or held), if any.
     pub domain: Option<String>,
     pub current_period_start: DateTime<Utc>,
@@ -80,8 +80,7 @@ pub(crate) async fn lock_status(
         )
         .await?
         .ok_or(AppError::NotFound)?;
-    let status: String = row.try_get(0)?;
-    SubscriptionStatus::from_name(&status).map_err(|e| AppError::internal(anyhow::anyhow!(e)))
+    Ok(row.try_get(0)?)
 }
 
 async fn set_status(
@@ -97,7 +96,7 @@ async fn set_status(
         "UPDATE subscriptions SET status = $2, updated_at = now(),
                 activated_at = CASE WHEN $2 = 'ACTIVE' AND activated_at IS NULL THEN now() ELSE activated_at END
          WHERE id = $1",
-        &[(&id, Type::UUID), (&to.as_str(), Type::TEXT)],
+        &[(&id, Type::UUID), (&to, Type::TEXT)],
     )
     .await?;
     let mut details = details;

@@ -1,32 +1,17 @@
 //! The subscription state machine: one transition function, so no handler
 //! or job decides on its own which status follows which.
 
-use serde::Serialize;
-
 use crate::error::AppError;
 use crate::types::Named;
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-    strum::EnumString,
-    strum::Display,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum SubscriptionStatus {
-    Pending,
-    Active,
-    ProvisioningFailed,
-    Suspended,
-    Terminated,
+crate::types::named_enum! {
+    pub enum SubscriptionStatus {
+        Pending,
+        Active,
+        ProvisioningFailed,
+        Suspended,
+        Terminated,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

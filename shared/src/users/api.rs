@@ -209,8 +209,7 @@ async fn apply(state: &AppState, principal: &Principal, id: uuid::Uuid, changes:
                 )
                 .await?
                 .ok_or(AppError::NotFound)?;
-            let current: Role = Role::from_name(&locked.try_get::<_, String>(0)?)
-                .map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
+            let current: Role = locked.try_get(0)?;
             if current > principal.role || changes.role.is_some_and(|r| r > principal.role) {
                 return Err(above_own_role());
             }

@@ -27,14 +27,12 @@ pub struct User {
 
 impl User {
     fn from_row(row: &Row) -> AppResult<User> {
-        let role: String = row.try_get("role")?;
         Ok(User {
             id: row.try_get("id")?,
             tenant_id: row.try_get("tenant_id")?,
             email: row.try_get("email")?,
             display_name: row.try_get("display_name")?,
-            role: Role::from_name(&role)
-                .map_err(|e| AppError::internal(anyhow::anyhow!("stored role {role:?}: {e}")))?,
+            role: row.try_get("role")?,
             status: row.try_get("status")?,
             created_at: row.try_get("created_at")?,
         })
@@ -65,7 +63,7 @@ pub async fn create(client: &impl GenericClient, new: &NewUser, actor: Actor) ->
                 (&new.email.as_str(), Type::TEXT),
                 (&new.password_hash, Type::TEXT),
                 (&display_name, Type::TEXT),
-                (&new.role.as_str(), Type::TEXT),
+                (&new.role, Type::TEXT),
             ],
         )
         .await?;

@@ -194,6 +194,11 @@ impl Phone {
     }
 }
 
+/// A UUID sent as text (a query parameter).
+pub fn parse_uuid(raw: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::parse_str(raw).map_err(|_| "must be a UUID".to_string())
+}
+
 /// A closed set of upper-case names (roles, statuses, types). The names and
 /// the list of variants come from strum's derives on the enum; this adds the
 /// `as_str` every caller uses and a parse whose error lists the names.

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::Method;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::Row;
@@ -11,9 +11,10 @@ use uuid::Uuid;
 
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
-use crate::error::{AppResult, FieldError};
+use crate::error::AppResult;
+use crate::http::body::Problems;
 use crate::http::extract::Query;
-use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors, parse_time};
+use crate::http::pagination::{Page, PageParams, fetch_page, parse_time};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::state::AppState;
 
@@ -81,39 +82,34 @@ async fn list(
     principal: Principal,
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<AuditLog>>> {
-    let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
-    let from = parse_time("from", filters.from.as_deref(), &mut errors);
-    let to = parse_time("to", filters.to.as_deref(), &mut errors);
-    let action = filters.action.filter(|a| !a.is_empty());
-    if let Some(a) = &action
-        && (a.len() > 100 || !a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_'))
-    {
-        errors.push(FieldError::new("action", "must be an action name like auth.login"));
-    }
-    let page = page_or_errors(page, errors)?;
-    let from = from.unwrap_or_else(|| Utc.timestamp_opt(0, 0).single().unwrap_or_else(Utc::now));
-    let to = to.unwrap_or(page.after.created_at);
+    let mut p = Problems::new();
+    let page = p.page(&filters.page);
+    let from = p.param("from", filters.from, parse_time);
+    let to = p.param("to", filters.to, parse_time);
+    let action = p.param("action", filters.action, |a| {
+        let name =
+            a.len() <= 100 && a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_');
+        if name { Ok(a.to_string()) } else { Err("must be an action name like auth.login".to_string()) }
+    });
+    p.finish()?;
     let client = state.db.get().await?;
-    let rows = client
-        .query_typed(
-            "SELECT id, tenant_id, actor_type, actor_user_id, action, target_type, target_id,
-                    host(ip) AS ip, user_agent, details, created_at
-             FROM audit_logs
-             WHERE tenant_id = $1 AND ($2::text IS NULL OR action = $2)
-               AND created_at >= $3 AND created_at < $4 AND (created_at, id) < ($5, $6)
-             ORDER BY created_at DESC, id DESC LIMIT $7",
-            &[
-                (&principal.tenant_id, Type::UUID),
-                (&action, Type::TEXT),
-                (&from, Type::TIMESTAMPTZ),
-                (&to, Type::TIMESTAMPTZ),
-                (&page.after.created_at, Type::TIMESTAMPTZ),
-                (&page.after.id, Type::UUID),
-                (&page.fetch(), Type::INT8),
-            ],
-        )
-        .await?;
-    let logs = rows.iter().map(AuditLog::from_row).collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(logs, &page, |l| Position { created_at: l.created_at, id: l.id })))
+    let page = fetch_page(
+        &**client,
+        "SELECT id, tenant_id, actor_type, actor_user_id, action, target_type, target_id,
+                host(ip) AS ip, user_agent, details, created_at
+         FROM audit_logs
+         WHERE tenant_id = $1 AND ($2::text IS NULL OR action = $2)
+           AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::timestamptz IS NULL OR created_at < $4)",
+        ("created_at", "id"),
+        &[
+            (&principal.tenant_id, Type::UUID),
+            (&action, Type::TEXT),
+            (&from, Type::TIMESTAMPTZ),
+            (&to, Type::TIMESTAMPTZ),
+        ],
+        &page,
+        AuditLog::from_row,
+    )
+    .await?;
+    Ok(axum::Json(page))
 }

@@ -17,15 +17,14 @@ use super::{Currency, Interval, PRICE_COLUMNS, PRODUCT_COLUMNS, Price, Product, 
 use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::{AppError, AppResult};
 use crate::http::body::{Field, Problems};
 use crate::http::etag::cached_json;
 use crate::http::extract::{IdPath, Json, Query};
-use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
+use crate::http::pagination::{Page, PageParams, fetch_page};
 use crate::http::routes::{ApiRoutes, Doc, Limited, QueryParam};
 use crate::state::AppState;
-use crate::types::Named;
-use crate::types::{DisplayName, Slug};
+use crate::types::{DisplayName, Named, Slug};
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
@@ -135,46 +134,30 @@ async fn list(
     principal: Principal,
     Query(filters): Query<ListFilters>,
 ) -> AppResult<axum::Json<Page<Product>>> {
-    let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
-    let product_type = filters
-        .product_type
-        .as_deref()
-        .filter(|t| !t.is_empty())
-        .and_then(|t| ProductType::from_name(t).map_err(|e| errors.push(FieldError::new("type", e))).ok());
-    let active = match filters.active.as_deref() {
-        None | Some("") => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(_) => {
-            errors.push(FieldError::new("active", "must be true or false"));
-            None
-        }
-    };
-    let page = page_or_errors(page, errors)?;
-    let type_text = product_type.map(ProductType::as_str);
+    let mut p = Problems::new();
+    let page = p.page(&filters.page);
+    let product_type = p.param("type", filters.product_type, ProductType::from_name);
+    let active = p.param("active", filters.active, |a| match a {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("must be true or false".to_string()),
+    });
+    p.finish()?;
     let client = state.db.get().await?;
-    let rows = client
-        .query_typed(
-            &format!(
-                "SELECT {PRODUCT_COLUMNS} FROM products
-                 WHERE tenant_id = $1 AND ($2::text IS NULL OR type = $2) AND ($3::bool IS NULL OR is_active = $3)
-                   AND (created_at, id) < ($4, $5)
-                 ORDER BY created_at DESC, id DESC LIMIT $6"
-            ),
-            &[
-                (&principal.tenant_id, Type::UUID),
-                (&type_text, Type::TEXT),
-                (&active, Type::BOOL),
-                (&page.after.created_at, Type::TIMESTAMPTZ),
-                (&page.after.id, Type::UUID),
-                (&page.fetch(), Type::INT8),
-            ],
-        )
-        .await?;
-    let mut products = rows.iter().map(Product::from_row).collect::<AppResult<Vec<_>>>()?;
-    attach_prices(&**client, principal.tenant_id, &mut products).await?;
-    Ok(axum::Json(Page::from_rows(products, &page, |p| Position { created_at: p.created_at, id: p.id })))
+    let mut page = fetch_page(
+        &**client,
+        &format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products
+             WHERE tenant_id = $1 AND ($2::text IS NULL OR type = $2) AND ($3::bool IS NULL OR is_active = $3)"
+        ),
+        ("created_at", "id"),
+        &[(&principal.tenant_id, Type::UUID), (&product_type, Type::TEXT), (&active, Type::BOOL)],
+        &page,
+        Product::from_row,
+    )
+    .await?;
+    attach_prices(&**client, principal.tenant_id, &mut page.items).await?;
+    Ok(axum::Json(page))
 }
 
 /// All prices (active or not) of the given products, cheapest first.

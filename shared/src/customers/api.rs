@@ -7,9 +7,10 @@ use tokio_postgres::types::Type;
 
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::{AppError, AppResult};
+use crate::http::body::Problems;
 use crate::http::extract::{IdPath, Query};
-use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
+use crate::http::pagination::{Page, PageParams, fetch_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::state::AppState;
 use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
@@ -48,32 +49,26 @@ async fn list(
     principal: Principal,
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<Customer>>> {
-    let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
-    let email = filters.email.filter(|e| !e.is_empty());
-    if email.as_ref().is_some_and(|e| e.len() > 254) {
-        errors.push(FieldError::new("email", "must be at most 254 characters"));
-    }
-    let page = page_or_errors(page, errors)?;
+    let mut p = Problems::new();
+    let page = p.page(&filters.page);
+    let email = p.param("email", filters.email, |e| {
+        if e.len() > 254 { Err("must be at most 254 characters".to_string()) } else { Ok(e.to_string()) }
+    });
+    p.finish()?;
     let client = state.db.get().await?;
-    let rows = client
-        .query_typed(
-            &format!(
-                "SELECT {CUSTOMER_COLUMNS} FROM customers
-                 WHERE tenant_id = $1 AND ($2::text IS NULL OR lower(email) = lower($2)) AND (created_at, id) < ($3, $4)
-                 ORDER BY created_at DESC, id DESC LIMIT $5"
-            ),
-            &[
-                (&principal.tenant_id, Type::UUID),
-                (&email, Type::TEXT),
-                (&page.after.created_at, Type::TIMESTAMPTZ),
-                (&page.after.id, Type::UUID),
-                (&page.fetch(), Type::INT8),
-            ],
-        )
-        .await?;
-    let customers = rows.iter().map(Customer::from_row).collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(customers, &page, |c| Position { created_at: c.created_at, id: c.id })))
+    let page = fetch_page(
+        &**client,
+        &format!(
+            "SELECT {CUSTOMER_COLUMNS} FROM customers
+             WHERE tenant_id = $1 AND ($2::text IS NULL OR lower(email) = lower($2))"
+        ),
+        ("created_at", "id"),
+        &[(&principal.tenant_id, Type::UUID), (&email, Type::TEXT)],
+        &page,
+        Customer::from_row,
+    )
+    .await?;
+    Ok(axum::Json(page))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

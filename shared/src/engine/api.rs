@@ -11,13 +11,14 @@ use uuid::Uuid;
 use crate::audit_log::Actor;
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::{AppError, AppResult};
+use crate::http::body::Problems;
 use crate::http::extract::{IdPath, Query};
-use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
+use crate::http::pagination::{Page, PageParams, fetch_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::jobs::{JOB_COLUMNS, JobStatus, JobType, JobView};
 use crate::state::AppState;
-use crate::types::Named;
+use crate::types::{Named, parse_uuid};
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
@@ -66,47 +67,32 @@ async fn list(
     principal: Principal,
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<JobView>>> {
-    let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
-    let status = filters
-        .status
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .and_then(|s| JobStatus::from_name(s).map_err(|e| errors.push(FieldError::new("status", e))).ok());
-    let job_type = filters
-        .job_type
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .and_then(|s| JobType::from_name(s).map_err(|e| errors.push(FieldError::new("type", e))).ok());
-    let subscription_id = match filters.subscription_id.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(raw) => {
-            Uuid::parse_str(raw).map_err(|_| errors.push(FieldError::new("subscriptionId", "must be a UUID"))).ok()
-        }
-    };
-    let page = page_or_errors(page, errors)?;
+    let mut p = Problems::new();
+    let page = p.page(&filters.page);
+    let status = p.param("status", filters.status, JobStatus::from_name);
+    let job_type = p.param("type", filters.job_type, JobType::from_name);
+    let subscription_id = p.param("subscriptionId", filters.subscription_id, parse_uuid);
+    p.finish()?;
     let client = state.db.get().await?;
-    let rows = client
-        .query_typed(
-            &format!(
-                "SELECT {JOB_COLUMNS} FROM jobs
-                 WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR type = $3)
-                   AND ($4::uuid IS NULL OR subscription_id = $4) AND (created_at, id) < ($5, $6)
-                 ORDER BY created_at DESC, id DESC LIMIT $7"
-            ),
-            &[
-                (&principal.tenant_id, Type::UUID),
-                (&status.map(JobStatus::as_str), Type::TEXT),
-                (&job_type.map(JobType::as_str), Type::TEXT),
-                (&subscription_id, Type::UUID),
-                (&page.after.created_at, Type::TIMESTAMPTZ),
-                (&page.after.id, Type::UUID),
-                (&page.fetch(), Type::INT8),
-            ],
-        )
-        .await?;
-    let jobs = rows.iter().map(JobView::from_row).collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(jobs, &page, |j| Position { created_at: j.created_at, id: j.id })))
+    let page = fetch_page(
+        &**client,
+        &format!(
+            "SELECT {JOB_COLUMNS} FROM jobs
+             WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR type = $3)
+               AND ($4::uuid IS NULL OR subscription_id = $4)"
+        ),
+        ("created_at", "id"),
+        &[
+            (&principal.tenant_id, Type::UUID),
+            (&status, Type::TEXT),
+            (&job_type, Type::TEXT),
+            (&subscription_id, Type::UUID),
+        ],
+        &page,
+        JobView::from_row,
+    )
+    .await?;
+    Ok(axum::Json(page))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -1,4 +1,4 @@
-//! Request bodies. Each is a typed struct (serde with `deny_unknown_fields`,
+//! Request bodies (and query strings). Each body is a typed struct (serde with `deny_unknown_fields`,
 //! documented by `ToSchema`) whose fields are [`Field`]s: a field of the wrong
 //! shape is kept as a problem instead of failing the whole body, so that a
 //! [`Problems`] collector can turn the struct into domain values and answer
@@ -12,6 +12,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa::openapi::{RefOr, Schema};
 
+use super::pagination::{DEFAULT_LIMIT, PageParams, PageRequest, Position};
 use crate::error::{AppError, FieldError};
 
 /// One field of a request body, read leniently.
@@ -227,6 +228,26 @@ impl Problems {
         let converted = convert(value, &mut inner);
         self.errors.append(&mut inner.errors);
         converted
+    }
+
+    /// An optional query parameter; empty is the same as absent.
+    pub fn param<U>(
+        &mut self,
+        key: &str,
+        raw: Option<String>,
+        parse: impl FnOnce(&str) -> Result<U, String>,
+    ) -> Option<U> {
+        let raw = raw.filter(|r| !r.is_empty())?;
+        self.check(key, raw.as_str(), parse)
+    }
+
+    /// The page asked for by `limit` and `cursor` (the first page of the
+    /// default size when they are wrong, which is then reported).
+    pub fn page(&mut self, params: &PageParams) -> PageRequest {
+        PageRequest::parse(params).unwrap_or_else(|errors| {
+            self.errors.extend(errors);
+            PageRequest { limit: DEFAULT_LIMIT, after: Position::start() }
+        })
     }
 
     /// A 422 naming every problem, or `Ok` when there is none.

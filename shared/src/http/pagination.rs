@@ -7,7 +7,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::{AppError, FieldError};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{GenericClient, Row};
+
+use crate::error::{AppResult, FieldError};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
@@ -103,25 +106,49 @@ impl<T> Page<T> {
     }
 }
 
-/// Parses an optional RFC 3339 time filter (`from`, `to`).
-pub fn parse_time(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
-    let raw = raw.filter(|r| !r.is_empty())?;
-    match DateTime::parse_from_rfc3339(raw) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
-        Err(_) => {
-            errors.push(FieldError::new(field, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"));
-            None
-        }
-    }
+/// Parses an RFC 3339 time filter (`from`, `to`).
+pub fn parse_time(raw: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z".to_string())
 }
 
-/// The page, or a 422 with every query-parameter error (including the
-/// page's own, which is why `page` is `None` exactly when `errors` is not empty).
-pub fn page_or_errors(page: Option<PageRequest>, errors: Vec<FieldError>) -> Result<PageRequest, AppError> {
-    match page {
-        Some(page) if errors.is_empty() => Ok(page),
-        _ => Err(AppError::Validation(errors)),
-    }
+/// One page of a list query. `filtered` is `SELECT <columns> FROM ... WHERE
+/// <filters>` over the caller's `params` ($1...); the page's position, order
+/// and limit are added after them. `key` names the `created_at` and `id`
+/// columns as the query can see them (e.g. `s.created_at`, `s.id`); the rows
+/// must return both as `created_at` and `id`.
+pub async fn fetch_page<T>(
+    client: &impl GenericClient,
+    filtered: &str,
+    key: (&str, &str),
+    params: &[(&(dyn ToSql + Sync), Type)],
+    page: &PageRequest,
+    from_row: impl Fn(&Row) -> AppResult<T>,
+) -> AppResult<Page<T>> {
+    let (created_at, id) = key;
+    let n = params.len();
+    let sql = format!(
+        "{filtered} AND ({created_at}, {id}) < (${}, ${}) ORDER BY {created_at} DESC, {id} DESC LIMIT ${}",
+        n + 1,
+        n + 2,
+        n + 3
+    );
+    let fetch = page.fetch();
+    let mut all: Vec<(&(dyn ToSql + Sync), Type)> = params.to_vec();
+    all.extend([
+        (&page.after.created_at as &(dyn ToSql + Sync), Type::TIMESTAMPTZ),
+        (&page.after.id, Type::UUID),
+        (&fetch, Type::INT8),
+    ]);
+    let rows = client.query_typed(&sql, &all).await?;
+    let placed = rows
+        .iter()
+        .map(|row| Ok((Position { created_at: row.try_get("created_at")?, id: row.try_get("id")? }, row)))
+        .collect::<AppResult<Vec<_>>>()?;
+    let Page { items, next_cursor } = Page::from_rows(placed, page, |(position, _)| *position);
+    let items = items.into_iter().map(|(_, row)| from_row(row)).collect::<AppResult<Vec<T>>>()?;
+    Ok(Page { items, next_cursor })
 }
 
 #[cfg(test)]

@@ -12,18 +12,20 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::OrderRequest;
+use super::{OrderRequest, OrderStatus};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::customers::{CUSTOMER_COLUMNS, Customer};
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::{AppError, AppResult};
+use crate::http::body::Problems;
 use crate::http::extract::{IdPath, Query};
-use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors, parse_time};
+use crate::http::pagination::{Page, PageParams, fetch_page, parse_time};
 use crate::http::routes::{ApiRoutes, Doc, Limited, QueryParam};
 use crate::http::webhook;
 use crate::jobs::{JOB_COLUMNS, JobView};
 use crate::state::AppState;
 use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
+use crate::types::{Named, parse_uuid};
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
@@ -89,47 +91,34 @@ async fn list(
     principal: Principal,
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<OrderView>>> {
-    let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
-    let status = filters.status.filter(|s| !s.is_empty());
-    if let Some(s) = &status
-        && !["PAID", "CANCELLED", "REFUNDED"].contains(&s.as_str())
-    {
-        errors.push(FieldError::new("status", "must be one of PAID, CANCELLED, REFUNDED"));
-    }
-    let customer_id = match filters.customer_id.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(raw) => {
-            Uuid::parse_str(raw).map_err(|_| errors.push(FieldError::new("customerId", "must be a UUID"))).ok()
-        }
-    };
-    let from = parse_time("from", filters.from.as_deref(), &mut errors);
-    let to = parse_time("to", filters.to.as_deref(), &mut errors);
-    let page = page_or_errors(page, errors)?;
+    let mut p = Problems::new();
+    let page = p.page(&filters.page);
+    let status = p.param("status", filters.status, OrderStatus::from_name);
+    let customer_id = p.param("customerId", filters.customer_id, parse_uuid);
+    let from = p.param("from", filters.from, parse_time);
+    let to = p.param("to", filters.to, parse_time);
+    p.finish()?;
     let client = state.db.get().await?;
-    let rows = client
-        .query_typed(
-            &format!(
-                "SELECT {ORDER_COLUMNS} FROM orders
-                 WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR customer_id = $3)
-                   AND ($4::timestamptz IS NULL OR created_at >= $4) AND ($5::timestamptz IS NULL OR created_at < $5)
-                   AND (created_at, id) < ($6, $7)
-                 ORDER BY created_at DESC, id DESC LIMIT $8"
-            ),
-            &[
-                (&principal.tenant_id, Type::UUID),
-                (&status, Type::TEXT),
-                (&customer_id, Type::UUID),
-                (&from, Type::TIMESTAMPTZ),
-                (&to, Type::TIMESTAMPTZ),
-                (&page.after.created_at, Type::TIMESTAMPTZ),
-                (&page.after.id, Type::UUID),
-                (&page.fetch(), Type::INT8),
-            ],
-        )
-        .await?;
-    let orders = rows.iter().map(OrderView::from_row).collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(orders, &page, |o| Position { created_at: o.created_at, id: o.id })))
+    let page = fetch_page(
+        &**client,
+        &format!(
+            "SELECT {ORDER_COLUMNS} FROM orders
+             WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR customer_id = $3)
+               AND ($4::timestamptz IS NULL OR created_at >= $4) AND ($5::timestamptz IS NULL OR created_at < $5)"
+        ),
+        ("created_at", "id"),
+        &[
+            (&principal.tenant_id, Type::UUID),
+            (&status, Type::TEXT),
+            (&customer_id, Type::UUID),
+            (&from, Type::TIMESTAMPTZ),
+            (&to, Type::TIMESTAMPTZ),
+        ],
+        &page,
+        OrderView::from_row,
+    )
+    .await?;
+    Ok(axum::Json(page))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

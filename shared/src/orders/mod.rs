@@ -23,6 +23,15 @@ use crate::jobs::JobType;
 use crate::types::Named;
 use crate::types::{DisplayName, DomainName, EmailAddress, Phone, Slug};
 
+crate::types::named_enum! {
+    /// An order is PAID when it arrives; refunds and cancellations are the billing site's.
+    pub enum OrderStatus {
+        Paid,
+        Cancelled,
+        Refunded,
+    }
+}
+
 /// Largest `metadata` object accepted, serialized.
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 

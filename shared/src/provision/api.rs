@@ -14,9 +14,10 @@ use uuid::Uuid;
 use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::principal::Principal;
 use crate::auth::{Permission, password};
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::{AppError, AppResult};
+use crate::http::body::Problems;
 use crate::http::extract::{IdPath, Query};
-use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
+use crate::http::pagination::{Page, PageParams, fetch_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::state::AppState;
 use crate::types::DomainName;
@@ -89,33 +90,21 @@ async fn list(
     principal: Principal,
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<MailAccount>>> {
-    let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
-    let domain = filters
-        .domain
-        .as_deref()
-        .filter(|d| !d.is_empty())
-        .and_then(|d| DomainName::parse(d).map_err(|e| errors.push(FieldError::new("domain", e))).ok());
-    let page = page_or_errors(page, errors)?;
+    let mut p = Problems::new();
+    let page = p.page(&filters.page);
+    let domain = p.param("domain", filters.domain, DomainName::parse);
+    p.finish()?;
     let client = state.db.get().await?;
-    let rows = client
-        .query_typed(
-            &format!(
-                "SELECT {COLUMNS} FROM mail_accounts
-                 WHERE tenant_id = $1 AND ($2::text IS NULL OR domain_name = $2) AND (created_at, id) < ($3, $4)
-                 ORDER BY created_at DESC, id DESC LIMIT $5"
-            ),
-            &[
-                (&principal.tenant_id, Type::UUID),
-                (&domain.as_ref().map(DomainName::as_str), Type::TEXT),
-                (&page.after.created_at, Type::TIMESTAMPTZ),
-                (&page.after.id, Type::UUID),
-                (&page.fetch(), Type::INT8),
-            ],
-        )
-        .await?;
-    let items = rows.iter().map(MailAccount::from_row).collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(items, &page, |m| Position { created_at: m.created_at, id: m.id })))
+    let page = fetch_page(
+        &**client,
+        &format!("SELECT {COLUMNS} FROM mail_accounts WHERE tenant_id = $1 AND ($2::text IS NULL OR domain_name = $2)"),
+        ("created_at", "id"),
+        &[(&principal.tenant_id, Type::UUID), (&domain.as_ref().map(DomainName::as_str), Type::TEXT)],
+        &page,
+        MailAccount::from_row,
+    )
+    .await?;
+    Ok(axum::Json(page))
 }
 
 async fn get(

@@ -11,10 +11,10 @@ use uuid::Uuid;
 use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::http::body::{Field, Problems};
 use crate::http::extract::{IdPath, Json, Query};
-use crate::http::pagination::{Page, PageParams, PageRequest, Position};
+use crate::http::pagination::{Page, PageParams, fetch_page};
 use crate::http::routes::{ApiRoutes, Doc};
 use crate::state::AppState;
 use crate::types::DisplayName;
@@ -72,24 +72,21 @@ async fn list(
     principal: Principal,
     Query(params): Query<PageParams>,
 ) -> AppResult<axum::Json<Page<ServerView>>> {
-    let page = PageRequest::parse(&params).map_err(AppError::Validation)?;
+    let mut p = Problems::new();
+    let page = p.page(&params);
+    p.finish()?;
     let client = state.db.get().await?;
-    let rows = client
-        .query_typed(
-            &format!(
-                "SELECT {COLUMNS} FROM servers s WHERE s.tenant_id = $1 AND (s.created_at, s.id) < ($2, $3)
-                 ORDER BY s.created_at DESC, s.id DESC LIMIT $4"
-            ),
-            &[
-                (&principal.tenant_id, Type::UUID),
-                (&page.after.created_at, Type::TIMESTAMPTZ),
-                (&page.after.id, Type::UUID),
-                (&page.fetch(), Type::INT8),
-            ],
-        )
-        .await?;
-    let servers = rows.iter().map(ServerView::from_row).collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(servers, &page, |s| Position { created_at: s.created_at, id: s.id })))
+    let filtered = format!("SELECT {COLUMNS} FROM servers s WHERE s.tenant_id = $1");
+    let page = fetch_page(
+        &**client,
+        &filtered,
+        ("s.created_at", "s.id"),
+        &[(&principal.tenant_id, Type::UUID)],
+        &page,
+        ServerView::from_row,
+    )
+    .await?;
+    Ok(axum::Json(page))
 }
 
 async fn get(

@@ -7,16 +7,17 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::lifecycle::{self, Action, JobRef, Requester};
-use super::{SUBSCRIPTION_COLUMNS, SubscriptionView};
+use super::{SUBSCRIPTION_COLUMNS, SubscriptionStatus, SubscriptionView};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::{AppError, AppResult};
 use crate::http::body::{Field, Problems};
 use crate::http::extract::{IdPath, Json, Query};
-use crate::http::pagination::{Page, PageParams, PageRequest, Position, page_or_errors};
+use crate::http::pagination::{Page, PageParams, fetch_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::jobs::{JOB_COLUMNS, JobView};
 use crate::state::AppState;
+use crate::types::{Named, parse_uuid};
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
@@ -151,8 +152,6 @@ async fn terminate(
     act(&state, &principal, id, Action::Terminate, None).await
 }
 
-const STATUSES: [&str; 5] = ["PENDING", "ACTIVE", "PROVISIONING_FAILED", "SUSPENDED", "TERMINATED"];
-
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Filters {
@@ -167,40 +166,25 @@ async fn list(
     principal: Principal,
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<SubscriptionView>>> {
-    let mut errors: Vec<FieldError> = Vec::new();
-    let page = PageRequest::parse(&filters.page).map_err(|e| errors.extend(e)).ok();
-    let status = filters.status.filter(|s| !s.is_empty());
-    if status.as_deref().is_some_and(|s| !STATUSES.contains(&s)) {
-        errors.push(FieldError::new("status", format!("must be one of {}", STATUSES.join(", "))));
-    }
-    let customer_id = match filters.customer_id.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(raw) => {
-            Uuid::parse_str(raw).map_err(|_| errors.push(FieldError::new("customerId", "must be a UUID"))).ok()
-        }
-    };
-    let page = page_or_errors(page, errors)?;
+    let mut p = Problems::new();
+    let page = p.page(&filters.page);
+    let status = p.param("status", filters.status, SubscriptionStatus::from_name);
+    let customer_id = p.param("customerId", filters.customer_id, parse_uuid);
+    p.finish()?;
     let client = state.db.get().await?;
-    let rows = client
-        .query_typed(
-            &format!(
-                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s
-                 WHERE s.tenant_id = $1 AND ($2::text IS NULL OR s.status = $2) AND ($3::uuid IS NULL OR s.customer_id = $3)
-                   AND (s.created_at, s.id) < ($4, $5)
-                 ORDER BY s.created_at DESC, s.id DESC LIMIT $6"
-            ),
-            &[
-                (&principal.tenant_id, Type::UUID),
-                (&status, Type::TEXT),
-                (&customer_id, Type::UUID),
-                (&page.after.created_at, Type::TIMESTAMPTZ),
-                (&page.after.id, Type::UUID),
-                (&page.fetch(), Type::INT8),
-            ],
-        )
-        .await?;
-    let items = rows.iter().map(SubscriptionView::from_row).collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(Page::from_rows(items, &page, |s| Position { created_at: s.created_at, id: s.id })))
+    let page = fetch_page(
+        &**client,
+        &format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s
+             WHERE s.tenant_id = $1 AND ($2::text IS NULL OR s.status = $2) AND ($3::uuid IS NULL OR s.customer_id = $3)"
+        ),
+        ("s.created_at", "s.id"),
+        &[(&principal.tenant_id, Type::UUID), (&status, Type::TEXT), (&customer_id, Type::UUID)],
+        &page,
+        SubscriptionView::from_row,
+    )
+    .await?;
+    Ok(axum::Json(page))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

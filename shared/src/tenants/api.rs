@@ -9,8 +9,9 @@ use crate::audit_log::Actor;
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
+use crate::http::body::Problems;
 use crate::http::extract::{Json, Query};
-use crate::http::pagination::{Page, PageParams, PageRequest, Position};
+use crate::http::pagination::{Page, PageParams};
 use crate::http::routes::{ApiRoutes, Doc};
 use crate::state::AppState;
 use crate::types::{DisplayName, Slug};
@@ -36,10 +37,11 @@ pub fn routes() -> ApiRoutes {
 }
 
 async fn list(State(state): State<AppState>, Query(params): Query<PageParams>) -> AppResult<axum::Json<Page<Tenant>>> {
-    let page = PageRequest::parse(&params).map_err(AppError::Validation)?;
+    let mut p = Problems::new();
+    let page = p.page(&params);
+    p.finish()?;
     let client = state.db.get().await?;
-    let rows = super::list(&**client, &page).await?;
-    Ok(axum::Json(Page::from_rows(rows, &page, |t| Position { created_at: t.created_at, id: t.id })))
+    Ok(axum::Json(super::list(&**client, &page).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

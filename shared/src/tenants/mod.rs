@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::audit_log::{self, Actor, AuditEntry};
 use crate::error::AppResult;
+use crate::http::pagination::{Page, PageRequest, fetch_page};
 use crate::types::{DisplayName, Slug};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -66,15 +67,7 @@ pub async fn find_by_slug(client: &impl GenericClient, slug: &str) -> AppResult<
 
 pub mod api;
 
-pub async fn list(client: &impl GenericClient, page: &crate::http::pagination::PageRequest) -> AppResult<Vec<Tenant>> {
-    let rows = client
-        .query_typed(
-            &format!(
-                "SELECT {COLUMNS} FROM tenants WHERE (created_at, id) < ($1, $2)
-                 ORDER BY created_at DESC, id DESC LIMIT $3"
-            ),
-            &[(&page.after.created_at, Type::TIMESTAMPTZ), (&page.after.id, Type::UUID), (&page.fetch(), Type::INT8)],
-        )
-        .await?;
-    rows.iter().map(Tenant::from_row).collect()
+pub async fn list(client: &impl GenericClient, page: &PageRequest) -> AppResult<Page<Tenant>> {
+    let every = format!("SELECT {COLUMNS} FROM tenants WHERE true");
+    fetch_page(client, &every, ("created_at", "id"), &[], page, Tenant::from_row).await
 }

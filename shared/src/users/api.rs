@@ -11,13 +11,13 @@ use crate::audit_log::Actor;
 use crate::auth::principal::Principal;
 use crate::auth::{Permission, Role, password};
 use crate::error::{AppError, AppResult, FieldError};
+use crate::http::body::Problems;
 use crate::http::extract::{IdPath, Json, Query};
-use crate::http::pagination::{Page, PageParams, PageRequest, Position};
+use crate::http::pagination::{Page, PageParams};
 use crate::http::routes::{ApiRoutes, Doc};
 use crate::secrets::Secret;
 use crate::state::AppState;
-use crate::types::Named;
-use crate::types::{DisplayName, EmailAddress};
+use crate::types::{DisplayName, EmailAddress, Named};
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
@@ -67,10 +67,11 @@ async fn list(
     principal: Principal,
     Query(params): Query<PageParams>,
 ) -> AppResult<axum::Json<Page<User>>> {
-    let page = PageRequest::parse(&params).map_err(AppError::Validation)?;
+    let mut p = Problems::new();
+    let page = p.page(&params);
+    p.finish()?;
     let client = state.db.get().await?;
-    let rows = super::list(&**client, principal.tenant_id, &page).await?;
-    Ok(axum::Json(Page::from_rows(rows, &page, |u| Position { created_at: u.created_at, id: u.id })))
+    Ok(axum::Json(super::list(&**client, principal.tenant_id, &page).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

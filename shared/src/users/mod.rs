@@ -10,8 +10,8 @@ use uuid::Uuid;
 use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Role;
 use crate::error::{AppError, AppResult};
-use crate::types::Named;
-use crate::types::{DisplayName, EmailAddress};
+use crate::http::pagination::{Page, PageRequest, fetch_page};
+use crate::types::{DisplayName, EmailAddress, Named};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -125,26 +125,9 @@ pub async fn find_in_tenant(client: &impl GenericClient, tenant_id: Uuid, id: Uu
     row.as_ref().map(User::from_row).transpose()
 }
 
-pub async fn list(
-    client: &impl GenericClient,
-    tenant_id: Uuid,
-    page: &crate::http::pagination::PageRequest,
-) -> AppResult<Vec<User>> {
-    let rows = client
-        .query_typed(
-            &format!(
-                "SELECT {COLUMNS} FROM users WHERE tenant_id = $1 AND (created_at, id) < ($2, $3)
-                 ORDER BY created_at DESC, id DESC LIMIT $4"
-            ),
-            &[
-                (&tenant_id, Type::UUID),
-                (&page.after.created_at, Type::TIMESTAMPTZ),
-                (&page.after.id, Type::UUID),
-                (&page.fetch(), Type::INT8),
-            ],
-        )
-        .await?;
-    rows.iter().map(User::from_row).collect()
+pub async fn list(client: &impl GenericClient, tenant_id: Uuid, page: &PageRequest) -> AppResult<Page<User>> {
+    let filtered = format!("SELECT {COLUMNS} FROM users WHERE tenant_id = $1");
+    fetch_page(client, &filtered, ("created_at", "id"), &[(&tenant_id, Type::UUID)], page, User::from_row).await
 }
 
 /// The fields a PATCH may change; `None` leaves a field as it is.

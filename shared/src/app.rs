@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth::Permission;
 use crate::config::Needs;
-use crate::http::routes::{ApiRoutes, Doc, Limited};
+use crate::http::routes::{ApiRoutes, Doc};
 use crate::http::{finish, health};
 use crate::openapi;
 use crate::state::AppState;
@@ -69,14 +69,11 @@ impl Function {
 
 /// Routes every HTTP function serves: health checks and the OpenAPI document.
 pub fn common_routes() -> ApiRoutes {
-    health::routes().add(
-        Method::GET,
-        openapi::PATH,
-        Permission::Public,
-        Limited::No,
-        serve_openapi,
-        Doc::new("openapi", "health", "This document").json::<openapi::OpenApiDocument>(200).self_contained(),
-    )
+    let doc = Doc::new("openapi", "health", "This document")
+        .json::<openapi::OpenApiDocument>(200)
+        .self_contained()
+        .without_rate_limit();
+    health::routes().route(Method::GET, openapi::PATH, Permission::Public, serve_openapi, doc)
 }
 
 /// Every route of every function (the common ones once), for tests and docs.

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::future::BoxFuture;
-use tokio_postgres::NoTls;
+use tokio_postgres::types::Type;
+use tokio_postgres::{GenericClient, NoTls, Row};
+use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
 use crate::secrets::Secret;
@@ -74,6 +76,31 @@ pub async fn migrate_with(
 
 pub async fn migrate(config: &Secret<tokio_postgres::Config>) -> anyhow::Result<refinery::Report> {
     migrate_with(config, &migrations()).await
+}
+
+/// Every row of `sql` (whose `$1` is an id and `$2` the tenant) as a `T`:
+/// each read of this API is scoped to the caller's tenant this way.
+pub async fn all_in_tenant<T>(
+    client: &impl GenericClient,
+    sql: &str,
+    id: Uuid,
+    tenant_id: Uuid,
+    from_row: impl Fn(&Row) -> AppResult<T>,
+) -> AppResult<Vec<T>> {
+    let rows = client.query_typed(sql, &[(&id, Type::UUID), (&tenant_id, Type::UUID)]).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The one row of `sql` (as for [`all_in_tenant`]); 404 when there is none.
+pub async fn one_in_tenant<T>(
+    client: &impl GenericClient,
+    sql: &str,
+    id: Uuid,
+    tenant_id: Uuid,
+    from_row: impl Fn(&Row) -> AppResult<T>,
+) -> AppResult<T> {
+    let row = client.query_typed_opt(sql, &[(&id, Type::UUID), (&tenant_id, Type::UUID)]).await?;
+    row.as_ref().map(from_row).ok_or(AppError::NotFound)?
 }
 
 /// Runs `work` in one transaction: commit on `Ok`, roll back on `Err` (the

@@ -262,11 +262,14 @@ macro_rules! text_column {
 }
 pub(crate) use text_column;
 
-/// Declares a closed set of upper-case names (roles, statuses, types): the
-/// enum with its strum names, serde and OpenAPI forms, and its `text` column
-/// mapping. Declaration order is the derived `Ord`.
+/// Declares a closed set of names (roles, statuses, types; upper case unless
+/// `names = "snake_case";` comes first): the enum with its strum names, serde
+/// and OpenAPI forms, and its `text` column mapping. Declaration order is the
+/// derived `Ord`.
 macro_rules! named_enum {
-    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$variant_meta:meta])* $variant:ident),+ $(,)? }) => {
+    (names = $case:tt; $(#[$meta:meta])* $vis:vis enum $name:ident {
+        $($(#[$variant_meta:meta])* $variant:ident),+ $(,)?
+    }) => {
         $(#[$meta])*
         #[derive(
             Debug,
@@ -285,13 +288,19 @@ macro_rules! named_enum {
             strum::EnumString,
             strum::Display,
         )]
-        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-        #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+        #[serde(rename_all = $case)]
+        #[strum(serialize_all = $case)]
         $vis enum $name {
             $($(#[$variant_meta])* $variant),+
         }
 
         $crate::types::text_column!($name);
+    };
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$variant_meta:meta])* $variant:ident),+ $(,)? }) => {
+        $crate::types::named_enum! {
+            names = "SCREAMING_SNAKE_CASE";
+            $(#[$meta])* $vis enum $name { $($(#[$variant_meta])* $variant),+ }
+        }
     };
 }
 pub(crate) use named_enum;

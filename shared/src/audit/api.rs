@@ -1,6 +1,5 @@
 //! `/api/audit-logs` (ADMIN+): the acting tenant's audit trail, newest first.
 
-use axum::extract::State;
 use axum::http::Method;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,13 +9,11 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::auth::Permission;
-use crate::auth::principal::Principal;
 use crate::error::AppResult;
 use crate::http::body::Problems;
-use crate::http::extract::Query;
-use crate::http::pagination::{Page, PageParams, fetch_page, parse_time};
+use crate::http::extract::{Caller, Query};
+use crate::http::pagination::{Page, PageParams, PeriodParams, fetch_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
-use crate::state::AppState;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new().route(
@@ -71,21 +68,19 @@ impl AuditLog {
 #[derive(Debug, Deserialize)]
 struct Filters {
     action: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
+    #[serde(flatten)]
+    period: PeriodParams,
     #[serde(flatten)]
     page: PageParams,
 }
 
 async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<AuditLog>>> {
     let mut p = Problems::new();
     let page = p.page(&filters.page);
-    let from = p.param("from", filters.from, parse_time);
-    let to = p.param("to", filters.to, parse_time);
+    let (from, to) = p.period(filters.period);
     let action = p.param("action", filters.action, |a| {
         let name =
             a.len() <= 100 && a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_');

@@ -17,12 +17,13 @@ use super::{Currency, Interval, PRICE_COLUMNS, PRODUCT_COLUMNS, Price, Product, 
 use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
+use crate::db::one_in_tenant;
 use crate::error::{AppError, AppResult};
-use crate::http::body::{Field, Problems};
+use crate::http::body::{Field, Parse, Problems};
 use crate::http::etag::cached_json;
-use crate::http::extract::{IdPath, Json, Query};
+use crate::http::extract::{Caller, IdPath, Json, Query};
 use crate::http::pagination::{Page, PageParams, fetch_page};
-use crate::http::routes::{ApiRoutes, Doc, Limited, QueryParam};
+use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::state::AppState;
 use crate::types::{DisplayName, Named, Slug};
 
@@ -130,8 +131,7 @@ struct ListFilters {
 }
 
 async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     Query(filters): Query<ListFilters>,
 ) -> AppResult<axum::Json<Page<Product>>> {
     let mut p = Problems::new();
@@ -185,24 +185,14 @@ async fn attach_prices(client: &impl GenericClient, tenant_id: Uuid, products: &
 }
 
 async fn load_product(client: &impl GenericClient, tenant_id: Uuid, id: Uuid) -> AppResult<Product> {
-    let row = client
-        .query_typed_opt(
-            &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1 AND tenant_id = $2"),
-            &[(&id, Type::UUID), (&tenant_id, Type::UUID)],
-        )
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let mut products = [Product::from_row(&row)?];
+    let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1 AND tenant_id = $2");
+    let mut products = [one_in_tenant(client, &sql, id, tenant_id, Product::from_row).await?];
     attach_prices(client, tenant_id, &mut products).await?;
     let [product] = products;
     Ok(product)
 }
 
-async fn get(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<axum::Json<Product>> {
+async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<Product>> {
     let client = state.db.get().await?;
     Ok(axum::Json(load_product(&**client, principal.tenant_id, id).await?))
 }
@@ -264,8 +254,7 @@ fn limits_of(map: Map<String, Value>) -> Result<Value, String> {
 }
 
 async fn create(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     Json(body): Json<ProductInput>,
 ) -> AppResult<(StatusCode, axum::Json<Product>)> {
     let mut p = Problems::new();
@@ -333,6 +322,57 @@ fn assign<T: ToSql + Sync + Send + serde::Serialize + 'static>(
     Assignment { column, field, value: Box::new(value), ty, audit }
 }
 
+/// The column assignments a PATCH asks for, read field by field.
+#[derive(Default)]
+struct Changes {
+    problems: Problems,
+    assignments: Vec<Assignment>,
+}
+
+/// A field of a PATCH body: its name, its column and the column's type.
+type Column = (&'static str, &'static str, Type);
+
+/// What an assignment can bind (and record in the audit row).
+trait ColumnValue: ToSql + Sync + Send + serde::Serialize + 'static {}
+
+impl<V: ToSql + Sync + Send + serde::Serialize + 'static> ColumnValue for V {}
+
+impl Changes {
+    /// `key` (a field that cannot be cleared) changes `column` when sent.
+    fn set<T, U: ColumnValue>(
+        &mut self,
+        (key, column, ty): Column,
+        field: Field<T>,
+        parse: impl Parse<T, U>,
+    ) -> &mut Self {
+        if let Some(v) = self.problems.change(key, field, parse) {
+            self.assignments.push(assign(column, key, v, ty));
+        }
+        self
+    }
+
+    /// Like [`set`](Self::set), and `null` clears the column.
+    fn set_or_clear<T, U: ColumnValue>(
+        &mut self,
+        column: Column,
+        field: Field<T>,
+        parse: impl Parse<T, U>,
+    ) -> &mut Self {
+        self.set(column, field.nullable(), |v: Option<T>| v.map(parse).transpose())
+    }
+
+    /// The name and slug products and prices both have.
+    fn name_and_slug(&mut self, name: Field<String>, slug: Field<String>) -> &mut Changes {
+        self.set(("name", "name", Type::TEXT), name, |s| parse_name(&s))
+            .set(("slug", "slug", Type::TEXT), slug, |s| parse_slug(&s))
+    }
+
+    fn finish(self) -> AppResult<Vec<Assignment>> {
+        self.problems.finish()?;
+        Ok(self.assignments)
+    }
+}
+
 /// `UPDATE <table> SET <assignments>, updated_at = now() WHERE id = $1 AND tenant_id = $2 RETURNING <columns>`,
 /// plus an audit row naming the changed fields. Only the fields sent change.
 async fn apply_update(
@@ -366,32 +406,18 @@ async fn apply_update(
 }
 
 async fn patch(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     IdPath(id): IdPath,
     Json(body): Json<ProductChanges>,
 ) -> AppResult<axum::Json<Product>> {
-    let mut p = Problems::new();
-    let mut changes = Vec::new();
-    if let Some(v) = p.change("name", body.name, |s| parse_name(&s)) {
-        changes.push(assign("name", "name", v, Type::TEXT));
-    }
-    if let Some(v) = p.change("slug", body.slug, |s| parse_slug(&s)) {
-        changes.push(assign("slug", "slug", v, Type::TEXT));
-    }
-    if let Some(v) = p.change("type", body.product_type, Ok) {
-        changes.push(assign("type", "type", v, Type::TEXT));
-    }
-    if let Some(v) = p.nullable_change("description", body.description, |s| parse_description(&s)) {
-        changes.push(assign("description", "description", v, Type::TEXT));
-    }
-    if let Some(v) = p.change("limits", body.limits, limits_of) {
-        changes.push(assign("limits", "limits", v, Type::JSONB));
-    }
-    if let Some(v) = p.change("isActive", body.is_active, Ok) {
-        changes.push(assign("is_active", "isActive", v, Type::BOOL));
-    }
-    p.finish()?;
+    let mut changes = Changes::default();
+    changes
+        .name_and_slug(body.name, body.slug)
+        .set(("type", "type", Type::TEXT), body.product_type, Ok)
+        .set_or_clear(("description", "description", Type::TEXT), body.description, |s| parse_description(&s))
+        .set(("limits", "limits", Type::JSONB), body.limits, limits_of)
+        .set(("isActive", "is_active", Type::BOOL), body.is_active, Ok);
+    let changes = changes.finish()?;
     let product = crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
             if !changes.is_empty() {
@@ -473,8 +499,7 @@ pub(crate) struct PriceChanges {
 }
 
 async fn create_price(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     IdPath(product_id): IdPath,
     Json(body): Json<PriceInput>,
 ) -> AppResult<(StatusCode, axum::Json<Price>)> {
@@ -541,35 +566,19 @@ async fn create_price(
 }
 
 async fn patch_price(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     IdPath(id): IdPath,
     Json(body): Json<PriceChanges>,
 ) -> AppResult<axum::Json<Price>> {
-    let mut p = Problems::new();
-    let mut changes = Vec::new();
-    if let Some(v) = p.change("name", body.name, |s| parse_name(&s)) {
-        changes.push(assign("name", "name", v, Type::TEXT));
-    }
-    if let Some(v) = p.change("slug", body.slug, |s| parse_slug(&s)) {
-        changes.push(assign("slug", "slug", v, Type::TEXT));
-    }
-    if let Some(v) = p.change("interval", body.interval, Ok) {
-        changes.push(assign("interval", "interval", v, Type::TEXT));
-    }
-    if let Some(v) = p.change("amountCents", body.amount_cents, parse_amount) {
-        changes.push(assign("amount_cents", "amountCents", v, Type::INT8));
-    }
-    if let Some(v) = p.change("currency", body.currency, |s| Currency::parse(&s)) {
-        changes.push(assign("currency", "currency", v.code(), Type::TEXT));
-    }
-    if let Some(v) = p.change("isPopular", body.is_popular, Ok) {
-        changes.push(assign("is_popular", "isPopular", v, Type::BOOL));
-    }
-    if let Some(v) = p.change("isActive", body.is_active, Ok) {
-        changes.push(assign("is_active", "isActive", v, Type::BOOL));
-    }
-    p.finish()?;
+    let mut changes = Changes::default();
+    changes
+        .name_and_slug(body.name, body.slug)
+        .set(("interval", "interval", Type::TEXT), body.interval, Ok)
+        .set(("amountCents", "amount_cents", Type::INT8), body.amount_cents, parse_amount)
+        .set(("currency", "currency", Type::TEXT), body.currency, |s| Currency::parse(&s).map(|c| c.code()))
+        .set(("isPopular", "is_popular", Type::BOOL), body.is_popular, Ok)
+        .set(("isActive", "is_active", Type::BOOL), body.is_active, Ok);
+    let changes = changes.finish()?;
     let price = crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
             let row = if changes.is_empty() {
@@ -589,11 +598,7 @@ async fn patch_price(
     Ok(axum::Json(price))
 }
 
-async fn deactivate_price(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<StatusCode> {
+async fn deactivate_price(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<StatusCode> {
     crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
             let changes = vec![assign("is_active", "isActive", false, Type::BOOL)];
@@ -609,17 +614,13 @@ async fn deactivate_price(
 pub fn public_routes() -> ApiRoutes {
     // Not rate limited per client: one marketing server renders every visitor's
     // page; responses are cacheable and API Gateway throttles the stage.
-    ApiRoutes::new().add(
-        Method::GET,
-        "/api/public/products",
-        Permission::Public,
-        Limited::No,
-        public_list,
+    let doc =
         Doc::new("publicProducts", "catalogue", "A tenant's active products and prices (ETag; 304 on If-None-Match)")
             .query(&[QueryParam::RequiredText("tenant", "The tenant's slug")])
             .json::<super::public::Listing>(200)
-            .etag(),
-    )
+            .etag()
+            .without_rate_limit();
+    ApiRoutes::new().route(Method::GET, "/api/public/products", Permission::Public, public_list, doc)
 }
 
 #[derive(Debug, Deserialize)]

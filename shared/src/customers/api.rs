@@ -1,18 +1,16 @@
 //! `/api/customers`: list and read customers.
 
-use axum::extract::State;
 use axum::http::Method;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Type;
 
 use crate::auth::Permission;
-use crate::auth::principal::Principal;
-use crate::error::{AppError, AppResult};
+use crate::db::{all_in_tenant, one_in_tenant};
+use crate::error::AppResult;
 use crate::http::body::Problems;
-use crate::http::extract::{IdPath, Query};
+use crate::http::extract::{Caller, IdPath, Query};
 use crate::http::pagination::{Page, PageParams, fetch_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
-use crate::state::AppState;
 use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
 
 use super::{CUSTOMER_COLUMNS, Customer};
@@ -45,8 +43,7 @@ struct Filters {
 }
 
 async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<Customer>>> {
     let mut p = Problems::new();
@@ -79,30 +76,15 @@ pub(crate) struct CustomerDetail {
     subscriptions: Vec<SubscriptionView>,
 }
 
-async fn get(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<axum::Json<CustomerDetail>> {
+async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<CustomerDetail>> {
     let client = state.db.get().await?;
-    let row = client
-        .query_typed_opt(
-            &format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND tenant_id = $2"),
-            &[(&id, Type::UUID), (&principal.tenant_id, Type::UUID)],
-        )
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let subscriptions = client
-        .query_typed(
-            &format!(
-                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s
-                 WHERE s.customer_id = $1 AND s.tenant_id = $2 ORDER BY s.created_at DESC, s.id DESC LIMIT 200"
-            ),
-            &[(&id, Type::UUID), (&principal.tenant_id, Type::UUID)],
-        )
-        .await?
-        .iter()
-        .map(SubscriptionView::from_row)
-        .collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(CustomerDetail { customer: Customer::from_row(&row)?, subscriptions }))
+    let tenant = principal.tenant_id;
+    let by_id = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND tenant_id = $2");
+    let customer = one_in_tenant(&**client, &by_id, id, tenant, Customer::from_row).await?;
+    let theirs = format!(
+        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s
+         WHERE s.customer_id = $1 AND s.tenant_id = $2 ORDER BY s.created_at DESC, s.id DESC LIMIT 200"
+    );
+    let subscriptions = all_in_tenant(&**client, &theirs, id, tenant, SubscriptionView::from_row).await?;
+    Ok(axum::Json(CustomerDetail { customer, subscriptions }))
 }

@@ -1,7 +1,6 @@
 //! `/api/jobs` (`?status=&type=&subscriptionId=`), `/api/jobs/{id}` (with
 //! its attempts) and `POST /api/jobs/{id}/retry`.
 
-use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,10 +9,10 @@ use uuid::Uuid;
 
 use crate::audit_log::Actor;
 use crate::auth::Permission;
-use crate::auth::principal::Principal;
-use crate::error::{AppError, AppResult};
+use crate::db::{all_in_tenant, one_in_tenant};
+use crate::error::AppResult;
 use crate::http::body::Problems;
-use crate::http::extract::{IdPath, Query};
+use crate::http::extract::{Caller, IdPath, Query};
 use crate::http::pagination::{Page, PageParams, fetch_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::jobs::{JOB_COLUMNS, JobStatus, JobType, JobView};
@@ -63,8 +62,7 @@ struct Filters {
 }
 
 async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<JobView>>> {
     let mut p = Problems::new();
@@ -117,48 +115,31 @@ pub(crate) struct JobDetail {
 
 async fn load(state: &AppState, tenant_id: Uuid, id: Uuid) -> AppResult<JobDetail> {
     let client = state.db.get().await?;
-    let row = client
-        .query_typed_opt(
-            &format!("SELECT {JOB_COLUMNS}, payload FROM jobs WHERE id = $1 AND tenant_id = $2"),
-            &[(&id, Type::UUID), (&tenant_id, Type::UUID)],
-        )
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let attempts = client
-        .query_typed(
-            "SELECT attempt, worker, started_at, finished_at, outcome, error FROM job_attempts
-             WHERE job_id = $1 AND tenant_id = $2 ORDER BY attempt",
-            &[(&id, Type::UUID), (&tenant_id, Type::UUID)],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Attempt {
-                attempt: r.try_get(0)?,
-                worker: r.try_get(1)?,
-                started_at: r.try_get(2)?,
-                finished_at: r.try_get(3)?,
-                outcome: r.try_get(4)?,
-                error: r.try_get(5)?,
-            })
+    let by_id = format!("SELECT {JOB_COLUMNS}, payload FROM jobs WHERE id = $1 AND tenant_id = $2");
+    let (job, payload) =
+        one_in_tenant(&**client, &by_id, id, tenant_id, |row| Ok((JobView::from_row(row)?, row.try_get("payload")?)))
+            .await?;
+    let attempts = "SELECT attempt, worker, started_at, finished_at, outcome, error FROM job_attempts
+                    WHERE job_id = $1 AND tenant_id = $2 ORDER BY attempt";
+    let attempt_history = all_in_tenant(&**client, attempts, id, tenant_id, |r| {
+        Ok(Attempt {
+            attempt: r.try_get(0)?,
+            worker: r.try_get(1)?,
+            started_at: r.try_get(2)?,
+            finished_at: r.try_get(3)?,
+            outcome: r.try_get(4)?,
+            error: r.try_get(5)?,
         })
-        .collect::<AppResult<Vec<_>>>()?;
-    Ok(JobDetail { job: JobView::from_row(&row)?, payload: row.try_get("payload")?, attempt_history: attempts })
+    })
+    .await?;
+    Ok(JobDetail { job, payload, attempt_history })
 }
 
-async fn get(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<axum::Json<JobDetail>> {
+async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<JobDetail>> {
     Ok(axum::Json(load(&state, principal.tenant_id, id).await?))
 }
 
-async fn retry(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<(StatusCode, axum::Json<JobDetail>)> {
+async fn retry(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<(StatusCode, axum::Json<JobDetail>)> {
     super::retry_dead(&state, principal.tenant_id, id, Actor::User(principal.user_id)).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(load(&state, principal.tenant_id, id).await?)))
 }

@@ -12,7 +12,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa::openapi::{RefOr, Schema};
 
-use super::pagination::{DEFAULT_LIMIT, PageParams, PageRequest, Position};
+use chrono::{DateTime, Utc};
+
+use super::pagination::{DEFAULT_LIMIT, PageParams, PageRequest, PeriodParams, Position, parse_time};
 use crate::error::{AppError, FieldError};
 
 /// One field of a request body, read leniently.
@@ -51,6 +53,18 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
             }
             _ => Field::Invalid { path: String::new(), message: "must be a JSON object".into() },
         })
+    }
+}
+
+impl<T> Field<T> {
+    /// `null` as a value of its own (`None`), for fields that null clears.
+    pub fn nullable(self) -> Field<Option<T>> {
+        match self {
+            Field::Absent => Field::Absent,
+            Field::Null => Field::Given(None),
+            Field::Given(v) => Field::Given(Some(v)),
+            Field::Invalid { path, message } => Field::Invalid { path, message },
+        }
     }
 }
 
@@ -115,6 +129,11 @@ fn is_integer(expected: &str) -> bool {
     matches!(expected, "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64")
 }
 
+/// Turns a field's value into a domain value, or says what is wrong with it.
+pub trait Parse<T, U>: FnOnce(T) -> Result<U, String> {}
+
+impl<T, U, F: FnOnce(T) -> Result<U, String>> Parse<T, U> for F {}
+
 /// Collects every field problem of one body (or of a nested object, under a
 /// path prefix) while its fields are converted.
 #[derive(Debug, Default)]
@@ -146,7 +165,7 @@ impl Problems {
         self.errors.is_empty()
     }
 
-    fn check<T, U>(&mut self, key: &str, value: T, parse: impl FnOnce(T) -> Result<U, String>) -> Option<U> {
+    fn check<T, U>(&mut self, key: &str, value: T, parse: impl Parse<T, U>) -> Option<U> {
         parse(value).map_err(|message| self.add(key, message)).ok()
     }
 
@@ -156,12 +175,7 @@ impl Problems {
     }
 
     /// A field that must be sent and not be null.
-    pub fn required<T, U>(
-        &mut self,
-        key: &str,
-        field: Field<T>,
-        parse: impl FnOnce(T) -> Result<U, String>,
-    ) -> Option<U> {
+    pub fn required<T, U>(&mut self, key: &str, field: Field<T>, parse: impl Parse<T, U>) -> Option<U> {
         match field {
             Field::Given(v) => self.check(key, v, parse),
             Field::Absent | Field::Null => {
@@ -176,12 +190,7 @@ impl Problems {
     }
 
     /// A field that may be left out or null.
-    pub fn optional<T, U>(
-        &mut self,
-        key: &str,
-        field: Field<T>,
-        parse: impl FnOnce(T) -> Result<U, String>,
-    ) -> Option<U> {
+    pub fn optional<T, U>(&mut self, key: &str, field: Field<T>, parse: impl Parse<T, U>) -> Option<U> {
         match field {
             Field::Absent | Field::Null => None,
             other => self.required(key, other, parse),
@@ -189,12 +198,7 @@ impl Problems {
     }
 
     /// A change to a field that cannot be cleared: `None` when not sent.
-    pub fn change<T, U>(
-        &mut self,
-        key: &str,
-        field: Field<T>,
-        parse: impl FnOnce(T) -> Result<U, String>,
-    ) -> Option<U> {
+    pub fn change<T, U>(&mut self, key: &str, field: Field<T>, parse: impl Parse<T, U>) -> Option<U> {
         match field {
             Field::Absent => None,
             other => self.required(key, other, parse),
@@ -203,17 +207,8 @@ impl Problems {
 
     /// A change to a field that `null` clears: `None` when not sent,
     /// `Some(None)` for null.
-    pub fn nullable_change<T, U>(
-        &mut self,
-        key: &str,
-        field: Field<T>,
-        parse: impl FnOnce(T) -> Result<U, String>,
-    ) -> Option<Option<U>> {
-        match field {
-            Field::Absent => None,
-            Field::Null => Some(None),
-            other => self.required(key, other, parse).map(Some),
-        }
+    pub fn nullable_change<T, U>(&mut self, key: &str, field: Field<T>, parse: impl Parse<T, U>) -> Option<Option<U>> {
+        self.change(key, field.nullable(), |v: Option<T>| v.map(parse).transpose())
     }
 
     /// A required object whose own fields are converted under `key.`.
@@ -231,12 +226,7 @@ impl Problems {
     }
 
     /// An optional query parameter; empty is the same as absent.
-    pub fn param<U>(
-        &mut self,
-        key: &str,
-        raw: Option<String>,
-        parse: impl FnOnce(&str) -> Result<U, String>,
-    ) -> Option<U> {
+    pub fn param<U>(&mut self, key: &str, raw: Option<String>, parse: impl for<'a> Parse<&'a str, U>) -> Option<U> {
         let raw = raw.filter(|r| !r.is_empty())?;
         self.check(key, raw.as_str(), parse)
     }
@@ -248,6 +238,11 @@ impl Problems {
             self.errors.extend(errors);
             PageRequest { limit: DEFAULT_LIMIT, after: Position::start() }
         })
+    }
+
+    /// The `from` and `to` times of a list filter.
+    pub fn period(&mut self, params: PeriodParams) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        (self.param("from", params.from, parse_time), self.param("to", params.to, parse_time))
     }
 
     /// A 422 naming every problem, or `Ok` when there is none.

@@ -9,7 +9,9 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::auth::principal::Principal;
 use crate::error::{AppError, FieldError};
+use crate::state::AppState;
 
 /// A JSON body. Wrong content type → 415, unreadable JSON → 400, a value of
 /// the wrong shape → 422 naming the field's path.
@@ -84,6 +86,19 @@ fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
+    }
+}
+
+/// The process's state and the signed-in caller: what nearly every admin
+/// handler starts from, in one extractor.
+pub struct Caller(pub AppState, pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        Ok(Caller(state.clone(), principal))
     }
 }
 

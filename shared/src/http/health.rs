@@ -9,7 +9,7 @@ use axum::http::Method;
 use serde::Serialize;
 
 use super::AppState;
-use super::routes::{ApiRoutes, Limited};
+use super::routes::ApiRoutes;
 use crate::auth::Permission;
 use crate::error::{AppError, AppResult};
 use crate::http::routes::Doc;
@@ -19,21 +19,24 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
-        .add(
+        .route(
             Method::GET,
             "/api/health",
             Permission::Public,
-            Limited::No,
             health,
-            Doc::new("health", "health", "The process answers").json::<HealthStatus>(200).self_contained(),
+            Doc::new("health", "health", "The process answers")
+                .json::<HealthStatus>(200)
+                .self_contained()
+                .without_rate_limit(),
         )
-        .add(
+        .route(
             Method::GET,
             "/api/ready",
             Permission::Public,
-            Limited::No,
             ready,
-            Doc::new("ready", "health", "PostgreSQL and Redis answer too").json::<HealthStatus>(200),
+            Doc::new("ready", "health", "PostgreSQL and Redis answer too")
+                .json::<HealthStatus>(200)
+                .without_rate_limit(),
         )
 }
 

@@ -54,6 +54,13 @@ pub struct PageParams {
     pub cursor: Option<String>,
 }
 
+/// The `from` (inclusive) and `to` (exclusive) times a list may be cut to.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PeriodParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct PageRequest {
     pub limit: i64,

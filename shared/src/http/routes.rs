@@ -107,6 +107,8 @@ pub struct Doc {
     pub checks_credentials: bool,
     /// Touches neither PostgreSQL nor Redis: never 503.
     pub self_contained: bool,
+    /// Whether the general per-client rate limit applies.
+    pub limited: Limited,
 }
 
 impl Doc {
@@ -123,6 +125,7 @@ impl Doc {
             etag: false,
             checks_credentials: false,
             self_contained: false,
+            limited: Limited::Yes,
         }
     }
 
@@ -160,6 +163,10 @@ impl Doc {
     pub fn self_contained(self) -> Doc {
         Doc { self_contained: true, ..self }
     }
+
+    pub fn without_rate_limit(self) -> Doc {
+        Doc { limited: Limited::No, ..self }
+    }
 }
 
 #[derive(Default)]
@@ -173,35 +180,20 @@ impl ApiRoutes {
         ApiRoutes::default()
     }
 
-    /// Adds a rate-limited route guarded by `permission`.
+    /// Adds a route guarded by `permission` and described by `doc`.
     pub fn route<H, T>(
-        self,
-        method: Method,
-        path: &'static str,
-        permission: Permission,
-        handler: H,
-        doc: Doc,
-    ) -> ApiRoutes
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(method, path, permission, Limited::Yes, handler, doc)
-    }
-
-    pub fn add<H, T>(
         mut self,
         method: Method,
         path: &'static str,
         permission: Permission,
-        limited: Limited,
         handler: H,
         doc: Doc,
-    ) -> ApiRoutes
+    ) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
+        let limited = doc.limited;
         let filter = method_filter(&method);
         let method_router =
             on(filter, handler).route_layer(axum::middleware::from_fn(move |req: Request, next: Next| async move {

@@ -8,7 +8,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -35,18 +34,16 @@ pub trait SignedWebhook: Sized + Send + 'static {
     /// The status of every answer, the first and its replays.
     const STATUS: StatusCode;
     type Answer: Serialize + Send;
-    /// The typed request body (documented in the API description).
-    type Body: DeserializeOwned;
-
-    /// The body as the domain's request; every bad field in one 422.
-    fn parse(body: Self::Body) -> AppResult<Self>;
+    /// The typed request body (documented in the API description); turning
+    /// it into the domain's request checks every field, into one 422.
+    type Body: DeserializeOwned + TryInto<Self, Error = AppError>;
 
     /// The domain's step, inside the transaction that also records the delivery.
-    fn apply<'t>(
+    fn apply(
         self,
-        tx: &'t Transaction<'t>,
-        delivery: &'t Delivery,
-    ) -> BoxFuture<'t, AppResult<Applied<Self::Answer>>>;
+        tx: &Transaction<'_>,
+        delivery: &Delivery,
+    ) -> impl Future<Output = AppResult<Applied<Self::Answer>>> + Send;
 }
 
 /// The verified delivery a step runs for.
@@ -78,7 +75,7 @@ pub async fn receive<W: SignedWebhook>(state: &AppState, headers: &HeaderMap, bo
     let webhook = crate::webhooks::verify(headers, &bytes, key.expose(), Utc::now().timestamp())?;
     require_json(headers)?;
     let value: Value = parse_json(&bytes)?;
-    let request = W::parse(from_value(value.clone())?)?;
+    let request: W = from_value::<W::Body>(value.clone())?.try_into()?;
     let delivery = Delivery { webhook_id: webhook.id, request_hash: canonical_hash(&value)? };
 
     // Fast path for redeliveries; repeated under the lock below.

@@ -47,3 +47,15 @@ impl From<AppError> for JobError {
         })
     }
 }
+
+impl From<tokio_postgres::Error> for JobError {
+    fn from(e: tokio_postgres::Error) -> JobError {
+        JobError::from(AppError::from(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for JobError {
+    fn from(e: deadpool_postgres::PoolError) -> JobError {
+        JobError::from(AppError::from(e))
+    }
+}

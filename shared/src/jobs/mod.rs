@@ -61,6 +61,11 @@ pub struct JobView {
 
 pub const JOB_COLUMNS: &str = "id, subscription_id, type, status, attempts, max_attempts, run_after, last_error, created_at, updated_at, finished_at";
 
+/// A subscription's jobs, oldest first (`$1` the subscription, `$2` the tenant).
+pub fn jobs_of_subscription() -> String {
+    format!("SELECT {JOB_COLUMNS} FROM jobs WHERE subscription_id = $1 AND tenant_id = $2 ORDER BY created_at, id")
+}
+
 impl JobView {
     pub fn from_row(row: &Row) -> AppResult<JobView> {
         Ok(JobView {

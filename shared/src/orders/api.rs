@@ -14,26 +14,46 @@ use uuid::Uuid;
 
 use super::{OrderRequest, OrderStatus};
 use crate::auth::Permission;
-use crate::auth::principal::Principal;
 use crate::customers::{CUSTOMER_COLUMNS, Customer};
-use crate::error::{AppError, AppResult};
+use crate::db::{all_in_tenant, one_in_tenant};
+use crate::error::AppResult;
 use crate::http::body::Problems;
-use crate::http::extract::{IdPath, Query};
-use crate::http::pagination::{Page, PageParams, fetch_page, parse_time};
-use crate::http::routes::{ApiRoutes, Doc, Limited, QueryParam};
+use crate::http::extract::{Caller, IdPath, Query};
+use crate::http::pagination::{Page, PageParams, PeriodParams, fetch_page};
+use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::http::webhook;
-use crate::jobs::{JOB_COLUMNS, JobView};
+use crate::jobs::{JobView, jobs_of_subscription};
 use crate::state::AppState;
 use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
 use crate::types::{Named, parse_uuid};
 
 pub fn routes() -> ApiRoutes {
+    // Authenticated by its signature, not a session; exempt from the
+    // per-client limit (the marketing site is one client).
+    let webhook = Doc::new(
+        "receiveOrder",
+        "orders",
+        "Order webhook from the marketing site (Standard Webhooks signature; idempotent by webhook-id and \
+         externalOrderId)",
+    )
+    .body::<super::OrderInput>()
+    .json::<super::IntakeResponse>(201)
+    .signed_webhook()
+    .without_rate_limit();
+    let list_doc = Doc::new("listOrders", "orders", "Orders, newest first")
+        .query(&[
+            QueryParam::Text("status", "Order status"),
+            QueryParam::Uuid("customerId", "Only this customer's orders"),
+            QueryParam::Time("from", "Created at or after"),
+            QueryParam::Time("to", "Created before"),
+        ])
+        .page::<OrderView>();
+    let get_doc =
+        Doc::new("getOrder", "orders", "One order with its customer, subscription and jobs").json::<OrderDetail>(200);
     ApiRoutes::new()
-        // Authenticated by its signature, not a session; exempt from the
-        // per-client limit (the marketing site is one client).
-        .add(Method::POST, "/api/orders", Permission::Public, Limited::No, receive, Doc::new("receiveOrder", "orders", "Order webhook from the marketing site (Standard Webhooks signature; idempotent by webhook-id and externalOrderId)").body::<super::OrderInput>().json::<super::IntakeResponse>(201).signed_webhook())
-        .route(Method::GET, "/api/orders", Permission::ReadData, list, Doc::new("listOrders", "orders", "Orders, newest first").query(&[QueryParam::Text("status", "Order status"), QueryParam::Uuid("customerId", "Only this customer's orders"), QueryParam::Time("from", "Created at or after"), QueryParam::Time("to", "Created before")]).page::<OrderView>())
-        .route(Method::GET, "/api/orders/{id}", Permission::ReadData, get, Doc::new("getOrder", "orders", "One order with its customer, subscription and jobs").json::<OrderDetail>(200))
+        .route(Method::POST, "/api/orders", Permission::Public, receive, webhook)
+        .route(Method::GET, "/api/orders", Permission::ReadData, list, list_doc)
+        .route(Method::GET, "/api/orders/{id}", Permission::ReadData, get, get_doc)
 }
 
 async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AppResult<Response> {
@@ -80,23 +100,21 @@ impl OrderView {
 struct Filters {
     status: Option<String>,
     customer_id: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
+    #[serde(flatten)]
+    period: PeriodParams,
     #[serde(flatten)]
     page: PageParams,
 }
 
 async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<OrderView>>> {
     let mut p = Problems::new();
     let page = p.page(&filters.page);
     let status = p.param("status", filters.status, OrderStatus::from_name);
     let customer_id = p.param("customerId", filters.customer_id, parse_uuid);
-    let from = p.param("from", filters.from, parse_time);
-    let to = p.param("to", filters.to, parse_time);
+    let (from, to) = p.period(filters.period);
     p.finish()?;
     let client = state.db.get().await?;
     let page = fetch_page(
@@ -131,49 +149,20 @@ pub(crate) struct OrderDetail {
     jobs: Vec<JobView>,
 }
 
-async fn get(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<axum::Json<OrderDetail>> {
+async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<OrderDetail>> {
     let client = state.db.get().await?;
     let tenant = principal.tenant_id;
-    let row = client
-        .query_typed_opt(
-            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND tenant_id = $2"),
-            &[(&id, Type::UUID), (&tenant, Type::UUID)],
-        )
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let order = OrderView::from_row(&row)?;
-    let customer = Customer::from_row(
-        &client
-            .query_typed_one(
-                &format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND tenant_id = $2"),
-                &[(&order.customer_id, Type::UUID), (&tenant, Type::UUID)],
-            )
-            .await?,
-    )?;
-    let subscription = client
-        .query_typed_opt(
-            &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.order_id = $1 AND s.tenant_id = $2"),
-            &[(&id, Type::UUID), (&tenant, Type::UUID)],
-        )
-        .await?
-        .as_ref()
-        .map(SubscriptionView::from_row)
-        .transpose()?;
+    let by_id = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND tenant_id = $2");
+    let order = one_in_tenant(&**client, &by_id, id, tenant, OrderView::from_row).await?;
+    let customer_by_id = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND tenant_id = $2");
+    let customer = one_in_tenant(&**client, &customer_by_id, order.customer_id, tenant, Customer::from_row).await?;
+    let by_order =
+        format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.order_id = $1 AND s.tenant_id = $2");
+    let subscription =
+        all_in_tenant(&**client, &by_order, id, tenant, SubscriptionView::from_row).await?.into_iter().next();
     let jobs = match &subscription {
         None => Vec::new(),
-        Some(s) => client
-            .query_typed(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE subscription_id = $1 AND tenant_id = $2 ORDER BY created_at, id"),
-                &[(&s.id, Type::UUID), (&tenant, Type::UUID)],
-            )
-            .await?
-            .iter()
-            .map(JobView::from_row)
-            .collect::<AppResult<Vec<_>>>()?,
+        Some(s) => all_in_tenant(&**client, &jobs_of_subscription(), s.id, tenant, JobView::from_row).await?,
     };
     Ok(axum::Json(OrderDetail { order, customer, subscription, jobs }))
 }

@@ -6,7 +6,6 @@ pub mod api;
 
 use axum::http::StatusCode;
 use chrono::Utc;
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio_postgres::types::Type;
@@ -116,42 +115,46 @@ fn parse_customer(c: OrderCustomer, p: &mut Problems) -> Option<(EmailAddress, D
 }
 
 /// Converts the whole body into an [`OrderRequest`], naming every bad field.
-pub fn parse_order(body: OrderInput) -> AppResult<OrderRequest> {
-    let mut p = Problems::new();
-    let tenant_slug = p.required("tenantSlug", body.tenant_slug, |s| Slug::parse(&s));
-    let external_order_id = p.required("externalOrderId", body.external_order_id, |s| parse_external_id(&s));
-    let customer = p.nested("customer", body.customer, parse_customer);
-    let price_slug = p.required("priceSlug", body.price_slug, |s| Slug::parse(&s));
-    let total_amount_cents = p.required("totalAmountCents", body.total_amount_cents, |n| {
-        if n >= 0 { Ok(n) } else { Err("must be at least 0".to_string()) }
-    });
-    let currency = p.required("currency", body.currency, |s| Currency::parse(&s));
-    let domain = p.optional("domain", body.domain, |s| DomainName::parse(&s));
-    let metadata = p.optional("metadata", body.metadata, parse_metadata).unwrap_or_else(|| json!({}));
-    let (
-        Some(tenant_slug),
-        Some(external_order_id),
-        Some((email, full_name, phone)),
-        Some(price_slug),
-        Some(total_amount_cents),
-        Some(currency),
-        true,
-    ) = (tenant_slug, external_order_id, customer, price_slug, total_amount_cents, currency, p.is_empty())
-    else {
-        return Err(p.into_error());
-    };
-    Ok(OrderRequest {
-        tenant_slug,
-        external_order_id,
-        email,
-        full_name,
-        phone,
-        price_slug,
-        total_amount_cents,
-        currency,
-        domain,
-        metadata,
-    })
+impl TryFrom<OrderInput> for OrderRequest {
+    type Error = AppError;
+
+    fn try_from(body: OrderInput) -> AppResult<OrderRequest> {
+        let mut p = Problems::new();
+        let tenant_slug = p.required("tenantSlug", body.tenant_slug, |s| Slug::parse(&s));
+        let external_order_id = p.required("externalOrderId", body.external_order_id, |s| parse_external_id(&s));
+        let customer = p.nested("customer", body.customer, parse_customer);
+        let price_slug = p.required("priceSlug", body.price_slug, |s| Slug::parse(&s));
+        let total_amount_cents = p.required("totalAmountCents", body.total_amount_cents, |n| {
+            if n >= 0 { Ok(n) } else { Err("must be at least 0".to_string()) }
+        });
+        let currency = p.required("currency", body.currency, |s| Currency::parse(&s));
+        let domain = p.optional("domain", body.domain, |s| DomainName::parse(&s));
+        let metadata = p.optional("metadata", body.metadata, parse_metadata).unwrap_or_else(|| json!({}));
+        let (
+            Some(tenant_slug),
+            Some(external_order_id),
+            Some((email, full_name, phone)),
+            Some(price_slug),
+            Some(total_amount_cents),
+            Some(currency),
+            true,
+        ) = (tenant_slug, external_order_id, customer, price_slug, total_amount_cents, currency, p.is_empty())
+        else {
+            return Err(p.into_error());
+        };
+        Ok(OrderRequest {
+            tenant_slug,
+            external_order_id,
+            email,
+            full_name,
+            phone,
+            price_slug,
+            total_amount_cents,
+            currency,
+            domain,
+            metadata,
+        })
+    }
 }
 
 /// The webhook's answer; stored and replayed verbatim for duplicates.
@@ -206,30 +209,13 @@ impl SignedWebhook for OrderRequest {
     type Answer = IntakeResponse;
     type Body = OrderInput;
 
-    fn parse(body: OrderInput) -> AppResult<OrderRequest> {
-        parse_order(body)
-    }
-
     /// Validates against the tenant's catalogue, then writes the order, its
     /// customer, subscription, domain and jobs. Nothing is written unless
     /// everything is.
-    fn apply<'t>(
-        self,
-        tx: &'t Transaction<'t>,
-        delivery: &'t Delivery,
-    ) -> BoxFuture<'t, AppResult<Applied<IntakeResponse>>> {
-        Box::pin(async move {
-            let tenant_id: Uuid = tx
-                .query_typed_opt(
-                    "SELECT id FROM tenants WHERE lower(slug) = lower($1) AND status = 'ACTIVE'",
-                    &[(&self.tenant_slug.as_str(), Type::TEXT)],
-                )
-                .await?
-                .ok_or(AppError::NotFound)?
-                .try_get(0)?;
-            let price = load_price(tx, tenant_id, &self).await?;
-            write_order(tx, tenant_id, delivery, &self, &price).await
-        })
+    async fn apply(self, tx: &Transaction<'_>, delivery: &Delivery) -> AppResult<Applied<IntakeResponse>> {
+        let tenant_id = crate::tenants::active_id(tx, &self.tenant_slug).await?;
+        let price = load_price(tx, tenant_id, &self).await?;
+        write_order(tx, tenant_id, delivery, &self, &price).await
     }
 }
 
@@ -508,7 +494,7 @@ mod tests {
     }
 
     fn parse(body: &Value) -> AppResult<OrderRequest> {
-        parse_order(crate::http::extract::from_value(body.clone())?)
+        OrderRequest::try_from(crate::http::extract::from_value::<OrderInput>(body.clone())?)
     }
 
     fn fields_of(body: Value) -> Vec<String> {

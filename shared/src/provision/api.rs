@@ -2,7 +2,6 @@
 //! `POST /api/mail-accounts/{id}/reset-password` (ADMIN), which returns a
 //! new password once and stores only its Argon2id hash.
 
-use axum::extract::State;
 use axum::http::Method;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,14 +11,13 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::audit_log::{self, Actor, AuditEntry};
-use crate::auth::principal::Principal;
 use crate::auth::{Permission, password};
+use crate::db::one_in_tenant;
 use crate::error::{AppError, AppResult};
 use crate::http::body::Problems;
-use crate::http::extract::{IdPath, Query};
+use crate::http::extract::{Caller, IdPath, Query};
 use crate::http::pagination::{Page, PageParams, fetch_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
-use crate::state::AppState;
 use crate::types::DomainName;
 
 pub fn routes() -> ApiRoutes {
@@ -86,8 +84,7 @@ struct Filters {
 }
 
 async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<MailAccount>>> {
     let mut p = Problems::new();
@@ -107,27 +104,13 @@ async fn list(
     Ok(axum::Json(page))
 }
 
-async fn get(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<axum::Json<MailAccount>> {
+async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<MailAccount>> {
     let client = state.db.get().await?;
-    let row = client
-        .query_typed_opt(
-            &format!("SELECT {COLUMNS} FROM mail_accounts WHERE id = $1 AND tenant_id = $2"),
-            &[(&id, Type::UUID), (&principal.tenant_id, Type::UUID)],
-        )
-        .await?
-        .ok_or(AppError::NotFound)?;
-    Ok(axum::Json(MailAccount::from_row(&row)?))
+    let by_id = format!("SELECT {COLUMNS} FROM mail_accounts WHERE id = $1 AND tenant_id = $2");
+    Ok(axum::Json(one_in_tenant(&**client, &by_id, id, principal.tenant_id, MailAccount::from_row).await?))
 }
 
-async fn reset_password(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<axum::Json<PasswordReset>> {
+async fn reset_password(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<PasswordReset>> {
     let new_password = super::mail::generate_password();
     let hash = password::hash(new_password.clone()).await?;
     let tenant_id = principal.tenant_id;

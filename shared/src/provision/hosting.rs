@@ -7,6 +7,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::process::Output;
 use std::time::Duration;
 
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
@@ -16,7 +17,6 @@ use tokio_postgres::types::Type;
 use super::Provisioner;
 use super::{Server, assign_server, load_target};
 use crate::config::SshKeySource;
-use crate::error::AppError;
 use crate::jobs::{ClaimedJob, JobError};
 use crate::types::DomainName;
 
@@ -144,13 +144,13 @@ pub fn classify_ssh_error(message: &str) -> JobError {
 }
 
 /// Runs a command and returns its output (a non-zero exit is not an error here).
-pub(crate) async fn run(session: &Session, program: &str, args: &[&str]) -> Result<std::process::Output, JobError> {
+pub(crate) async fn run(session: &Session, program: &str, args: &[&str]) -> Result<Output, JobError> {
     let output =
         session.command(program).args(args).output().await.map_err(|e| classify_ssh_error(&error_chain(&e)))?;
     Ok(output)
 }
 
-pub(crate) fn check(output: &std::process::Output, what: &str) -> Result<(), JobError> {
+pub(crate) fn check(output: &Output, what: &str) -> Result<(), JobError> {
     if output.status.success() {
         Ok(())
     } else {
@@ -162,9 +162,15 @@ pub(crate) fn check(output: &std::process::Output, what: &str) -> Result<(), Job
 /// Writes `content` to `path` on the server (replacing it); the path is `$1`
 /// of a constant script, never part of the script text.
 pub(crate) async fn write_file(session: &Session, path: &str, content: &str) -> Result<(), JobError> {
+    let output = pipe_to(session, "cat > \"$1\"", path, content).await?;
+    check(&output, "writing a file")
+}
+
+/// Runs `sh -c script sh path` on the server with `content` on its stdin.
+async fn pipe_to(session: &Session, script: &str, path: &str, content: &str) -> Result<Output, JobError> {
     let mut child = session
         .command("sh")
-        .args(["-c", "cat > \"$1\"", "sh", path])
+        .args(["-c", script, "sh", path])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -175,8 +181,7 @@ pub(crate) async fn write_file(session: &Session, path: &str, content: &str) -> 
         stdin.write_all(content.as_bytes()).await.map_err(|e| JobError::retryable(format!("writing {path}: {e}")))?;
         stdin.shutdown().await.map_err(|e| JobError::retryable(format!("writing {path}: {e}")))?;
     }
-    let output = child.wait_with_output().await.map_err(|e| classify_ssh_error(&error_chain(&e)))?;
-    check(&output, "writing a file")
+    child.wait_with_output().await.map_err(|e| classify_ssh_error(&error_chain(&e)))
 }
 
 /// Whether `path` exists on the server.
@@ -220,23 +225,7 @@ pub async fn create_site(session: &Session, server: &Server, domain: &DomainName
         return Ok(());
     }
     // noclobber: if another attempt wrote it meanwhile, keep that one.
-    let mut child = session
-        .command("sh")
-        .args(["-c", "set -C; cat > \"$1\"", "sh", &index])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .await
-        .map_err(|e| classify_ssh_error(&error_chain(&e)))?;
-    if let Some(mut stdin) = child.stdin().take() {
-        stdin
-            .write_all(default_page(domain).as_bytes())
-            .await
-            .map_err(|e| JobError::retryable(format!("writing index.html: {e}")))?;
-        stdin.shutdown().await.map_err(|e| JobError::retryable(format!("writing index.html: {e}")))?;
-    }
-    let output = child.wait_with_output().await.map_err(|e| classify_ssh_error(&error_chain(&e)))?;
+    let output = pipe_to(session, "set -C; cat > \"$1\"", &index, &default_page(domain)).await?;
     if output.status.success() || run(session, "test", &["-e", &index]).await?.status.success() {
         Ok(())
     } else {
@@ -251,15 +240,14 @@ pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
     let created = create_site(&session, &server, &target.domain).await;
     let _ = session.close().await;
     created?;
-    let client = p.db.get().await.map_err(AppError::from)?;
+    let client = p.db.get().await?;
     client
         .query_typed(
             "UPDATE hosting_accounts SET status = 'ACTIVE', updated_at = now()
              WHERE subscription_id = $1 AND server_id = $2 AND status = 'PENDING'",
             &[(&target.subscription_id, Type::UUID), (&server.id, Type::UUID)],
         )
-        .await
-        .map_err(AppError::from)?;
+        .await?;
     Ok(())
 }
 

@@ -17,7 +17,6 @@ use super::Provisioner;
 use super::hosting::{check, connect, exists, run, site_root, write_file};
 use super::{Server, Target, load_server, load_target};
 use crate::db::DbPool;
-use crate::error::AppError;
 use crate::jobs::{ClaimedJob, JobError};
 use crate::types::DomainName;
 
@@ -25,19 +24,18 @@ const HELD: &str = ".suspended-public";
 
 /// The server the subscription's site is on, if it ever got one.
 async fn site_server(db: &DbPool, subscription_id: Uuid) -> Result<Option<Server>, JobError> {
-    let client = db.get().await.map_err(AppError::from)?;
+    let client = db.get().await?;
     let row = client
         .query_typed_opt(
             "SELECT server_id FROM hosting_accounts WHERE subscription_id = $1 AND status <> 'TERMINATED'
              ORDER BY created_at DESC LIMIT 1",
             &[(&subscription_id, Type::UUID)],
         )
-        .await
-        .map_err(AppError::from)?;
+        .await?;
     drop(client);
     match row {
         None => Ok(None),
-        Some(row) => Ok(Some(load_server(db, row.try_get(0).map_err(AppError::from)?).await?)),
+        Some(row) => Ok(Some(load_server(db, row.try_get(0)?).await?)),
     }
 }
 
@@ -56,23 +54,21 @@ async fn set_rows(
     mail_status: Option<&str>,
     hosting: (&str, &str),
 ) -> Result<(), JobError> {
-    let client = db.get().await.map_err(AppError::from)?;
+    let client = db.get().await?;
     if let Some(status) = mail_status {
         client
             .query_typed(
                 "UPDATE mail_accounts SET status = $2, updated_at = now() WHERE subscription_id = $1",
                 &[(&target.subscription_id, Type::UUID), (&status, Type::TEXT)],
             )
-            .await
-            .map_err(AppError::from)?;
+            .await?;
     }
     client
         .query_typed(
             "UPDATE hosting_accounts SET status = $3, updated_at = now() WHERE subscription_id = $1 AND status = $2",
             &[(&target.subscription_id, Type::UUID), (&hosting.0, Type::TEXT), (&hosting.1, Type::TEXT)],
         )
-        .await
-        .map_err(AppError::from)?;
+        .await?;
     Ok(())
 }
 
@@ -138,21 +134,19 @@ pub async fn terminate(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
     let pdns = super::dns::PdnsClient::new(p)?;
     pdns.delete_zone(&target.domain.fqdn()).await?;
     {
-        let client = p.db.get().await.map_err(AppError::from)?;
+        let client = p.db.get().await?;
         client
             .query_typed(
                 "DELETE FROM dns_records WHERE zone_id IN (SELECT id FROM dns_zones WHERE domain_id = $1)",
                 &[(&target.domain_id, Type::UUID)],
             )
-            .await
-            .map_err(AppError::from)?;
+            .await?;
         client
             .query_typed(
                 "UPDATE dns_zones SET status = 'DELETED', updated_at = now() WHERE domain_id = $1 AND status = 'ACTIVE'",
                 &[(&target.domain_id, Type::UUID)],
             )
-            .await
-            .map_err(AppError::from)?;
+            .await?;
     }
 
     if let Some(server) = site_server(p.db, target.subscription_id).await? {
@@ -188,18 +182,16 @@ pub async fn terminate(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
         result?;
     }
 
-    let client = p.db.get().await.map_err(AppError::from)?;
+    let client = p.db.get().await?;
     client
         .query_typed("DELETE FROM mail_accounts WHERE subscription_id = $1", &[(&target.subscription_id, Type::UUID)])
-        .await
-        .map_err(AppError::from)?;
+        .await?;
     client
         .query_typed(
             "UPDATE hosting_accounts SET status = 'TERMINATED', updated_at = now() WHERE subscription_id = $1",
             &[(&target.subscription_id, Type::UUID)],
         )
-        .await
-        .map_err(AppError::from)?;
+        .await?;
     Ok(())
 }
 

@@ -28,14 +28,13 @@ pub fn generate_password() -> Secret<String> {
 
 pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
     let target = load_target(p.db, job).await?;
-    let client = p.db.get().await.map_err(AppError::from)?;
+    let client = p.db.get().await?;
     let exists = client
         .query_typed_opt(
             "SELECT 1 FROM mail_accounts WHERE lower(local_part || '@' || domain_name) = lower($1 || '@' || $2)",
             &[(&POSTMASTER, Type::TEXT), (&target.domain.as_str(), Type::TEXT)],
         )
-        .await
-        .map_err(AppError::from)?
+        .await?
         .is_some();
     if exists {
         return Ok(());

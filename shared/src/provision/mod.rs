@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::catalog::ProductType;
 use crate::config::{PdnsConfig, SshKeySource};
 use crate::db::DbPool;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::jobs::JobType;
 use crate::jobs::{ClaimedJob, JobError};
 use crate::state::AppState;
@@ -69,7 +69,7 @@ pub struct Target {
 
 pub async fn load_target(db: &DbPool, job: &ClaimedJob) -> Result<Target, JobError> {
     let subscription_id = job.subscription_id.ok_or_else(|| JobError::permanent("the job has no subscription"))?;
-    let client = db.get().await.map_err(AppError::from)?;
+    let client = db.get().await?;
     let row = client
         .query_typed_opt(
             "SELECT d.id, d.name, p.type, p.limits FROM subscriptions s
@@ -78,17 +78,16 @@ pub async fn load_target(db: &DbPool, job: &ClaimedJob) -> Result<Target, JobErr
              WHERE s.id = $1 AND s.tenant_id = $2",
             &[(&subscription_id, Type::UUID), (&job.tenant_id, Type::UUID)],
         )
-        .await
-        .map_err(AppError::from)?
+        .await?
         .ok_or_else(|| JobError::permanent("the subscription has no live domain"))?;
-    let name: String = row.try_get(1).map_err(AppError::from)?;
+    let name: String = row.try_get(1)?;
     Ok(Target {
         tenant_id: job.tenant_id,
         subscription_id,
-        domain_id: row.try_get(0).map_err(AppError::from)?,
+        domain_id: row.try_get(0)?,
         domain: DomainName::parse(&name).map_err(|e| JobError::permanent(format!("stored domain {name:?} {e}")))?,
-        product_type: row.try_get(2).map_err(AppError::from)?,
-        limits: row.try_get(3).map_err(AppError::from)?,
+        product_type: row.try_get(2)?,
+        limits: row.try_get(3)?,
     })
 }
 
@@ -163,24 +162,23 @@ pub async fn assign_server(db: &DbPool, target: &Target) -> Result<Server, JobEr
 }
 
 pub async fn load_server(db: &DbPool, id: Uuid) -> Result<Server, JobError> {
-    let client = db.get().await.map_err(AppError::from)?;
+    let client = db.get().await?;
     let row = client
         .query_typed_one(
             "SELECT id, host(ip_address), ssh_host, ssh_port, ssh_user, host_key, web_root FROM servers WHERE id = $1",
             &[(&id, Type::UUID)],
         )
-        .await
-        .map_err(AppError::from)?;
-    let ip: String = row.try_get(1).map_err(AppError::from)?;
-    let port: i32 = row.try_get(3).map_err(AppError::from)?;
+        .await?;
+    let ip: String = row.try_get(1)?;
+    let port: i32 = row.try_get(3)?;
     Ok(Server {
-        id: row.try_get(0).map_err(AppError::from)?,
+        id: row.try_get(0)?,
         ip_address: ip.parse().map_err(|_| JobError::permanent(format!("server address {ip:?} is invalid")))?,
-        ssh_host: row.try_get(2).map_err(AppError::from)?,
+        ssh_host: row.try_get(2)?,
         ssh_port: u16::try_from(port).map_err(|_| JobError::permanent("server port is invalid"))?,
-        ssh_user: row.try_get(4).map_err(AppError::from)?,
-        host_key: row.try_get(5).map_err(AppError::from)?,
-        web_root: row.try_get(6).map_err(AppError::from)?,
+        ssh_user: row.try_get(4)?,
+        host_key: row.try_get(5)?,
+        web_root: row.try_get(6)?,
     })
 }
 

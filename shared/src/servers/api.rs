@@ -13,7 +13,7 @@ use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::AppResult;
 use crate::http::body::{Field, Problems};
-use crate::http::extract::{IdPath, Json, Query};
+use crate::http::extract::{Caller, IdPath, Json, Query};
 use crate::http::pagination::{Page, PageParams, fetch_page};
 use crate::http::routes::{ApiRoutes, Doc};
 use crate::state::AppState;
@@ -68,8 +68,7 @@ pub fn routes() -> ApiRoutes {
 }
 
 async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     Query(params): Query<PageParams>,
 ) -> AppResult<axum::Json<Page<ServerView>>> {
     let mut p = Problems::new();
@@ -89,11 +88,7 @@ async fn list(
     Ok(axum::Json(page))
 }
 
-async fn get(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<axum::Json<ServerView>> {
+async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<ServerView>> {
     let client = state.db.get().await?;
     Ok(axum::Json(load(&**client, principal.tenant_id, id).await?))
 }
@@ -204,8 +199,7 @@ fn read(body: ServerChanges) -> AppResult<Vec<(&'static str, Value)>> {
 }
 
 async fn create(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     Json(body): Json<ServerInput>,
 ) -> AppResult<(StatusCode, axum::Json<ServerView>)> {
     let values = read(body.into())?;
@@ -286,8 +280,7 @@ async fn update(
 }
 
 async fn patch(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     IdPath(id): IdPath,
     Json(body): Json<ServerChanges>,
 ) -> AppResult<axum::Json<ServerView>> {

@@ -9,10 +9,10 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Row;
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use crate::error::{AppError, AppResult};
+use crate::db::one_in_tenant;
+use crate::error::AppResult;
 
 const KEY_TYPES: [&str; 5] =
     ["ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521"];
@@ -155,14 +155,8 @@ pub(crate) async fn load(
     tenant_id: Uuid,
     id: Uuid,
 ) -> AppResult<ServerView> {
-    let row = client
-        .query_typed_opt(
-            &format!("SELECT {COLUMNS} FROM servers s WHERE s.id = $1 AND s.tenant_id = $2"),
-            &[(&id, Type::UUID), (&tenant_id, Type::UUID)],
-        )
-        .await?
-        .ok_or(AppError::NotFound)?;
-    ServerView::from_row(&row)
+    let sql = format!("SELECT {COLUMNS} FROM servers s WHERE s.id = $1 AND s.tenant_id = $2");
+    one_in_tenant(client, &sql, id, tenant_id, ServerView::from_row).await
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
 //! `GET /api/subscriptions` (`?status=&customerId=`) and `/api/subscriptions/{id}`.
 
-use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Type;
@@ -10,12 +9,13 @@ use super::lifecycle::{self, Action, JobRef, Requester};
 use super::{SUBSCRIPTION_COLUMNS, SubscriptionStatus, SubscriptionView};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
-use crate::error::{AppError, AppResult};
+use crate::db::{all_in_tenant, one_in_tenant};
+use crate::error::AppResult;
 use crate::http::body::{Field, Problems};
-use crate::http::extract::{IdPath, Json, Query};
+use crate::http::extract::{Caller, IdPath, Json, Query};
 use crate::http::pagination::{Page, PageParams, fetch_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
-use crate::jobs::{JOB_COLUMNS, JobView};
+use crate::jobs::{JobView, jobs_of_subscription};
 use crate::state::AppState;
 use crate::types::{Named, parse_uuid};
 
@@ -125,8 +125,7 @@ fn parse_reason(raw: &str) -> Result<String, String> {
 }
 
 async fn suspend(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     IdPath(id): IdPath,
     Json(body): Json<SuspendBody>,
 ) -> AppResult<(StatusCode, axum::Json<ActionAccepted>)> {
@@ -137,16 +136,14 @@ async fn suspend(
 }
 
 async fn unsuspend(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     IdPath(id): IdPath,
 ) -> AppResult<(StatusCode, axum::Json<ActionAccepted>)> {
     act(&state, &principal, id, Action::Unsuspend, None).await
 }
 
 async fn terminate(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     IdPath(id): IdPath,
 ) -> AppResult<(StatusCode, axum::Json<ActionAccepted>)> {
     act(&state, &principal, id, Action::Terminate, None).await
@@ -162,8 +159,7 @@ struct Filters {
 }
 
 async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     Query(filters): Query<Filters>,
 ) -> AppResult<axum::Json<Page<SubscriptionView>>> {
     let mut p = Problems::new();
@@ -195,29 +191,11 @@ pub(crate) struct SubscriptionDetail {
     jobs: Vec<JobView>,
 }
 
-async fn get(
-    State(state): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-) -> AppResult<axum::Json<SubscriptionDetail>> {
+async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<SubscriptionDetail>> {
     let client = state.db.get().await?;
-    let row = client
-        .query_typed_opt(
-            &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.id = $1 AND s.tenant_id = $2"),
-            &[(&id, Type::UUID), (&principal.tenant_id, Type::UUID)],
-        )
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let jobs = client
-        .query_typed(
-            &format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE subscription_id = $1 AND tenant_id = $2 ORDER BY created_at, id"
-            ),
-            &[(&id, Type::UUID), (&principal.tenant_id, Type::UUID)],
-        )
-        .await?
-        .iter()
-        .map(JobView::from_row)
-        .collect::<AppResult<Vec<_>>>()?;
-    Ok(axum::Json(SubscriptionDetail { subscription: SubscriptionView::from_row(&row)?, jobs }))
+    let tenant = principal.tenant_id;
+    let by_id = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.id = $1 AND s.tenant_id = $2");
+    let subscription = one_in_tenant(&**client, &by_id, id, tenant, SubscriptionView::from_row).await?;
+    let jobs = all_in_tenant(&**client, &jobs_of_subscription(), id, tenant, JobView::from_row).await?;
+    Ok(axum::Json(SubscriptionDetail { subscription, jobs }))
 }

@@ -18,7 +18,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_postgres::Transaction;
@@ -32,44 +31,28 @@ use crate::auth::Permission;
 use crate::catalog::Interval;
 use crate::error::{AppError, AppResult};
 use crate::http::body::{Field, Problems};
-use crate::http::routes::{ApiRoutes, Doc, Limited};
+use crate::http::routes::{ApiRoutes, Doc};
 use crate::http::webhook::{self, Applied, Delivery, SignedWebhook};
 use crate::state::AppState;
 use crate::types::Named;
 use crate::types::Slug;
 
 pub fn routes() -> ApiRoutes {
-    ApiRoutes::new().add(
-        Method::POST,
-        "/api/subscriptions/events",
-        Permission::Public,
-        Limited::No,
-        receive,
-        Doc::new("receiveBillingEvent", "subscriptions", "Billing event webhook (Standard Webhooks signature)")
-            .body::<BillingEventInput>()
-            .json::<BillingEventOutcome>(200)
-            .signed_webhook(),
-    )
+    let doc = Doc::new("receiveBillingEvent", "subscriptions", "Billing event webhook (Standard Webhooks signature)")
+        .body::<BillingEventInput>()
+        .json::<BillingEventOutcome>(200)
+        .signed_webhook()
+        .without_rate_limit();
+    ApiRoutes::new().route(Method::POST, "/api/subscriptions/events", Permission::Public, receive, doc)
 }
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Deserialize,
-    utoipa::ToSchema,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-    strum::Display,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-enum EventType {
-    Renewed,
-    PaymentFailed,
-    Cancelled,
+crate::types::named_enum! {
+    names = "snake_case";
+    enum EventType {
+        Renewed,
+        PaymentFailed,
+        Cancelled,
+    }
 }
 
 enum Reference {
@@ -118,31 +101,36 @@ pub(crate) struct BillingEventOutcome {
     jobs: Vec<JobRef>,
 }
 
-fn parse_event(body: BillingEventInput) -> AppResult<BillingEvent> {
-    let mut p = Problems::new();
-    let tenant_slug = p.required("tenantSlug", body.tenant_slug, |s| Slug::parse(&s));
-    let event_type = p.required("type", body.event_type, Ok);
-    let id_sent = matches!(body.subscription_id, Field::Given(_) | Field::Invalid { .. });
-    let by_id = p.optional("subscriptionId", body.subscription_id, Ok);
-    let by_external = p.optional("externalOrderId", body.external_order_id, Ok).filter(|ext| !ext.trim().is_empty());
-    p.optional("occurredAt", body.occurred_at, Ok);
-    let reference = match (by_id, by_external) {
-        (Some(id), _) => Some(Reference::Id(id)),
-        (None, Some(ext)) => Some(Reference::ExternalOrder(ext)),
-        (None, None) => {
-            // A subscriptionId that was sent but is invalid already has its own error.
-            if !id_sent {
-                p.add("subscriptionId", "subscriptionId or externalOrderId is required");
+impl TryFrom<BillingEventInput> for BillingEvent {
+    type Error = AppError;
+
+    fn try_from(body: BillingEventInput) -> AppResult<BillingEvent> {
+        let mut p = Problems::new();
+        let tenant_slug = p.required("tenantSlug", body.tenant_slug, |s| Slug::parse(&s));
+        let event_type = p.required("type", body.event_type, Ok);
+        let id_sent = matches!(body.subscription_id, Field::Given(_) | Field::Invalid { .. });
+        let by_id = p.optional("subscriptionId", body.subscription_id, Ok);
+        let by_external =
+            p.optional("externalOrderId", body.external_order_id, Ok).filter(|ext| !ext.trim().is_empty());
+        p.optional("occurredAt", body.occurred_at, Ok);
+        let reference = match (by_id, by_external) {
+            (Some(id), _) => Some(Reference::Id(id)),
+            (None, Some(ext)) => Some(Reference::ExternalOrder(ext)),
+            (None, None) => {
+                // A subscriptionId that was sent but is invalid already has its own error.
+                if !id_sent {
+                    p.add("subscriptionId", "subscriptionId or externalOrderId is required");
+                }
+                None
             }
-            None
-        }
-    };
-    let (Some(tenant_slug), Some(event_type), Some(reference), true) =
-        (tenant_slug, event_type, reference, p.is_empty())
-    else {
-        return Err(p.into_error());
-    };
-    Ok(BillingEvent { tenant_slug, event_type, reference })
+        };
+        let (Some(tenant_slug), Some(event_type), Some(reference), true) =
+            (tenant_slug, event_type, reference, p.is_empty())
+        else {
+            return Err(p.into_error());
+        };
+        Ok(BillingEvent { tenant_slug, event_type, reference })
+    }
 }
 
 async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AppResult<Response> {
@@ -155,16 +143,8 @@ impl SignedWebhook for BillingEvent {
     type Answer = BillingEventOutcome;
     type Body = BillingEventInput;
 
-    fn parse(body: BillingEventInput) -> AppResult<BillingEvent> {
-        parse_event(body)
-    }
-
-    fn apply<'t>(
-        self,
-        tx: &'t Transaction<'t>,
-        delivery: &'t Delivery,
-    ) -> BoxFuture<'t, AppResult<Applied<BillingEventOutcome>>> {
-        Box::pin(apply_event(tx, &delivery.webhook_id, self))
+    async fn apply(self, tx: &Transaction<'_>, delivery: &Delivery) -> AppResult<Applied<BillingEventOutcome>> {
+        apply_event(tx, &delivery.webhook_id, self).await
     }
 }
 
@@ -216,14 +196,7 @@ async fn apply_event(
 
 /// The tenant's subscription by id or by its order's external id (404 otherwise).
 async fn find_subscription(tx: &Transaction<'_>, event: &BillingEvent) -> AppResult<EventTarget> {
-    let tenant_id: Uuid = tx
-        .query_typed_opt(
-            "SELECT id FROM tenants WHERE lower(slug) = lower($1) AND status = 'ACTIVE'",
-            &[(&event.tenant_slug.as_str(), Type::TEXT)],
-        )
-        .await?
-        .ok_or(AppError::NotFound)?
-        .try_get(0)?;
+    let tenant_id = crate::tenants::active_id(tx, &event.tenant_slug).await?;
     let row = match &event.reference {
         Reference::Id(id) => {
             tx.query_typed_opt(
@@ -311,7 +284,7 @@ mod tests {
     use super::*;
 
     fn parse(body: &Value) -> AppResult<BillingEvent> {
-        parse_event(crate::http::extract::from_value(body.clone())?)
+        BillingEvent::try_from(crate::http::extract::from_value::<BillingEventInput>(body.clone())?)
     }
 
     fn error_fields(body: Value) -> Vec<String> {

@@ -7,10 +7,9 @@ use serde::Deserialize;
 use super::Tenant;
 use crate::audit_log::Actor;
 use crate::auth::Permission;
-use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::body::Problems;
-use crate::http::extract::{Json, Query};
+use crate::http::extract::{Caller, Json, Query};
 use crate::http::pagination::{Page, PageParams};
 use crate::http::routes::{ApiRoutes, Doc};
 use crate::state::AppState;
@@ -52,8 +51,7 @@ pub(crate) struct NewTenantBody {
 }
 
 async fn create(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     Json(body): Json<NewTenantBody>,
 ) -> AppResult<(StatusCode, axum::Json<Tenant>)> {
     let mut errors = Vec::new();

@@ -8,7 +8,7 @@ use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use crate::audit_log::{self, Actor, AuditEntry};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::http::pagination::{Page, PageRequest, fetch_page};
 use crate::types::{DisplayName, Slug};
 
@@ -66,6 +66,19 @@ pub async fn find_by_slug(client: &impl GenericClient, slug: &str) -> AppResult<
 }
 
 pub mod api;
+
+/// The id of the ACTIVE tenant with this slug (404 otherwise): whom a
+/// webhook speaks for.
+pub async fn active_id(client: &impl GenericClient, slug: &Slug) -> AppResult<Uuid> {
+    let row = client
+        .query_typed_opt(
+            "SELECT id FROM tenants WHERE lower(slug) = lower($1) AND status = 'ACTIVE'",
+            &[(&slug.as_str(), Type::TEXT)],
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(row.try_get(0)?)
+}
 
 pub async fn list(client: &impl GenericClient, page: &PageRequest) -> AppResult<Page<Tenant>> {
     let every = format!("SELECT {COLUMNS} FROM tenants WHERE true");

@@ -12,7 +12,7 @@ use crate::auth::principal::Principal;
 use crate::auth::{Permission, Role, password};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::body::Problems;
-use crate::http::extract::{IdPath, Json, Query};
+use crate::http::extract::{Caller, IdPath, Json, Query};
 use crate::http::pagination::{Page, PageParams};
 use crate::http::routes::{ApiRoutes, Doc};
 use crate::secrets::Secret;
@@ -62,11 +62,7 @@ pub fn routes() -> ApiRoutes {
         )
 }
 
-async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
-    Query(params): Query<PageParams>,
-) -> AppResult<axum::Json<Page<User>>> {
+async fn list(Caller(state, principal): Caller, Query(params): Query<PageParams>) -> AppResult<axum::Json<Page<User>>> {
     let mut p = Problems::new();
     let page = p.page(&params);
     p.finish()?;
@@ -88,8 +84,7 @@ fn above_own_role() -> AppError {
 }
 
 async fn create(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     Json(body): Json<NewUserBody>,
 ) -> AppResult<(StatusCode, axum::Json<User>)> {
     let mut errors = Vec::new();
@@ -143,8 +138,7 @@ pub(crate) struct UserChangesBody {
 }
 
 async fn patch(
-    State(state): State<AppState>,
-    principal: Principal,
+    Caller(state, principal): Caller,
     IdPath(id): IdPath,
     Json(body): Json<UserChangesBody>,
 ) -> AppResult<axum::Json<User>> {

@@ -10,6 +10,7 @@
 //!   mailboxes are deleted. The subscription's status and the domain's
 //!   release happen when the job succeeds (see `subscriptions`).
 
+use openssh::Session;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -72,46 +73,52 @@ async fn set_rows(
     Ok(())
 }
 
+/// Runs `work` over one SSH session to the server holding the subscription's
+/// site, if it ever got one; the session is closed whatever `work` returns.
+async fn on_site_server(
+    p: Provisioner<'_>,
+    target: &Target,
+    work: impl AsyncFnOnce(&Session, &Server) -> Result<(), JobError>,
+) -> Result<(), JobError> {
+    let Some(server) = site_server(p.db, target.subscription_id).await? else {
+        return Ok(());
+    };
+    let session = connect(p, &server).await?;
+    let result = work(&session, &server).await;
+    let _ = session.close().await;
+    result
+}
+
 pub async fn suspend(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
     let target = load_target(p.db, job).await?;
-    if let Some(server) = site_server(p.db, target.subscription_id).await? {
-        let session = connect(p, &server).await?;
-        let result = async {
-            let root = site_root(&server, &target.domain);
-            let public = format!("{root}/public");
-            let held = format!("{root}/{HELD}");
-            if !exists(&session, &held).await? && exists(&session, &public).await? {
-                check(&run(&session, "mv", &["--", &public, &held]).await?, "holding the site")?;
-            }
-            check(&run(&session, "mkdir", &["-p", "--", &public]).await?, "mkdir")?;
-            write_file(&session, &format!("{public}/index.html"), &suspended_page(&target.domain)).await
+    on_site_server(p, &target, async |session, server| {
+        let root = site_root(server, &target.domain);
+        let public = format!("{root}/public");
+        let held = format!("{root}/{HELD}");
+        if !exists(session, &held).await? && exists(session, &public).await? {
+            check(&run(session, "mv", &["--", &public, &held]).await?, "holding the site")?;
         }
-        .await;
-        let _ = session.close().await;
-        result?;
-    }
+        check(&run(session, "mkdir", &["-p", "--", &public]).await?, "mkdir")?;
+        write_file(session, &format!("{public}/index.html"), &suspended_page(&target.domain)).await
+    })
+    .await?;
     set_rows(p.db, &target, Some("DISABLED"), ("ACTIVE", "SUSPENDED")).await
 }
 
 pub async fn unsuspend(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
     let target = load_target(p.db, job).await?;
-    if let Some(server) = site_server(p.db, target.subscription_id).await? {
-        let session = connect(p, &server).await?;
-        let result = async {
-            let root = site_root(&server, &target.domain);
-            let public = format!("{root}/public");
-            let held = format!("{root}/{HELD}");
-            // Only when a held copy exists: otherwise this already ran.
-            if exists(&session, &held).await? {
-                check(&run(&session, "rm", &["-rf", "--", &public]).await?, "removing the suspended page")?;
-                check(&run(&session, "mv", &["--", &held, &public]).await?, "restoring the site")?;
-            }
-            Ok::<(), JobError>(())
+    on_site_server(p, &target, async |session, server| {
+        let root = site_root(server, &target.domain);
+        let public = format!("{root}/public");
+        let held = format!("{root}/{HELD}");
+        // Only when a held copy exists: otherwise this already ran.
+        if exists(session, &held).await? {
+            check(&run(session, "rm", &["-rf", "--", &public]).await?, "removing the suspended page")?;
+            check(&run(session, "mv", &["--", &held, &public]).await?, "restoring the site")?;
         }
-        .await;
-        let _ = session.close().await;
-        result?;
-    }
+        Ok(())
+    })
+    .await?;
     set_rows(p.db, &target, Some("ACTIVE"), ("SUSPENDED", "ACTIVE")).await
 }
 
@@ -149,38 +156,33 @@ pub async fn terminate(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
             .await?;
     }
 
-    if let Some(server) = site_server(p.db, target.subscription_id).await? {
-        let requested = job.payload.get("archiveName").and_then(|v| v.as_str()).unwrap_or_default();
-        let archive_file = if valid_archive_name(requested, &target.domain) {
-            requested.to_string()
-        } else {
-            archive_name(&target.domain, chrono::Utc::now().date_naive())
-        };
-        let session = connect(p, &server).await?;
-        let result = async {
-            let web_root = server.web_root.trim_end_matches('/').to_string();
-            let site = site_root(&server, &target.domain);
-            let archive_dir = format!("{web_root}/.terminated");
-            let archive = format!("{archive_dir}/{archive_file}");
-            let partial = format!("{archive}.partial");
-            if exists(&session, &site).await? {
-                check(&run(&session, "mkdir", &["-p", "--", &archive_dir]).await?, "mkdir")?;
-                // Archive once: a retry after the removal started must not
-                // replace a complete archive with a partial one.
-                if !exists(&session, &archive).await? {
-                    let tar = run(&session, "tar", &["-czf", &partial, "-C", &web_root, "--", target.domain.as_str()])
-                        .await?;
-                    check(&tar, "archiving the site")?;
-                    check(&run(&session, "mv", &["--", &partial, &archive]).await?, "archiving the site")?;
-                }
-                check(&run(&session, "rm", &["-rf", "--", &site]).await?, "removing the site")?;
+    let requested = job.payload.get("archiveName").and_then(|v| v.as_str()).unwrap_or_default();
+    let archive_file = if valid_archive_name(requested, &target.domain) {
+        requested.to_string()
+    } else {
+        archive_name(&target.domain, chrono::Utc::now().date_naive())
+    };
+    on_site_server(p, &target, async |session, server| {
+        let web_root = server.web_root.trim_end_matches('/').to_string();
+        let site = site_root(server, &target.domain);
+        let archive_dir = format!("{web_root}/.terminated");
+        let archive = format!("{archive_dir}/{archive_file}");
+        let partial = format!("{archive}.partial");
+        if exists(session, &site).await? {
+            check(&run(session, "mkdir", &["-p", "--", &archive_dir]).await?, "mkdir")?;
+            // Archive once: a retry after the removal started must not
+            // replace a complete archive with a partial one.
+            if !exists(session, &archive).await? {
+                let tar =
+                    run(session, "tar", &["-czf", &partial, "-C", &web_root, "--", target.domain.as_str()]).await?;
+                check(&tar, "archiving the site")?;
+                check(&run(session, "mv", &["--", &partial, &archive]).await?, "archiving the site")?;
             }
-            Ok::<(), JobError>(())
+            check(&run(session, "rm", &["-rf", "--", &site]).await?, "removing the site")?;
         }
-        .await;
-        let _ = session.close().await;
-        result?;
-    }
+        Ok(())
+    })
+    .await?;
 
     let client = p.db.get().await?;
     client

@@ -78,6 +78,9 @@ pub struct Config {
     /// Prefix of every Redis key; tests give each test its own.
     pub redis_key_prefix: String,
     pub http_addr: SocketAddr,
+    /// A request that takes longer is answered 503 (`REQUEST_TIMEOUT_SECS`);
+    /// on Lambda it must end before the function's own timeout.
+    pub request_timeout: Duration,
     pub rate_limits: RateLimits,
     pub jwt_secret: Option<Secret<Vec<u8>>>,
     pub webhook_secret: Option<Secret<Vec<u8>>>,
@@ -117,6 +120,7 @@ impl Config {
         let db_pool_size = load_pool_size(env)?;
         let (redis_url, redis_key_prefix) = load_redis(env, &secrets).await?;
         let http_addr = parse_or(env, "MPANEL_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+        let request_timeout = load_request_timeout(env)?;
         let rate_limits = load_rate_limits(env)?;
         let jwt_secret = if needs.jwt { Some(load_jwt_secret(&secrets).await?) } else { None };
         let webhook_secret = if needs.webhook { Some(load_webhook_secret(&secrets).await?) } else { None };
@@ -133,6 +137,7 @@ impl Config {
             redis_url,
             redis_key_prefix,
             http_addr,
+            request_timeout,
             rate_limits,
             jwt_secret,
             webhook_secret,
@@ -150,6 +155,14 @@ async fn load_database(secrets: &SecretSource<'_>) -> Result<Secret<tokio_postgr
         Some(SecretValue::FromManager(json)) => parse_rds_secret("DATABASE_URL_ARN", &json),
         None => Err(ConfigError::new("DATABASE_URL", "is required (or DATABASE_URL_ARN)")),
     }
+}
+
+fn load_request_timeout(env: &Env) -> Result<Duration, ConfigError> {
+    let secs: u64 = parse_or(env, "REQUEST_TIMEOUT_SECS", 30)?;
+    if !(1..=900).contains(&secs) {
+        return Err(ConfigError::new("REQUEST_TIMEOUT_SECS", "must be from 1 to 900"));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 fn load_pool_size(env: &Env) -> Result<usize, ConfigError> {

@@ -131,3 +131,44 @@ async fn with_redis_down_login_limits_fail_closed_and_the_general_limit_fails_op
     let me = call(&router, request(Method::GET, "/api/auth/me", &[("authorization", &auth)], None)).await;
     assert_eq!(me.status, StatusCode::OK);
 }
+
+/// A handler that panics answers a problem+json 500 and the router lives on.
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_the_next_request_is_served() {
+    use mpanel::auth::Permission;
+    use mpanel::http::routes::{ApiRoutes, Doc};
+    let app = spawn_app().await;
+    async fn boom() -> &'static str {
+        let parts: Vec<&str> = Vec::new();
+        // Indexing past the end: the kind of bug the guard exists for.
+        parts[3]
+    }
+    let routes = mpanel::app::common_routes().merge(ApiRoutes::new().route(
+        Method::GET,
+        "/api/boom",
+        Permission::Public,
+        boom,
+        Doc::new("boom", "test", "Panics").without_rate_limit(),
+    ));
+    let router = mpanel::http::finish(routes, app.state.clone());
+    let r = call(&router, request(Method::GET, "/api/boom", &[], None)).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert!(!String::from_utf8_lossy(&r.body).contains("index out of bounds"), "the panic leaked");
+    assert_eq!(call(&router, request(Method::GET, "/api/health", &[], None)).await.status, StatusCode::OK);
+}
+
+/// The request timeout comes from REQUEST_TIMEOUT_SECS (on Lambda it must
+/// end before the function's own timeout).
+#[tokio::test]
+async fn the_request_timeout_is_configured() {
+    let app = spawn_app_with(|env| {
+        env.insert("REQUEST_TIMEOUT_SECS".into(), "7".into());
+    })
+    .await;
+    assert_eq!(app.state.config.request_timeout, std::time::Duration::from_secs(7));
+    let mut env = mpanel_tests::stack_env();
+    env.insert("REQUEST_TIMEOUT_SECS".into(), "0".into());
+    let bad = mpanel::config::Config::load(&env, mpanel::config::Needs::NONE).await;
+    assert!(bad.is_err_and(|e| e.var == "REQUEST_TIMEOUT_SECS"));
+}

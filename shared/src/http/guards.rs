@@ -13,10 +13,19 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::AppError;
 
+/// A handler that panics answers a problem+json 500 (the process and the
+/// Lambda container live on); the panic itself is logged.
+pub fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic".to_string());
+    AppError::internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
+}
+
 /// Largest request body accepted anywhere (webhooks have the same limit).
 pub const BODY_LIMIT: usize = 64 * 1024;
-/// A request that takes longer is answered 503 and its work dropped.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Headers on every response: an API has nothing to frame, embed or sniff.
 pub fn security_headers() -> Vec<SetResponseHeaderLayer<HeaderValue>> {
@@ -59,9 +68,10 @@ pub fn cors(allowed_origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// Bounds every request's time; the client gets a problem+json 503.
-pub async fn timeout(req: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+/// Bounds every request's time; the client gets a problem+json 503 (and
+/// the work is dropped).
+pub async fn timeout(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => AppError::Unavailable("request timed out".into()).into_response(),
     }

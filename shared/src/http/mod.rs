@@ -31,7 +31,11 @@ pub fn finish(routes: ApiRoutes, state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(guards::BODY_LIMIT))
-        .layer(axum::middleware::from_fn(guards::timeout))
+        .layer(axum::middleware::from_fn({
+            let limit = state.config.request_timeout;
+            move |req, next| guards::timeout(limit, req, next)
+        }))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(guards::panic_answer))
         .layer(guards::cors(&state.config.cors_allowed_origins));
     for header in guards::security_headers() {
         router = router.layer(header);

@@ -11,8 +11,10 @@ pub fn init() {
     let _ = if json {
         builder
             .json()
+            // The span list carries the Lambda runtime's invocation span and
+            // its requestId, so every line says which invocation wrote it.
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .with_target(false)
             .without_time() // CloudWatch stamps every line itself
             .try_init()

@@ -91,10 +91,16 @@ async fn every_function_binary_serves_its_events_through_the_runtime_api() {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("start the function binary");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let logs = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+            text
+        });
 
         let files = mpanel_tests::events::files(function);
         for (i, file) in files.iter().enumerate() {
@@ -115,6 +121,14 @@ async fn every_function_binary_serves_its_events_through_the_runtime_api() {
         let _ = child.start_kill();
         let _ = child.wait().await;
         server.abort();
+        // CloudWatch lines must say which invocation wrote them: Lambda's
+        // request id is on the log lines written while serving it.
+        let logs = logs.await.expect("logs");
+        let with_id = (0..files.len()).filter(|i| logs.contains(&format!("\"requestId\":\"{function}-{i}\""))).count();
+        assert!(with_id > 0, "{function}: no log line carries the Lambda request id:\n{logs}");
+        if function != "scheduler" && function != "worker" {
+            assert_eq!(with_id, files.len(), "{function}: an invocation logged without its request id:\n{logs}");
+        }
     }
     assert!(invoked >= 100, "only {invoked} events invoked");
 }

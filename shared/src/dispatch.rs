@@ -22,8 +22,10 @@ use crate::kv::Kv;
 
 /// A job hint older than this whose job is still waiting is sent again.
 pub const REDISPATCH_AFTER: Duration = Duration::from_secs(60);
-/// Ids per SQS message (well under the 256 KiB message limit).
-const IDS_PER_MESSAGE: usize = 100;
+/// Ids per SQS message. Few: a worker that runs out of time before a
+/// message's jobs hands the whole message back, and SQS redelivers it only
+/// after the visibility timeout.
+const IDS_PER_MESSAGE: usize = 2;
 /// Jobs per sweep batch.
 const SWEEP_BATCH: i64 = 500;
 /// SQS refuses longer delays; an earlier hint finds the job not yet due.

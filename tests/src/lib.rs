@@ -44,6 +44,14 @@ pub fn stack_env() -> Env {
     env
 }
 
+/// A Lambda invocation context whose deadline is `secs` from now.
+pub fn lambda_context(secs: u64) -> lambda_runtime::Context {
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = chrono::Utc::now().timestamp_millis() as u64 + secs * 1000;
+    context.request_id = format!("test-{}", Uuid::new_v4().simple());
+    context
+}
+
 /// A test app on its own database and Redis prefix, configured with every need.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await

@@ -56,10 +56,12 @@ async fn every_event_runs_through_its_function() {
                         .strip_prefix("failures-")
                         .and_then(|n| n.parse().ok())
                         .unwrap_or_else(|| panic!("{label}: expectation must be failures-<n>"));
-                    let response =
-                        mpanel::lambda::handle_jobs_batch(&app.state, LambdaEvent::new(event, Context::default()))
-                            .await
-                            .unwrap_or_else(|e| panic!("{label}: {e}"));
+                    let response = mpanel::lambda::handle_jobs_batch(
+                        &app.state,
+                        LambdaEvent::new(event, mpanel_tests::lambda_context(900)),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
                     assert_eq!(response.batch_item_failures.len(), failures, "{label}");
                 }
                 "scheduler" => {

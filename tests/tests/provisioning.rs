@@ -265,10 +265,12 @@ async fn the_sqs_handler_reports_exactly_the_failed_messages() {
         record("redelivered", &json!({"jobIds": [ids[0]]}).to_string()),
     ]}))
     .expect("event");
-    let response =
-        mpanel::lambda::handle_jobs_batch(&h.app.state, lambda_runtime::LambdaEvent::new(event, Default::default()))
-            .await
-            .expect("handler");
+    let response = mpanel::lambda::handle_jobs_batch(
+        &h.app.state,
+        lambda_runtime::LambdaEvent::new(event, mpanel_tests::lambda_context(900)),
+    )
+    .await
+    .expect("handler");
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, ["garbage"]);
     assert_eq!(h.app.subscription_status(subscription).await, "ACTIVE");
@@ -335,4 +337,62 @@ async fn servers_and_mail_accounts_api() {
         h.app.authed(Method::POST, &format!("/api/mail-accounts/{id}/reset-password"), &support, None).await.status,
         StatusCode::FORBIDDEN
     );
+}
+
+/// The Lambda worker starts a job only while the job's whole budget fits
+/// before the invocation's deadline; messages it did not start go back to
+/// SQS (batch item failures) untouched.
+#[tokio::test]
+async fn the_lambda_worker_hands_back_what_it_has_no_time_for() {
+    let h = Hosting::new().await;
+    // A PowerDNS stand-in that takes 3 s over every request.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let slow = listener.local_addr().expect("addr");
+    let stand_in = axum::Router::new().fallback(|| async {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        "slow"
+    });
+    let server = tokio::spawn(async move { axum::serve(listener, stand_in).await });
+    // Each job may take 1.6 s (80% of a 2 s lease); starting one needs 6.6 s left.
+    let state = h
+        .app
+        .state_with(|env| {
+            env.insert("PDNS_API_URL".into(), format!("http://{slow}/api/v1"));
+            env.insert("JOB_LEASE_SECS".into(), "2".into());
+        })
+        .await;
+    assert_eq!(mpanel::engine::job_budget(&state), std::time::Duration::from_millis(6600));
+    let mut dns_jobs = Vec::new();
+    for _ in 0..3 {
+        let (_, jobs) = h.order(&unique_domain()).await;
+        dns_jobs.push(job_of(&jobs, "PROVISION_DNS"));
+    }
+    let record = |id: &str, job: Uuid| {
+        json!({"messageId": id, "receiptHandle": "h", "body": json!({"jobIds": [job]}).to_string(), "attributes": {},
+               "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+               "eventSourceARN": "arn:aws:sqs:us-east-1:1:q", "awsRegion": "us-east-1"})
+    };
+    let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(json!({"Records": [
+        record("first", dns_jobs[0]), record("second", dns_jobs[1]), record("third", dns_jobs[2]),
+    ]}))
+    .expect("event");
+    let started = std::time::Instant::now();
+    let response = mpanel::lambda::handle_jobs_batch(
+        &state,
+        lambda_runtime::LambdaEvent::new(event, mpanel_tests::lambda_context(8)),
+    )
+    .await
+    .expect("handler");
+    server.abort();
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "ran past the deadline: {:?}", started.elapsed());
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["second", "third"]);
+    let db = h.app.db().await;
+    let status = |row: tokio_postgres::Row| (row.get::<_, String>(0), row.get::<_, i32>(1));
+    let first = db.query_one("SELECT status, attempts FROM jobs WHERE id = $1", &[&dns_jobs[0]]).await.expect("job");
+    assert_eq!(status(first), ("RETRYING".to_string(), 1), "the first job ran into its own time limit");
+    for job in &dns_jobs[1..] {
+        let row = db.query_one("SELECT status, attempts FROM jobs WHERE id = $1", &[job]).await.expect("job");
+        assert_eq!(status(row), ("PENDING".to_string(), 0), "a job was started without time for it");
+    }
 }

@@ -2,6 +2,8 @@
 //! machines in `subscriptions`, which it drives): claim exactly once, run, record the attempt, retry with
 //! backoff or go DEAD, rescue expired leases, activate subscriptions.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -88,12 +90,23 @@ pub async fn claim(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<Op
 
 /// Claims and runs one job. `Err` only for our own infrastructure failing
 /// (the job's row then stays RUNNING and the rescuer brings it back).
+/// How long one job may run: well inside its lease, so a slow job is never
+/// run twice at once.
+pub fn job_time_limit(state: &AppState) -> Duration {
+    state.config.jobs.lease.mul_f64(0.8)
+}
+
+/// The time a runner needs left before it starts a job: the job's limit and
+/// the recording of its outcome.
+pub fn job_budget(state: &AppState) -> Duration {
+    job_time_limit(state) + Duration::from_secs(5)
+}
+
 pub async fn run_job(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<RunOutcome> {
     let Some(job) = claim(state, job_id, worker).await? else {
         return Ok(RunOutcome::NotClaimed);
     };
-    // Finish well inside the lease so a slow job is never run twice at once.
-    let budget = state.config.jobs.lease.mul_f64(0.8);
+    let budget = job_time_limit(state);
     let result =
         match tokio::time::timeout(budget, crate::provision::execute(crate::provision::Provisioner::of(state), &job))
             .await

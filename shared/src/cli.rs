@@ -67,6 +67,29 @@ pub enum Command {
     },
     /// Create (or refresh) the demo tenant, its admin, plans and local server.
     SeedDemo,
+    /// Sample Lambda events (`events/`).
+    Event {
+        #[command(subcommand)]
+        action: EventCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventCommand {
+    /// Print an event with its placeholders filled in: `{{token:ROLE}}` and
+    /// `{{refresh:ROLE}}` (a new session of the tenant's first active user
+    /// of that role; `ROLE@label` for a session of its own), `{{signature}}`
+    /// with `{{now}}` (Standard Webhooks headers over the body), `{{requestId}}`;
+    /// anything else from `--set`.
+    Render {
+        file: std::path::PathBuf,
+        /// The tenant whose users the tokens belong to.
+        #[arg(long, default_value = "acme")]
+        tenant: String,
+        /// NAME=VALUE for a placeholder (repeatable; wins over the derived ones).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
 }
 
 /// On one machine SQS is optional: the local worker pool takes job ids from
@@ -179,6 +202,11 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
             println!("{}", user.id);
             Ok(())
         }
+        Command::Event { action: EventCommand::Render { file, tenant, set } } => {
+            let raw = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            println!("{}", render_event(env, &raw, &tenant, &set).await?);
+            Ok(())
+        }
         Command::SeedDemo => {
             let state = state_for_cli(env).await?;
             let seeded = demo::seed(&state.db, env).await.map_err(app_error)?;
@@ -187,6 +215,103 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
             println!("admin password: {}", seeded.admin_password.expose());
             Ok(())
         }
+    }
+}
+
+/// The names between `{{` and `}}`, in order of appearance, without repeats.
+pub fn event_placeholders(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        let name = after[..end].to_string();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+        rest = &after[end + 2..];
+    }
+    names
+}
+
+/// Fills `{{name}}` from `values`; then, when the event asks for
+/// `{{signature}}`, sets its Standard Webhooks headers (`webhook-timestamp`
+/// = `now`, `webhook-signature` over `webhook-id` and the body) with `key`.
+pub fn fill_event(
+    raw: &str,
+    values: &std::collections::HashMap<String, String>,
+    webhook_key: Option<&[u8]>,
+    now: i64,
+) -> anyhow::Result<String> {
+    let mut text = raw.to_string();
+    for (name, value) in values {
+        text = text.replace(&format!("{{{{{name}}}}}"), value);
+    }
+    if !text.contains("{{signature}}") {
+        return Ok(text);
+    }
+    let key = webhook_key.context("the event is signed: MARKETING_WEBHOOK_SECRET (or _ARN) is needed")?;
+    let mut event: serde_json::Value = serde_json::from_str(&text).context("the event is not JSON")?;
+    let body = event["body"].as_str().unwrap_or_default().to_string();
+    let id = event["headers"]["webhook-id"].as_str().context("a signed event needs a webhook-id header")?.to_string();
+    event["headers"]["webhook-timestamp"] = serde_json::json!(now.to_string());
+    event["headers"]["webhook-signature"] = serde_json::json!(crate::webhooks::sign(&id, now, body.as_bytes(), key));
+    Ok(event.to_string())
+}
+
+/// `mpanel event render`: derives what it can, takes the rest from `--set`,
+/// and names every placeholder left without a value.
+pub async fn render_event(env: &Env, raw: &str, tenant: &str, set: &[String]) -> anyhow::Result<String> {
+    let mut values = std::collections::HashMap::new();
+    for pair in set {
+        let (name, value) = pair.split_once('=').with_context(|| format!("--set {pair}: expected NAME=VALUE"))?;
+        values.insert(name.to_string(), value.to_string());
+    }
+    let names = event_placeholders(raw);
+    let wanted: Vec<&String> = names.iter().filter(|n| !values.contains_key(*n)).collect();
+    let sessions_needed = wanted.iter().any(|n| n.starts_with("token:") || n.starts_with("refresh:"));
+    let signed = wanted.iter().any(|n| *n == "signature");
+    let mut missing = Vec::new();
+    let config = Config::load(env, Needs { jwt: sessions_needed, webhook: signed, ..Needs::NONE }).await?;
+    let state = AppState::new(config)?;
+    for name in wanted {
+        if values.contains_key(name) {
+            continue; // filled with its session's other half
+        }
+        if let Some(label) = name.strip_prefix("token:").or_else(|| name.strip_prefix("refresh:")) {
+            let role_name = label.split_once('@').map_or(label, |(role, _)| role);
+            let role: Role =
+                role_name.parse().map_err(|_| anyhow::anyhow!("{{{{{name}}}}}: {role_name} is not a role"))?;
+            let user_id = first_active_user(&state, tenant, role).await?;
+            let pair = crate::auth::sessions::operator_session(state.sessions(), user_id).await.map_err(app_error)?;
+            values.insert(format!("token:{label}"), pair.access_token);
+            values.insert(format!("refresh:{label}"), pair.refresh_token);
+        } else if name == "requestId" {
+            values.insert(name.clone(), uuid::Uuid::new_v4().to_string());
+        } else if name != "signature" && name != "now" {
+            missing.push(name.clone());
+        }
+    }
+    if !missing.is_empty() {
+        bail!("no value for {} (pass --set NAME=VALUE)", missing.join(", "));
+    }
+    let key = state.config.webhook_secret.as_ref().map(|k| k.expose().as_slice());
+    fill_event(raw, &values, key, chrono::Utc::now().timestamp())
+}
+
+async fn first_active_user(state: &AppState, tenant: &str, role: Role) -> anyhow::Result<uuid::Uuid> {
+    let client = state.db.get().await.context("cannot reach PostgreSQL")?;
+    let row = client
+        .query_opt(
+            "SELECT u.id FROM users u JOIN tenants t ON t.id = u.tenant_id
+             WHERE t.slug = $1 AND u.role = $2 AND u.status = 'ACTIVE' AND t.status = 'ACTIVE'
+             ORDER BY u.created_at, u.id LIMIT 1",
+            &[&tenant, &role],
+        )
+        .await?;
+    match row {
+        Some(row) => Ok(row.try_get(0)?),
+        None => bail!("tenant {tenant} has no active {} user", crate::types::Named::as_str(role)),
     }
 }
 

@@ -2,10 +2,18 @@
 //! only build state and hand these to `lambda_runtime::run`, so tests drive
 //! the exact same code with the sample events in `events/`.
 
+use std::collections::HashMap;
+
+use aws_lambda_events::cloudformation::{
+    CloudFormationCustomResourceRequest as CustomResourceRequest,
+    CloudFormationCustomResourceResponse as CustomResourceResponse,
+    CloudFormationCustomResourceResponseStatus as CustomResourceStatus,
+};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use uuid::Uuid;
 
+use crate::config::{Config, Env, Needs};
 use crate::dispatch::JobsMessage;
 use crate::engine::SweepReport;
 use crate::state::AppState;
@@ -34,7 +42,13 @@ pub async fn handle_jobs_batch(
         let mut failed = false;
         for job_id in message.job_ids {
             if !deadline.fits(budget) {
-                tracing::info!(%message_id, %job_id, "no time left for a whole job; the message goes back");
+                tracing::info!(
+                    %message_id,
+                    %job_id,
+                    remaining_ms = deadline.remaining_ms(),
+                    budget_ms = budget.as_millis() as i64,
+                    "no time left for a whole job; the message goes back"
+                );
                 failed = true;
                 break;
             }
@@ -58,8 +72,15 @@ struct Deadline(u64);
 impl Deadline {
     /// Whether `budget` still fits before the deadline.
     fn fits(self, budget: std::time::Duration) -> bool {
-        let remaining = self.0 as i64 - chrono::Utc::now().timestamp_millis();
-        remaining >= budget.as_millis() as i64
+        // Lambda sends epoch milliseconds. A value before 2001 is not one:
+        // local emulators (cargo lambda watch) send none or a bare timeout,
+        // and then nothing limits.
+        const EPOCH_MS_2001: u64 = 978_307_200_000;
+        self.0 < EPOCH_MS_2001 || self.remaining_ms() >= budget.as_millis() as i64
+    }
+
+    fn remaining_ms(self) -> i64 {
+        self.0 as i64 - chrono::Utc::now().timestamp_millis()
     }
 }
 
@@ -106,4 +127,104 @@ pub async fn handle_schedule(
     let report = crate::engine::sweep(state).await.map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
     tracing::info!(?report, "scheduler pass done");
     Ok(report)
+}
+
+/// The physical id of the migrations resource: one per stack, never replaced
+/// (so CloudFormation never deletes an "old" one after an update).
+pub const MIGRATIONS_RESOURCE_ID: &str = "mpanel-database-migrations";
+
+/// The `migrate` function behind the stack's `Custom::Migrations` resource:
+/// on Create and Update (every deploy that ships new code) it applies the
+/// pending migrations; on Delete it leaves the database alone. Whatever
+/// happens, CloudFormation is answered at the ResponseURL (SUCCESS or FAILED
+/// with the reason), so a failed migration fails the deploy at once instead
+/// of leaving the stack waiting for an hour.
+pub async fn handle_migrations(
+    env: &Env,
+    http: &reqwest::Client,
+    event: LambdaEvent<CustomResourceRequest>,
+) -> Result<CustomResourceResponse, lambda_runtime::Error> {
+    let mut response = CustomResourceResponse::default();
+    response.physical_resource_id = MIGRATIONS_RESOURCE_ID.to_string();
+    let (url, outcome) = match event.payload {
+        CustomResourceRequest::Create(r) => {
+            (response.stack_id, response.request_id, response.logical_resource_id) =
+                (r.stack_id, r.request_id, r.logical_resource_id);
+            (r.response_url, migrate(env).await)
+        }
+        CustomResourceRequest::Update(r) => {
+            (response.stack_id, response.request_id, response.logical_resource_id) =
+                (r.stack_id, r.request_id, r.logical_resource_id);
+            (r.response_url, migrate(env).await)
+        }
+        CustomResourceRequest::Delete(r) => {
+            (response.stack_id, response.request_id, response.logical_resource_id) =
+                (r.stack_id, r.request_id, r.logical_resource_id);
+            // Deleting the stack never drops the schema: the data outlives it.
+            (r.response_url, Ok(HashMap::from([("Applied".to_string(), String::new())])))
+        }
+        // No response URL to answer: the invocation fails and is logged.
+        other => return Err(format!("unknown custom resource request: {other:?}").into()),
+    };
+    match outcome {
+        Ok(data) => {
+            response.status = CustomResourceStatus::Success;
+            response.data = data;
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "migrations failed");
+            response.status = CustomResourceStatus::Failed;
+            // CloudFormation shows the reason in the stack events; it caps the size.
+            response.reason = Some(format!("{e:#}").chars().take(2000).collect());
+        }
+    }
+    answer_cloudformation(http, &url, &response).await?;
+    Ok(response)
+}
+
+/// Applies pending migrations; the names applied, comma separated.
+async fn migrate(env: &Env) -> anyhow::Result<HashMap<String, String>> {
+    let config = Config::load(env, Needs::NONE).await?;
+    let report = crate::db::migrate(&config.database).await?;
+    let applied: Vec<String> = report.applied_migrations().iter().map(|m| m.to_string()).collect();
+    tracing::info!(applied = ?applied, "migrations applied");
+    Ok(HashMap::from([("Applied".to_string(), applied.join(","))]))
+}
+
+/// PUTs the answer to the presigned URL CloudFormation gave. The URL is
+/// signed without a content type, so none is sent.
+async fn answer_cloudformation(
+    http: &reqwest::Client,
+    url: &str,
+    response: &CustomResourceResponse,
+) -> Result<(), lambda_runtime::Error> {
+    let body = serde_json::to_vec(response)?;
+    let sent = http.put(url).header(reqwest::header::CONTENT_LENGTH, body.len()).body(body).send().await?;
+    if !sent.status().is_success() {
+        return Err(format!("CloudFormation's response URL answered {}", sent.status()).into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Deadline;
+    use std::time::Duration;
+
+    fn in_ms(ms: i64) -> Deadline {
+        Deadline((chrono::Utc::now().timestamp_millis() + ms) as u64)
+    }
+
+    #[test]
+    fn a_budget_fits_only_before_the_deadline() {
+        assert!(in_ms(60_000).fits(Duration::from_secs(30)));
+        assert!(!in_ms(20_000).fits(Duration::from_secs(30)));
+        assert!(!in_ms(-1_000).fits(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn no_deadline_from_the_runtime_api_limits_nothing() {
+        assert!(Deadline(0).fits(Duration::from_secs(3600)));
+        assert!(Deadline(30_000).fits(Duration::from_secs(3600)));
+    }
 }

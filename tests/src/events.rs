@@ -27,38 +27,36 @@ pub async fn placeholders(app: &TestApp) -> HashMap<String, String> {
     }
     // A session of its own for the logout event, which ends it.
     let leaving = app.create_user(tenant, Role::Support).await;
-    values.insert("token:SESSION_TO_END".into(), app.token(&leaving).await);
+    values.insert("token:SUPPORT@logout".into(), app.token(&leaving).await);
     let seeded = json!({
         "tenantSlug": "acme", "externalOrderId": "seeded-order", "customer": {"email": "s@example.org", "fullName": "S"},
         "priceSlug": "starter-monthly", "totalAmountCents": 999, "currency": "USD", "domain": "seeded-example.com",
     });
     assert_eq!(app.request(app.signed_order("seed", &seeded)).await.status, http::StatusCode::CREATED);
+    values.insert("responseUrl".into(), cloudformation_stand_in().await);
+    values.insert("requestId".into(), uuid::Uuid::new_v4().to_string());
     values
 }
 
-/// Fills the run-time placeholders: `{{token:ROLE}}` with a fresh access
-/// token of that role; `{{now}}` and `{{signature}}` with Standard Webhooks
-/// headers over the event's body.
-pub fn fill(raw: &str, tokens: &HashMap<String, String>, env: &Env) -> String {
-    let mut text = raw.to_string();
-    for (key, value) in tokens {
-        text = text.replace(&format!("{{{{{key}}}}}"), value);
-    }
-    if !text.contains("{{signature}}") {
-        return text;
-    }
-    let mut event: Value = serde_json::from_str(&text).expect("event json");
-    let now = chrono::Utc::now().timestamp();
-    let body = event["body"].as_str().unwrap_or_default().to_string();
-    let id = event["headers"]["webhook-id"].as_str().expect("webhook-id").to_string();
+/// A listener standing in for the presigned URL a custom resource answers
+/// CloudFormation at: it takes any PUT.
+pub async fn cloudformation_stand_in() -> String {
+    let router = axum::Router::new().route("/cfn-response", axum::routing::put(|| async { "" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/cfn-response", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+/// Fills the run-time placeholders as `mpanel event render` does, from
+/// `values` (tokens of this test's users) and the app's webhook secret.
+pub fn fill(raw: &str, values: &HashMap<String, String>, env: &Env) -> String {
     let key = mpanel::config::parse_webhook_secret(&env["MARKETING_WEBHOOK_SECRET"]).expect("secret");
-    event["headers"]["webhook-timestamp"] = json!(now.to_string());
-    event["headers"]["webhook-signature"] = json!(mpanel::webhooks::sign(&id, now, body.as_bytes(), &key));
-    event.to_string()
+    mpanel::cli::fill_event(raw, values, Some(&key), chrono::Utc::now().timestamp()).expect("event fills")
 }
 
 /// The functions that have a folder in `events/`, in template order.
-pub const FUNCTIONS: [&str; 6] = ["auth", "products", "orders", "admin", "worker", "scheduler"];
+pub const FUNCTIONS: [&str; 7] = ["auth", "products", "orders", "admin", "worker", "scheduler", "migrate"];
 
 /// `events/<function>/*.json`, sorted.
 pub fn files(function: &str) -> Vec<std::path::PathBuf> {
@@ -74,7 +72,8 @@ pub fn files(function: &str) -> Vec<std::path::PathBuf> {
 
 /// Asserts what an event's file name promises: `<name>.<status>.json` for
 /// HTTP functions (the statusCode), `<name>.failures-<n>.json` for the
-/// worker (that many batchItemFailures), any object for the scheduler.
+/// worker (that many batchItemFailures), `<name>.<Status>.json` for the
+/// migrate function (SUCCESS or FAILED), any object for the scheduler.
 pub fn assert_expected(function: &str, file: &std::path::Path, result: &Value) {
     let label = file.display();
     let expectation = file.file_stem().and_then(|s| s.to_str()).and_then(|s| s.rsplit_once('.')).map(|(_, e)| e);
@@ -84,6 +83,7 @@ pub fn assert_expected(function: &str, file: &std::path::Path, result: &Value) {
             assert_eq!(result["batchItemFailures"].as_array().map(Vec::len), Some(failures), "{label}: {result}");
         }
         ("scheduler", _) => assert!(result.is_object(), "{label}: {result}"),
+        ("migrate", Some(status)) => assert_eq!(result["Status"], status, "{label}: {result}"),
         (_, Some(status)) => assert_eq!(result["statusCode"].to_string(), status, "{label}: {result}"),
         _ => panic!("{label}: no expectation in the name"),
     }

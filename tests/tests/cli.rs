@@ -93,3 +93,73 @@ async fn migrate_reports_up_to_date() {
     // The test database is a migrated clone: nothing to apply, and no error.
     mpanel(&app.env, &["migrate"]).await.expect("migrate");
 }
+
+/// Runs a rendered HTTP event through the function it belongs to.
+async fn invoke(app: &mpanel_tests::TestApp, function: mpanel::Function, rendered: &str) -> serde_json::Value {
+    use tower::{Service, ServiceExt};
+    let request: lambda_http::request::LambdaRequest = serde_json::from_str(rendered).expect("an API Gateway event");
+    let mut adapter = lambda_http::Adapter::from(mpanel::app::function_app(function, app.state.clone()));
+    let response = adapter
+        .ready()
+        .await
+        .expect("ready")
+        .call(lambda_runtime::LambdaEvent::new(request, lambda_runtime::Context::default()))
+        .await
+        .expect("invoked");
+    serde_json::to_value(&response).expect("json")
+}
+
+fn sample(path: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events").join(path))
+        .expect("sample event")
+}
+
+#[tokio::test]
+async fn event_render_fills_tokens_and_signatures_that_the_functions_accept() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("acme").await;
+    app.catalog_price(tenant, "starter", "SHARED_HOSTING", serde_json::json!({"emails": 1}), 999).await;
+    let admin = app.create_user(tenant, mpanel::auth::Role::Admin).await;
+
+    // A token minted for the tenant's ADMIN: the admin function lets it list users.
+    let rendered =
+        mpanel::cli::render_event(&app.env, &sample("admin/users-list.200.json"), "acme", &[]).await.expect("renders");
+    assert!(!rendered.contains("{{"), "{rendered}");
+    assert_eq!(invoke(&app, mpanel::Function::Admin, &rendered).await["statusCode"], 200);
+    let issued: i64 = app
+        .db()
+        .await
+        .query_one(
+            "SELECT count(*) FROM audit_logs WHERE action = 'auth.session_issued' AND target_id = $1",
+            &[&admin.id],
+        )
+        .await
+        .expect("audit")
+        .get(0);
+    assert_eq!(issued, 1, "the CLI's session is audited");
+
+    // A signed order webhook the orders function takes.
+    let rendered =
+        mpanel::cli::render_event(&app.env, &sample("orders/webhook.201.json"), "acme", &[]).await.expect("renders");
+    assert_eq!(invoke(&app, mpanel::Function::Orders, &rendered).await["statusCode"], 201);
+
+    // Login needs what only the caller knows: named, then taken from --set.
+    let login = sample("auth/login.200.json");
+    let missing = mpanel::cli::render_event(&app.env, &login, "acme", &[]).await.expect_err("needs --set");
+    let message = format!("{missing:#}");
+    assert!(message.contains("email:BILLING") && message.contains("password:BILLING"), "{message}");
+    let billing = app.create_user(tenant, mpanel::auth::Role::Billing).await;
+    let set = [format!("email:BILLING={}", billing.email), format!("password:BILLING={}", billing.password)];
+    let rendered = mpanel::cli::render_event(&app.env, &login, "acme", &set).await.expect("renders");
+    assert_eq!(invoke(&app, mpanel::Function::Auth, &rendered).await["statusCode"], 200);
+
+    // No SUPPORT user in the tenant: said so, nothing rendered.
+    let refused = mpanel::cli::render_event(&app.env, &sample("admin/suspend-invalid.422.json"), "acme", &[])
+        .await
+        .expect_err("no SUPPORT user");
+    assert!(format!("{refused:#}").contains("no active SUPPORT user"), "{refused:#}");
+    // Through the command line too: a non-zero exit with one line.
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/auth/login.200.json");
+    let via_cli = mpanel(&app.env, &["event", "render", file.to_str().expect("utf-8"), "--tenant", "acme"]).await;
+    assert!(format!("{:#}", via_cli.expect_err("missing values")).contains("--set"));
+}

@@ -64,6 +64,20 @@ async fn every_event_runs_through_its_function() {
                     .unwrap_or_else(|e| panic!("{label}: {e}"));
                     assert_eq!(response.batch_item_failures.len(), failures, "{label}");
                 }
+                "migrate" => {
+                    let raw = mpanel_tests::events::fill(&raw, &tokens, &app.env);
+                    let event = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{label}: {e}"));
+                    let http = reqwest::Client::new();
+                    let outcome = mpanel::lambda::handle_migrations(
+                        &app.env,
+                        &http,
+                        LambdaEvent::new(event, mpanel_tests::lambda_context(300)),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                    let outcome = serde_json::to_value(outcome).expect("json");
+                    assert_eq!(outcome["Status"], expected, "{label}: {outcome}");
+                }
                 "scheduler" => {
                     assert_eq!(expected, "ok", "{label}: expectation must be ok");
                     let event = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{label}: {e}"));

@@ -81,7 +81,7 @@ fn every_stage_transforms_and_lints_clean() {
     let names: Vec<&String> = stages.keys().collect();
     assert_eq!(names, ["dev", "prod"], "every samconfig.toml stage is rehearsed");
     for (stage, t) in stages {
-        assert_eq!(resources(t, "AWS::Lambda::Function").len(), 6, "{stage}");
+        assert_eq!(resources(t, "AWS::Lambda::Function").len(), 7, "{stage}");
         assert!(t["Transform"].is_null(), "{stage}: the transform left itself in place");
     }
 }
@@ -183,8 +183,11 @@ fn alarms_cover_5xx_throttles_p99_queue_age_and_a_stopped_scheduler() {
                 && a["Properties"]["Dimensions"][0]["Value"]["Ref"] == "SchedulerFunction"),
             "{stage}: nothing notices a scheduler that stopped"
         );
-        // Every throttle and duration series names one of this stack's functions.
+        // Every function serving traffic is watched (a failed migration fails the deploy itself).
         for function in resources(t, "AWS::Lambda::Function").into_iter().map(|(id, _)| id) {
+            if function == "MigrateFunction" {
+                continue;
+            }
             assert!(has(&format!("{{\"Ref\":\"{function}\"}}")), "{stage}: {function} has no alarm");
         }
     }
@@ -211,5 +214,24 @@ fn http_functions_time_out_their_requests_before_lambda_kills_them() {
             assert!(request < timeout, "{stage}: {id} answers after {request} s but is killed at {timeout} s");
         }
         assert_eq!(http_functions, 4, "{stage}");
+    }
+}
+
+#[test]
+fn migrations_run_on_every_deploy_before_the_functions_that_need_them() {
+    for (stage, t) in transformed() {
+        let migrations = resource(t, "Migrations");
+        assert_eq!(migrations["Type"], "Custom::Migrations", "{stage}");
+        let properties = &migrations["Properties"];
+        assert_eq!(properties["ServiceToken"]["Fn::GetAtt"][0], "MigrateFunction", "{stage}");
+        assert_eq!(properties["DeployId"]["Ref"], "DeployId", "{stage}: a redeploy would not migrate");
+        assert!(properties["CodeVersion"].is_object(), "{stage}: new migrations would not migrate");
+        for (id, function) in resources(t, "AWS::Lambda::Function") {
+            if id == "MigrateFunction" {
+                continue;
+            }
+            let depends = function["DependsOn"].to_string();
+            assert!(depends.contains("\"Migrations\""), "{stage}: {id} may be updated before the schema: {depends}");
+        }
     }
 }

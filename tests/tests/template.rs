@@ -151,10 +151,17 @@ fn every_function_crate_is_deployed_with_an_event() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
     for entry in std::fs::read_dir(&dir).expect("functions/") {
         let name = entry.expect("entry").file_name().to_string_lossy().to_string();
-        let (_, events) = deployed
-            .values()
-            .find(|(binary, _)| *binary == name)
+        let (id, (_, events)) = deployed
+            .iter()
+            .find(|(_, (binary, _))| *binary == name)
             .unwrap_or_else(|| panic!("functions/{name} has no resource in template.yaml"));
-        assert!(!events.is_empty(), "{name} has no event");
+        // The migrate function's trigger is the stack's own custom resource.
+        let invoked_by_a_resource = template()["Resources"]
+            .as_hash()
+            .expect("Resources")
+            .values()
+            // `!GetAtt Id.Arn` reads as the plain string `Id.Arn`.
+            .any(|r| r["Properties"]["ServiceToken"].as_str().and_then(|t| t.split('.').next()) == Some(id.as_str()));
+        assert!(!events.is_empty() || invoked_by_a_resource, "{name} has no event");
     }
 }

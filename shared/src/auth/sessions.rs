@@ -139,8 +139,31 @@ pub async fn login(
         return Err(AppError::Forbidden("This account is disabled.".into()));
     }
     sessions.limiter.reset(&account_bucket).await?;
+    let actor = Actor::User(row.user.id);
+    open_session(sessions, row.user, meta, actor, "auth.login").await
+}
 
-    let user = row.user;
+/// Starts a session for an active user of an active tenant without a
+/// password, for the operator CLI (`mpanel event render`): whoever runs it
+/// holds the database and the JWT secret anyway. Audited as `auth.session_issued`.
+pub async fn operator_session(sessions: Sessions<'_>, user_id: Uuid) -> AppResult<TokenPair> {
+    let client = sessions.db.get().await?;
+    let row = login_row(&**client, "u.id = $1", &user_id, Type::UUID).await?.ok_or(AppError::NotFound)?;
+    if !row.user_active || !row.tenant_active {
+        return Err(AppError::Forbidden("This account is disabled.".into()));
+    }
+    let meta = ClientMeta { ip: None, user_agent: Some("mpanel-cli".into()) };
+    open_session(sessions, row.user, &meta, Actor::System, "auth.session_issued").await
+}
+
+/// A new refresh-token family, recorded with its audit row in one transaction.
+async fn open_session(
+    sessions: Sessions<'_>,
+    user: SessionUser,
+    meta: &ClientMeta,
+    actor: Actor,
+    action: &'static str,
+) -> AppResult<TokenPair> {
     let family_id = Uuid::new_v4();
     let (refresh_token, refresh_hash) = new_refresh_token();
     let tx_user = user.clone();
@@ -150,7 +173,7 @@ pub async fn login(
             insert_refresh_token(tx, &tx_user, family_id, &refresh_hash, &tx_meta).await?;
             tx.query_typed("UPDATE users SET last_login_at = now() WHERE id = $1", &[(&tx_user.id, Type::UUID)])
                 .await?;
-            let mut entry = AuditEntry::new(Some(tx_user.tenant_id), Actor::User(tx_user.id), "auth.login")
+            let mut entry = AuditEntry::new(Some(tx_user.tenant_id), actor, action)
                 .target("user", tx_user.id)
                 .details(json!({ "sessionId": family_id }));
             entry.ip = tx_meta.ip;

@@ -235,3 +235,23 @@ fn migrations_run_on_every_deploy_before_the_functions_that_need_them() {
         }
     }
 }
+
+#[test]
+fn functions_deploy_arm64_unless_overridden_and_reach_aws_itself_unless_rehearsing() {
+    for (stage, t) in transformed() {
+        assert_eq!(t["Parameters"]["Architecture"]["Default"], "arm64", "{stage}");
+        assert_eq!(t["Parameters"]["AwsEndpointUrl"]["Default"], "", "{stage}");
+        for (id, function) in resources(t, "AWS::Lambda::Function") {
+            let properties = &function["Properties"];
+            assert_eq!(properties["Architectures"], serde_json::json!([{"Ref": "Architecture"}]), "{stage} {id}");
+            // Only with an emulator's endpoint set: an empty AWS_ENDPOINT_URL
+            // is not a URL, and the AWS SDK would warn at every start.
+            let endpoint = &properties["Environment"]["Variables"]["AWS_ENDPOINT_URL"];
+            assert_eq!(
+                endpoint,
+                &serde_json::json!({"Fn::If": ["UsesAwsEmulator", {"Ref": "AwsEndpointUrl"}, {"Ref": "AWS::NoValue"}]}),
+                "{stage} {id}"
+            );
+        }
+    }
+}

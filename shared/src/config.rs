@@ -115,18 +115,28 @@ impl Config {
         let uses_aws = needs.sqs || env.iter().any(|(k, v)| k.ends_with("_ARN") && !v.is_empty());
         let aws = if uses_aws { Some(aws_sdk_config(env).await?) } else { None };
         let secrets = SecretSource::new(env, aws.as_ref());
-        // In the order a reader fixes them: the first missing or bad variable is named.
-        let database = load_database(&secrets).await?;
+        // Every secret is fetched at once (a cold start waits for the slowest
+        // GetSecretValue, not their sum); the results are then taken in the
+        // order a reader fixes them, so the first missing or bad one is named.
+        let (database, redis, jwt_secret, webhook_secret, pdns, ssh_private_key) = tokio::join!(
+            load_database(env, &secrets),
+            load_redis(env, &secrets),
+            when(needs.jwt, load_jwt_secret(&secrets)),
+            when(needs.webhook, load_webhook_secret(&secrets)),
+            when(needs.pdns, load_pdns(env, &secrets)),
+            when(needs.ssh, load_ssh_key(env, &secrets)),
+        );
+        let database = database?;
         let db_pool_size = load_pool_size(env)?;
-        let (redis_url, redis_key_prefix) = load_redis(env, &secrets).await?;
+        let (redis_url, redis_key_prefix) = redis?;
         let http_addr = parse_or(env, "MPANEL_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
         let request_timeout = load_request_timeout(env)?;
         let rate_limits = load_rate_limits(env)?;
-        let jwt_secret = if needs.jwt { Some(load_jwt_secret(&secrets).await?) } else { None };
-        let webhook_secret = if needs.webhook { Some(load_webhook_secret(&secrets).await?) } else { None };
-        let pdns = if needs.pdns { Some(load_pdns(env, &secrets).await?) } else { None };
+        let jwt_secret = jwt_secret?;
+        let webhook_secret = webhook_secret?;
+        let pdns = pdns?;
         let sqs_queue_url = if needs.sqs { Some(required(env, "SQS_QUEUE_URL")?) } else { None };
-        let ssh_private_key = if needs.ssh { Some(load_ssh_key(env, &secrets).await?) } else { None };
+        let ssh_private_key = ssh_private_key?;
         let jobs = load_jobs(env)?;
         let cors_allowed_origins = parse_origins(env.get("CORS_ALLOWED_ORIGINS").map(String::as_str).unwrap_or(""))?;
         Ok(Config {
@@ -149,11 +159,50 @@ impl Config {
     }
 }
 
-async fn load_database(secrets: &SecretSource<'_>) -> Result<Secret<tokio_postgres::Config>, ConfigError> {
+/// Runs `load` only when the process needs what it loads.
+async fn when<T>(
+    needed: bool,
+    load: impl std::future::Future<Output = Result<T, ConfigError>>,
+) -> Result<Option<T>, ConfigError> {
+    if needed { load.await.map(Some) } else { Ok(None) }
+}
+
+async fn load_database(env: &Env, secrets: &SecretSource<'_>) -> Result<Secret<tokio_postgres::Config>, ConfigError> {
     match secrets.get("DATABASE_URL").await? {
         Some(SecretValue::Plain(url)) => parse_database_url("DATABASE_URL", &url),
-        Some(SecretValue::FromManager(json)) => parse_rds_secret("DATABASE_URL_ARN", &json),
+        // A whole URL stored as the secret is taken as it is.
+        Some(SecretValue::FromManager(text)) if text.trim_start().starts_with("postgres") => {
+            parse_database_url("DATABASE_URL_ARN", text.trim())
+        }
+        Some(SecretValue::FromManager(json)) => parse_rds_secret("DATABASE_URL_ARN", &json, &DatabaseTarget::of(env)?),
         None => Err(ConfigError::new("DATABASE_URL", "is required (or DATABASE_URL_ARN)")),
+    }
+}
+
+/// Where to connect when the secret holds credentials: `DATABASE_HOST`
+/// (the RDS Proxy endpoint), `DATABASE_PORT`, `DATABASE_NAME`. Each wins
+/// over the secret's own field, since an RDS-managed secret names the
+/// database instance, not the proxy in front of it.
+#[derive(Default)]
+struct DatabaseTarget {
+    host: Option<String>,
+    port: Option<u16>,
+    name: Option<String>,
+}
+
+impl DatabaseTarget {
+    fn of(env: &Env) -> Result<DatabaseTarget, ConfigError> {
+        let set = |var: &str| env.get(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let port = match set("DATABASE_PORT") {
+            Some(raw) => Some(
+                raw.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| ConfigError::new("DATABASE_PORT", "must be a port number"))?,
+            ),
+            None => None,
+        };
+        Ok(DatabaseTarget { host: set("DATABASE_HOST"), port, name: set("DATABASE_NAME") })
     }
 }
 
@@ -324,6 +373,9 @@ impl SecretValue {
     }
 }
 
+/// What template.yaml stores in the secrets the operator fills in after the first deploy.
+const TEMPLATE_PLACEHOLDER: &str = "unset";
+
 /// Resolves `NAME` from the env or `NAME_ARN` from Secrets Manager.
 struct SecretSource<'a> {
     env: &'a Env,
@@ -332,7 +384,9 @@ struct SecretSource<'a> {
 
 impl<'a> SecretSource<'a> {
     fn new(env: &'a Env, aws: Option<&aws_config::SdkConfig>) -> Self {
-        Self { env, client: aws.map(aws_sdk_secretsmanager::Client::new) }
+        // A client only when some secret is read by ARN (SQS alone needs none).
+        let by_arn = env.iter().any(|(k, v)| k.ends_with("_ARN") && !v.trim().is_empty());
+        Self { env, client: aws.filter(|_| by_arn).map(aws_sdk_secretsmanager::Client::new) }
     }
 
     async fn get(&self, name: &str) -> Result<Option<SecretValue>, ConfigError> {
@@ -358,6 +412,12 @@ impl<'a> SecretSource<'a> {
                 })?;
                 let value =
                     out.secret_string().ok_or_else(|| ConfigError::new(&arn_var, "the secret has no string value"))?;
+                if value.trim() == TEMPLATE_PLACEHOLDER {
+                    return Err(ConfigError::new(
+                        &arn_var,
+                        "still holds the template's placeholder `unset`: put the real value (README, \"Filling in the secrets\")",
+                    ));
+                }
                 Ok(Some(SecretValue::FromManager(value.to_string())))
             }
             (None, None) => Ok(None),
@@ -392,25 +452,36 @@ fn parse_database_url(var: &str, url: &str) -> Result<Secret<tokio_postgres::Con
     Ok(Secret::new(cfg))
 }
 
-/// The JSON shape of an RDS-managed database secret.
+/// The JSON shape of a database secret as RDS manages it: `username` and
+/// `password`, and on some secrets also `engine`, `host`, `port`, `dbname`.
 #[derive(Deserialize)]
 struct RdsSecret {
     username: String,
     password: String,
-    host: String,
+    host: Option<String>,
     port: Option<u16>,
     dbname: Option<String>,
 }
 
-fn parse_rds_secret(var: &str, json: &str) -> Result<Secret<tokio_postgres::Config>, ConfigError> {
-    let secret: RdsSecret = serde_json::from_str(json)
-        .map_err(|_| ConfigError::new(var, "is not an RDS secret {username,password,host,port,dbname}"))?;
+fn parse_rds_secret(
+    var: &str,
+    json: &str,
+    target: &DatabaseTarget,
+) -> Result<Secret<tokio_postgres::Config>, ConfigError> {
+    let secret: RdsSecret = serde_json::from_str(json).map_err(|_| {
+        ConfigError::new(var, "is neither a postgres:// URL nor an RDS secret {username,password[,host,port,dbname]}")
+    })?;
+    let host = target
+        .host
+        .clone()
+        .or(secret.host)
+        .ok_or_else(|| ConfigError::new("DATABASE_HOST", "is required: the secret names no host"))?;
     let mut cfg = tokio_postgres::Config::new();
     cfg.user(&secret.username)
         .password(&secret.password)
-        .host(&secret.host)
-        .port(secret.port.unwrap_or(5432))
-        .dbname(secret.dbname.as_deref().unwrap_or("postgres"))
+        .host(&host)
+        .port(target.port.or(secret.port).unwrap_or(5432))
+        .dbname(target.name.as_deref().or(secret.dbname.as_deref()).unwrap_or("postgres"))
         .connect_timeout(Duration::from_secs(5));
     Ok(Secret::new(cfg))
 }
@@ -581,15 +652,49 @@ mod tests {
 
     #[test]
     fn rds_secret_is_parsed() {
+        let none = DatabaseTarget::default();
         let cfg = parse_rds_secret(
             "DATABASE_URL_ARN",
             r#"{"username":"app","password":"pw","host":"db.internal","port":6543,"dbname":"mp"}"#,
+            &none,
         )
         .unwrap();
         let cfg = cfg.expose();
         assert_eq!(cfg.get_user(), Some("app"));
         assert_eq!(cfg.get_ports(), &[6543]);
         assert_eq!(cfg.get_dbname(), Some("mp"));
-        assert!(parse_rds_secret("DATABASE_URL_ARN", "not json").is_err());
+        assert!(parse_rds_secret("DATABASE_URL_ARN", "not json", &none).is_err());
+    }
+
+    #[test]
+    fn an_rds_managed_secret_of_credentials_only_connects_where_the_env_says() {
+        let credentials = r#"{"username":"app","password":"pw"}"#;
+        let missing = parse_rds_secret("DATABASE_URL_ARN", credentials, &DatabaseTarget::default()).unwrap_err();
+        assert_eq!(missing.var, "DATABASE_HOST");
+        let env: Env = [("DATABASE_HOST", "proxy.internal"), ("DATABASE_PORT", "6432"), ("DATABASE_NAME", "mpanel")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let target = DatabaseTarget::of(&env).unwrap();
+        let cfg = parse_rds_secret("DATABASE_URL_ARN", credentials, &target).unwrap();
+        let cfg = cfg.expose();
+        assert_eq!(cfg.get_hosts(), &[tokio_postgres::config::Host::Tcp("proxy.internal".into())]);
+        assert_eq!(cfg.get_ports(), &[6432]);
+        assert_eq!(cfg.get_dbname(), Some("mpanel"));
+        // The proxy endpoint wins over the instance the secret names.
+        let with_host = r#"{"username":"app","password":"pw","host":"db-1.internal","port":5432}"#;
+        let cfg = parse_rds_secret("DATABASE_URL_ARN", with_host, &target).unwrap();
+        assert_eq!(cfg.expose().get_hosts(), &[tokio_postgres::config::Host::Tcp("proxy.internal".into())]);
+        let bad: Env = [("DATABASE_PORT".to_string(), "port".to_string())].into_iter().collect();
+        assert_eq!(DatabaseTarget::of(&bad).err().map(|e| e.var), Some("DATABASE_PORT".to_string()));
+    }
+
+    #[test]
+    fn a_secrets_manager_client_is_built_only_when_a_secret_is_read_by_arn() {
+        let aws = aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build();
+        let mut env: Env = [("SQS_QUEUE_URL".to_string(), "http://127.0.0.1:5000/q".to_string())].into_iter().collect();
+        assert!(SecretSource::new(&env, Some(&aws)).client.is_none());
+        env.insert("JWT_SECRET_ARN".into(), "arn:aws:secretsmanager:us-east-1:1:secret:x".into());
+        assert!(SecretSource::new(&env, Some(&aws)).client.is_some());
     }
 }

@@ -67,18 +67,10 @@ async fn create_secrets(app: &TestApp, jwt_secret: &str) -> HashMap<&'static str
     let client = aws_sdk_secretsmanager::Client::new(&aws);
     let prefix = format!("mpanel/sam-{}", Uuid::new_v4().simple());
     let database: tokio_postgres::Config = env["DATABASE_URL"].parse().expect("DATABASE_URL");
-    let host = match database.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        other => panic!("DATABASE_URL host: {other:?}"),
-    };
-    // DatabaseSecretArn: "RDS-managed secret {username,password,host,port,dbname}".
+    // DatabaseSecretArn: an RDS-managed secret holds the credentials only.
     let rds = json!({
-        "engine": "postgres",
         "username": database.get_user().expect("user"),
         "password": String::from_utf8_lossy(database.get_password().expect("password")),
-        "host": host,
-        "port": database.get_ports().first().copied().unwrap_or(5432),
-        "dbname": app.db_name,
     });
     let ssh_key = std::fs::read_to_string(&env["SSH_PRIVATE_KEY_FILE"]).expect("the stack's SSH key");
     let secrets = [
@@ -138,7 +130,15 @@ async fn rehearsal() -> Rehearsal {
     // SAM passes only declared variables: one the code needs but the
     // template lacks never reaches the function, and its invoke fails.
     let env = &app.env;
+    let database: tokio_postgres::Config = env["DATABASE_URL"].parse().expect("DATABASE_URL");
+    let host = match database.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        other => panic!("DATABASE_URL host: {other:?}"),
+    };
     let mut parameters = json!({
+        "DATABASE_HOST": host,
+        "DATABASE_PORT": database.get_ports().first().copied().unwrap_or(5432).to_string(),
+        "DATABASE_NAME": app.db_name,
         "REDIS_URL": env["REDIS_URL"],
         "SQS_QUEUE_URL": env["SQS_QUEUE_URL"],
         "PDNS_API_URL": env["PDNS_API_URL"],

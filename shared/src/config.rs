@@ -14,7 +14,9 @@ use std::time::Duration;
 use base64::Engine;
 use serde::Deserialize;
 
+use crate::db::{DbConfig, DbTls};
 use crate::secrets::Secret;
+use crate::tls::SslMode;
 
 /// A config problem, always naming the variable so the fix is obvious.
 #[derive(Debug, thiserror::Error)]
@@ -72,8 +74,10 @@ pub struct RateLimits {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub database: Secret<tokio_postgres::Config>,
+    pub database: Secret<DbConfig>,
     pub db_pool_size: usize,
+    /// Extra PEM roots every outbound TLS connection trusts (`TLS_CA_FILE`).
+    pub tls_ca_files: Vec<PathBuf>,
     pub redis_url: Secret<String>,
     /// Prefix of every Redis key; tests give each test its own.
     pub redis_key_prefix: String,
@@ -115,11 +119,12 @@ impl Config {
         let uses_aws = needs.sqs || env.iter().any(|(k, v)| k.ends_with("_ARN") && !v.is_empty());
         let aws = if uses_aws { Some(aws_sdk_config(env).await?) } else { None };
         let secrets = SecretSource::new(env, aws.as_ref());
+        let tls_ca_files = load_tls_ca_files(env)?;
         // Every secret is fetched at once (a cold start waits for the slowest
         // GetSecretValue, not their sum); the results are then taken in the
         // order a reader fixes them, so the first missing or bad one is named.
         let (database, redis, jwt_secret, webhook_secret, pdns, ssh_private_key) = tokio::join!(
-            load_database(env, &secrets),
+            load_database(env, &secrets, &tls_ca_files),
             load_redis(env, &secrets),
             when(needs.jwt, load_jwt_secret(&secrets)),
             when(needs.webhook, load_webhook_secret(&secrets)),
@@ -144,6 +149,7 @@ impl Config {
             jobs,
             database,
             db_pool_size,
+            tls_ca_files,
             redis_url,
             redis_key_prefix,
             http_addr,
@@ -167,16 +173,131 @@ async fn when<T>(
     if needed { load.await.map(Some) } else { Ok(None) }
 }
 
-async fn load_database(env: &Env, secrets: &SecretSource<'_>) -> Result<Secret<tokio_postgres::Config>, ConfigError> {
+async fn load_database(
+    env: &Env,
+    secrets: &SecretSource<'_>,
+    ca_files: &[PathBuf],
+) -> Result<Secret<DbConfig>, ConfigError> {
     match secrets.get("DATABASE_URL").await? {
-        Some(SecretValue::Plain(url)) => parse_database_url("DATABASE_URL", &url),
+        Some(SecretValue::Plain(url)) => database_from_url("DATABASE_URL", &url, env, ca_files),
         // A whole URL stored as the secret is taken as it is.
         Some(SecretValue::FromManager(text)) if text.trim_start().starts_with("postgres") => {
-            parse_database_url("DATABASE_URL_ARN", text.trim())
+            database_from_url("DATABASE_URL_ARN", text.trim(), env, ca_files)
         }
-        Some(SecretValue::FromManager(json)) => parse_rds_secret("DATABASE_URL_ARN", &json, &DatabaseTarget::of(env)?),
+        Some(SecretValue::FromManager(json)) => {
+            let connect = parse_rds_secret("DATABASE_URL_ARN", &json, &DatabaseTarget::of(env)?)?;
+            let mode = env.get("DATABASE_SSLMODE").filter(|v| !v.trim().is_empty()).map(|m| ("DATABASE_SSLMODE", m));
+            let root = env.get("PGSSLROOTCERT").filter(|v| !v.trim().is_empty()).map(|r| ("PGSSLROOTCERT", r));
+            secure(connect, mode, root, ca_files)
+        }
         None => Err(ConfigError::new("DATABASE_URL", "is required (or DATABASE_URL_ARN)")),
     }
+}
+
+/// `TLS_CA_FILE`: one PEM file of extra roots, checked now rather than at the first connection.
+fn load_tls_ca_files(env: &Env) -> Result<Vec<PathBuf>, ConfigError> {
+    let Some(path) = env.get("TLS_CA_FILE").map(|p| p.trim()).filter(|p| !p.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let files = vec![PathBuf::from(path)];
+    crate::tls::root_store(&files).map_err(|e| ConfigError::new("TLS_CA_FILE", e))?;
+    Ok(files)
+}
+
+/// A postgres:// URL whose `sslmode` and `sslrootcert` (which the driver
+/// does not know in libpq's spelling) are taken out and applied here.
+fn database_from_url(var: &str, url: &str, env: &Env, ca_files: &[PathBuf]) -> Result<Secret<DbConfig>, ConfigError> {
+    let (rest, mode, root) = split_tls_params(url);
+    let connect = parse_database_url(var, &rest)?;
+    let mode = match mode {
+        Some(mode) => Some((var, mode)),
+        None => env.get("DATABASE_SSLMODE").filter(|v| !v.trim().is_empty()).map(|m| ("DATABASE_SSLMODE", m.clone())),
+    };
+    let root = match root {
+        Some(root) => Some((var, root)),
+        None => env.get("PGSSLROOTCERT").filter(|v| !v.trim().is_empty()).map(|r| ("PGSSLROOTCERT", r.clone())),
+    };
+    secure(connect, mode.as_ref().map(|(v, m)| (*v, m)), root.as_ref().map(|(v, r)| (*v, r)), ca_files)
+}
+
+/// Applies the TLS settings: the mode given (named by the variable that
+/// gave it), else `verify-full` for any host outside loopback and plaintext
+/// on loopback; the root file given joins `TLS_CA_FILE`'s.
+fn secure(
+    mut connect: tokio_postgres::Config,
+    mode: Option<(&str, &String)>,
+    root: Option<(&str, &String)>,
+    ca_files: &[PathBuf],
+) -> Result<Secret<DbConfig>, ConfigError> {
+    let mode = match mode {
+        Some((var, text)) => text
+            .trim()
+            .parse::<SslMode>()
+            .map_err(|_| ConfigError::new(var, "sslmode must be disable, require, verify-ca or verify-full"))?,
+        None if on_loopback(&connect) => SslMode::Disable,
+        None => SslMode::VerifyFull,
+    };
+    let mut roots = ca_files.to_vec();
+    if let Some((var, path)) = root {
+        let path = PathBuf::from(path.trim());
+        crate::tls::root_store(std::slice::from_ref(&path))
+            .map_err(|e| ConfigError::new(var, format!("sslrootcert: {e}")))?;
+        roots.push(path);
+    }
+    connect.ssl_mode(if mode == SslMode::Disable {
+        tokio_postgres::config::SslMode::Disable
+    } else {
+        // The driver's Require: TLS or no connection, never a plaintext fallback.
+        tokio_postgres::config::SslMode::Require
+    });
+    Ok(Secret::new(DbConfig { connect, tls: DbTls { mode, roots } }))
+}
+
+fn on_loopback(connect: &tokio_postgres::Config) -> bool {
+    connect.get_hosts().iter().all(|host| match host {
+        tokio_postgres::config::Host::Tcp(name) => {
+            name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => true,
+    })
+}
+
+/// Takes libpq's `sslmode` and `sslrootcert` out of a URL's query.
+fn split_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None, None);
+    };
+    let (mut mode, mut root, mut kept) = (None, None, Vec::new());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslmode", value)) => mode = Some(percent_decoded(value)),
+            Some(("sslrootcert", value)) => root = Some(percent_decoded(value)),
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    (rest, mode, root)
+}
+
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Where to connect when the secret holds credentials: `DATABASE_HOST`
@@ -439,7 +560,7 @@ where
     }
 }
 
-fn parse_database_url(var: &str, url: &str) -> Result<Secret<tokio_postgres::Config>, ConfigError> {
+fn parse_database_url(var: &str, url: &str) -> Result<tokio_postgres::Config, ConfigError> {
     let mut cfg = tokio_postgres::Config::from_str(url)
         // The parse error can echo the URL (with its password): keep it out.
         .map_err(|_| ConfigError::new(var, "is not a valid postgres:// URL"))?;
@@ -449,7 +570,7 @@ fn parse_database_url(var: &str, url: &str) -> Result<Secret<tokio_postgres::Con
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(Duration::from_secs(5));
     }
-    Ok(Secret::new(cfg))
+    Ok(cfg)
 }
 
 /// The JSON shape of a database secret as RDS manages it: `username` and
@@ -463,11 +584,7 @@ struct RdsSecret {
     dbname: Option<String>,
 }
 
-fn parse_rds_secret(
-    var: &str,
-    json: &str,
-    target: &DatabaseTarget,
-) -> Result<Secret<tokio_postgres::Config>, ConfigError> {
+fn parse_rds_secret(var: &str, json: &str, target: &DatabaseTarget) -> Result<tokio_postgres::Config, ConfigError> {
     let secret: RdsSecret = serde_json::from_str(json).map_err(|_| {
         ConfigError::new(var, "is neither a postgres:// URL nor an RDS secret {username,password[,host,port,dbname]}")
     })?;
@@ -483,7 +600,7 @@ fn parse_rds_secret(
         .port(target.port.or(secret.port).unwrap_or(5432))
         .dbname(target.name.as_deref().or(secret.dbname.as_deref()).unwrap_or("postgres"))
         .connect_timeout(Duration::from_secs(5));
-    Ok(Secret::new(cfg))
+    Ok(cfg)
 }
 
 /// `whsec_` + base64 of at least 24 random bytes (Standard Webhooks).
@@ -659,7 +776,7 @@ mod tests {
             &none,
         )
         .unwrap();
-        let cfg = cfg.expose();
+        let cfg = &cfg;
         assert_eq!(cfg.get_user(), Some("app"));
         assert_eq!(cfg.get_ports(), &[6543]);
         assert_eq!(cfg.get_dbname(), Some("mp"));
@@ -677,14 +794,14 @@ mod tests {
             .collect();
         let target = DatabaseTarget::of(&env).unwrap();
         let cfg = parse_rds_secret("DATABASE_URL_ARN", credentials, &target).unwrap();
-        let cfg = cfg.expose();
+        let cfg = &cfg;
         assert_eq!(cfg.get_hosts(), &[tokio_postgres::config::Host::Tcp("proxy.internal".into())]);
         assert_eq!(cfg.get_ports(), &[6432]);
         assert_eq!(cfg.get_dbname(), Some("mpanel"));
         // The proxy endpoint wins over the instance the secret names.
         let with_host = r#"{"username":"app","password":"pw","host":"db-1.internal","port":5432}"#;
         let cfg = parse_rds_secret("DATABASE_URL_ARN", with_host, &target).unwrap();
-        assert_eq!(cfg.expose().get_hosts(), &[tokio_postgres::config::Host::Tcp("proxy.internal".into())]);
+        assert_eq!(cfg.get_hosts(), &[tokio_postgres::config::Host::Tcp("proxy.internal".into())]);
         let bad: Env = [("DATABASE_PORT".to_string(), "port".to_string())].into_iter().collect();
         assert_eq!(DatabaseTarget::of(&bad).err().map(|e| e.var), Some("DATABASE_PORT".to_string()));
     }

@@ -10,11 +10,13 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::future::BoxFuture;
 use tokio_postgres::types::Type;
-use tokio_postgres::{GenericClient, NoTls, Row};
+use tokio_postgres::{GenericClient, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
 use crate::secrets::Secret;
+use crate::tls::SslMode;
 
 pub use deadpool_postgres::Pool as DbPool;
 /// A connection borrowed from the pool (derefs to `tokio_postgres::Client`).
@@ -27,10 +29,41 @@ mod embedded {
 /// How long a request waits for a pooled connection before answering 503.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 
-pub fn pool(config: &Secret<tokio_postgres::Config>, size: usize) -> anyhow::Result<Pool> {
+/// Where and how to connect: the driver's settings and the TLS they need.
+#[derive(Clone)]
+pub struct DbConfig {
+    pub connect: tokio_postgres::Config,
+    pub tls: DbTls,
+}
+
+/// The `sslmode` and the extra roots (`sslrootcert`, `TLS_CA_FILE`).
+#[derive(Debug, Clone)]
+pub struct DbTls {
+    pub mode: SslMode,
+    pub roots: Vec<std::path::PathBuf>,
+}
+
+impl DbConfig {
+    /// Plaintext, as for a database on loopback.
+    pub fn plain(connect: tokio_postgres::Config) -> DbConfig {
+        let mut connect = connect;
+        connect.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        DbConfig { connect, tls: DbTls { mode: SslMode::Disable, roots: Vec::new() } }
+    }
+
+    /// The connector for this configuration's TLS (unused when disabled:
+    /// the driver then never starts TLS).
+    fn connector(&self) -> anyhow::Result<MakeRustlsConnect> {
+        let client = crate::tls::client_config(self.tls.mode, &self.tls.roots).map_err(anyhow::Error::msg)?;
+        Ok(MakeRustlsConnect::new(client))
+    }
+}
+
+pub fn pool(config: &Secret<DbConfig>, size: usize) -> anyhow::Result<Pool> {
+    let config = config.expose();
     let manager = Manager::from_config(
-        config.expose().clone(),
-        NoTls,
+        config.connect.clone(),
+        config.connector()?,
         ManagerConfig {
             // A cheap liveness check before handing out a recycled connection,
             // so a Postgres restart costs failed requests, not a dead pool.
@@ -55,11 +88,12 @@ pub fn migrations() -> Vec<refinery::Migration> {
 /// (checksum) or is missing. Serialised with an advisory lock so concurrent
 /// deploys or test processes do not race.
 pub async fn migrate_with(
-    config: &Secret<tokio_postgres::Config>,
+    config: &Secret<DbConfig>,
     migrations: &[refinery::Migration],
 ) -> anyhow::Result<refinery::Report> {
     const MIGRATION_LOCK: i64 = 0x6d70_616e_656c; // "mpanel"
-    let (mut client, connection) = config.expose().connect(NoTls).await?;
+    let config = config.expose();
+    let (mut client, connection) = config.connect.connect(config.connector()?).await?;
     let conn_task = tokio::spawn(connection);
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
     let result = refinery::Runner::new(migrations)
@@ -74,7 +108,7 @@ pub async fn migrate_with(
     Ok(result?)
 }
 
-pub async fn migrate(config: &Secret<tokio_postgres::Config>) -> anyhow::Result<refinery::Report> {
+pub async fn migrate(config: &Secret<DbConfig>) -> anyhow::Result<refinery::Report> {
     migrate_with(config, &migrations()).await
 }
 

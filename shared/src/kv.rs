@@ -18,8 +18,16 @@ pub struct Kv {
 }
 
 impl Kv {
-    pub fn new(url: &Secret<String>, prefix: &str) -> anyhow::Result<Kv> {
-        let client = redis::Client::open(url.expose().as_str())?;
+    /// `rediss://` URLs trust the RDS bundle's Amazon roots (ElastiCache)
+    /// and `ca_files` (`TLS_CA_FILE`); the redis client takes roots as PEM only.
+    pub fn new(url: &Secret<String>, prefix: &str, ca_files: &[std::path::PathBuf]) -> anyhow::Result<Kv> {
+        let url = url.expose().as_str();
+        let client = if url.starts_with("rediss://") {
+            let roots = crate::tls::extra_roots_pem(ca_files).map_err(anyhow::Error::msg)?;
+            redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(roots) })?
+        } else {
+            redis::Client::open(url)?
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))

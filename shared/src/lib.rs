@@ -32,6 +32,7 @@ pub mod state;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod tenants;
+pub mod tls;
 pub mod types;
 pub mod users;
 pub mod webhooks;

@@ -12,6 +12,7 @@ use crate::db::DbPool;
 use crate::dispatch::Dispatcher;
 use crate::kv::Kv;
 use crate::ratelimit::{Limit, RateLimiter};
+use crate::tls::SslMode;
 
 /// What every handler can reach. Built once per process / Lambda container.
 #[derive(Clone)]
@@ -30,10 +31,13 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: Config) -> anyhow::Result<AppState> {
         let db = crate::db::pool(&config.database, config.db_pool_size)?;
-        let kv = Kv::new(&config.redis_url, &config.redis_key_prefix)?;
+        let kv = Kv::new(&config.redis_url, &config.redis_key_prefix, &config.tls_ca_files)?;
         let tokens = config.jwt_secret.as_ref().map(|s| Arc::new(TokenKeys::new(s)));
         let dispatcher = Dispatcher::new(kv.clone(), config.aws.as_ref(), config.sqs_queue_url.clone());
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(
+                crate::tls::client_config(SslMode::VerifyFull, &config.tls_ca_files).map_err(anyhow::Error::msg)?,
+            )
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(15))
             .build()?;
@@ -61,7 +65,7 @@ impl AppState {
         if let Some(j) = &config.jwt_secret {
             secrets.push(String::from_utf8_lossy(j.expose()).into_owned());
         }
-        if let Some(pw) = config.database.expose().get_password() {
+        if let Some(pw) = config.database.expose().connect.get_password() {
             secrets.push(String::from_utf8_lossy(pw).into_owned());
         }
         if let Some(crate::config::SshKeySource::Inline(key)) = &config.ssh_private_key {

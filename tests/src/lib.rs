@@ -122,9 +122,9 @@ async fn fresh_database(env: &Env) -> String {
         let building = format!("{template}_building");
         client.batch_execute(&format!("DROP DATABASE IF EXISTS {building}")).await.expect("drop a half-built template");
         client.batch_execute(&format!("CREATE DATABASE {building}")).await.expect("create template database");
-        let config = mpanel::secrets::Secret::new(
+        let config = mpanel::secrets::Secret::new(mpanel::db::DbConfig::plain(
             tokio_postgres::Config::from_str(&database_url(env, &building)).expect("template url"),
-        );
+        ));
         mpanel::db::migrate(&config).await.expect("migrate template");
         // Renamed only when complete, so a crashed build is never cloned.
         client

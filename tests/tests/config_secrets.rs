@@ -56,7 +56,7 @@ async fn secrets_given_as_arns_are_read_from_secrets_manager() {
     assert!(
         matches!(config.ssh_private_key, Some(SshKeySource::Inline(ref k)) if k.expose().contains("not-a-real-key"))
     );
-    assert_eq!(config.database.expose().get_dbname(), Some(app.db_name.as_str()));
+    assert_eq!(config.database.expose().connect.get_dbname(), Some(app.db_name.as_str()));
 
     // The database config from the secret really connects.
     let state = AppState::new(config).expect("state");

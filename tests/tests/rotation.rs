@@ -1,0 +1,68 @@
+//! A database password rotated in Secrets Manager while `mpanel serve`
+//! runs: new connections are refused with the old one (28P01), the pool
+//! reads the secret again, and requests keep working.
+
+use mpanel::config::aws_sdk_config;
+use mpanel_tests::{admin_client, spawn_app, spawn_serve};
+use uuid::Uuid;
+
+#[tokio::test]
+async fn a_rotated_database_password_is_read_again_without_a_restart() {
+    let app = spawn_app().await;
+    let admin = admin_client(&app.env).await;
+    // A login role of this test's own with mpanel's rights (as a dedicated
+    // application role would have them).
+    let role = format!("mpt_{}", Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'first-password' IN ROLE mpanel"))
+        .await
+        .expect("create the role");
+
+    let aws = aws_sdk_config(&app.env).await.expect("aws config");
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    let credentials = |password: &str| serde_json::json!({"username": role, "password": password}).to_string();
+    let arn = secrets
+        .create_secret()
+        .name(format!("mpanel-test/{}", Uuid::new_v4()))
+        .secret_string(credentials("first-password"))
+        .send()
+        .await
+        .expect("secret")
+        .arn()
+        .expect("arn")
+        .to_string();
+    let url: tokio_postgres::Config = app.env["DATABASE_URL"].parse().expect("url");
+    let mut env = app.env.clone();
+    env.remove("DATABASE_URL");
+    env.insert("DATABASE_URL_ARN".into(), arn.clone());
+    env.insert("DATABASE_HOST".into(), "127.0.0.1".into());
+    env.insert("DATABASE_PORT".into(), url.get_ports().first().copied().unwrap_or(5432).to_string());
+    env.insert("DATABASE_NAME".into(), app.db_name.clone());
+
+    let serve = spawn_serve(&env, &["--no-worker"]).await;
+    let http = reqwest::Client::new();
+    let ready = || async { http.get(format!("{}/api/ready", serve.base_url)).send().await.expect("answer").status() };
+    assert_eq!(ready().await, 200);
+
+    // The rotation: the role's new password, the secret's new value, and
+    // every open session of the role gone, so the next one must sign in.
+    admin.batch_execute(&format!("ALTER ROLE {role} PASSWORD 'second-password'")).await.expect("rotate");
+    secrets.put_secret_value().secret_id(&arn).secret_string(credentials("second-password")).send().await.expect("put");
+    admin
+        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", &[&role])
+        .await
+        .expect("end the role's sessions");
+
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(ready().await.as_u16());
+    }
+    let logs = serve.stop().await;
+    let _ = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", &[&role]).await;
+    let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).await;
+
+    assert!(statuses.iter().filter(|s| **s == 503).count() <= 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
+    assert_eq!(statuses[2..], [200, 200, 200], "{statuses:?}");
+    assert!(logs.contains("password was rotated"), "the pool read the secret again:\n{logs}");
+}

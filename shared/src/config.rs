@@ -80,6 +80,8 @@ pub struct Config {
     pub tls_ca_files: Vec<PathBuf>,
     /// `DATABASE_URL_ARN`, read again when the password was rotated.
     pub database_secret_arn: Option<String>,
+    /// `REDIS_URL_ARN`, read again when Redis refused its credentials.
+    pub redis_secret_arn: Option<String>,
     pub redis_url: Secret<String>,
     /// Prefix of every Redis key; tests give each test its own.
     pub redis_key_prefix: String,
@@ -153,6 +155,7 @@ impl Config {
             db_pool_size,
             tls_ca_files,
             database_secret_arn: env.get("DATABASE_URL_ARN").filter(|v| !v.trim().is_empty()).cloned(),
+            redis_secret_arn: env.get("REDIS_URL_ARN").filter(|v| !v.trim().is_empty()).cloned(),
             redis_url,
             redis_key_prefix,
             http_addr,
@@ -497,31 +500,48 @@ impl SecretValue {
     }
 }
 
-/// The database password as its secret holds it now, for the pool to
-/// reconnect with after a rotation.
-pub struct SecretPassword {
+/// A secret read again after the server refused what it held at start (a
+/// rotation): the database password, or the Redis URL.
+pub struct SecretReader {
     client: aws_sdk_secretsmanager::Client,
+    var: &'static str,
     arn: String,
 }
 
-impl SecretPassword {
-    /// Present when the database credentials come from Secrets Manager.
-    pub fn of(config: &Config) -> Option<SecretPassword> {
-        let arn = config.database_secret_arn.clone()?;
+impl SecretReader {
+    /// For `DATABASE_URL_ARN`, when the database credentials come from Secrets Manager.
+    pub fn database(config: &Config) -> Option<SecretReader> {
+        SecretReader::of(config, "DATABASE_URL_ARN", config.database_secret_arn.clone()?)
+    }
+
+    /// For `REDIS_URL_ARN`, when the Redis URL comes from Secrets Manager.
+    pub fn redis(config: &Config) -> Option<SecretReader> {
+        SecretReader::of(config, "REDIS_URL_ARN", config.redis_secret_arn.clone()?)
+    }
+
+    fn of(config: &Config, var: &'static str, arn: String) -> Option<SecretReader> {
         let client = aws_sdk_secretsmanager::Client::new(config.aws.as_ref()?);
-        Some(SecretPassword { client, arn })
+        Some(SecretReader { client, var, arn })
+    }
+
+    async fn text(&self) -> anyhow::Result<String> {
+        let out =
+            self.client.get_secret_value().secret_id(&self.arn).send().await.map_err(|e| {
+                anyhow::anyhow!("{}: {}", self.var, aws_sdk_secretsmanager::error::DisplayErrorContext(&e))
+            })?;
+        out.secret_string().map(str::to_string).ok_or_else(|| anyhow::anyhow!("{}: no string value", self.var))
     }
 }
 
-impl crate::db::PasswordSource for SecretPassword {
+impl crate::db::PasswordSource for SecretReader {
     fn fetch(&self) -> futures::future::BoxFuture<'_, anyhow::Result<String>> {
-        Box::pin(async move {
-            let out = self.client.get_secret_value().secret_id(&self.arn).send().await.map_err(|e| {
-                anyhow::anyhow!("DATABASE_URL_ARN: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e))
-            })?;
-            let text = out.secret_string().ok_or_else(|| anyhow::anyhow!("DATABASE_URL_ARN: no string value"))?;
-            password_in_secret(text)
-        })
+        Box::pin(async move { password_in_secret(&self.text().await?) })
+    }
+}
+
+impl crate::kv::UrlSource for SecretReader {
+    fn fetch(&self) -> futures::future::BoxFuture<'_, anyhow::Result<String>> {
+        Box::pin(self.text())
     }
 }
 

@@ -112,15 +112,9 @@ impl Dispatcher {
     /// Moves retries that are due from the delayed set to the ready list;
     /// returns how many moved.
     pub async fn promote_due(&self) -> anyhow::Result<usize> {
-        let mut conn = self.kv.conn();
-        let moved: usize = self
-            .promote
-            .key(self.redis_delayed_key())
-            .key(self.redis_queue_key())
-            .arg(Utc::now().timestamp_millis())
-            .arg(PROMOTE_BATCH)
-            .invoke_async(&mut conn)
-            .await?;
+        let keys = [self.redis_delayed_key(), self.redis_queue_key()];
+        let args = [Utc::now().timestamp_millis().to_string(), PROMOTE_BATCH.to_string()];
+        let moved: usize = self.kv.invoke(&self.promote, &keys, &args).await?;
         Ok(moved)
     }
 
@@ -148,18 +142,14 @@ impl Dispatcher {
 
     async fn push_redis(&self, job_ids: &[Uuid]) -> anyhow::Result<()> {
         let ids: Vec<String> = job_ids.iter().map(Uuid::to_string).collect();
-        let mut conn = self.kv.conn();
-        let _: i64 = redis::cmd("LPUSH").arg(self.redis_queue_key()).arg(&ids).query_async(&mut conn).await?;
+        let _: i64 = self.kv.query(redis::cmd("LPUSH").arg(self.redis_queue_key()).arg(&ids)).await?;
         Ok(())
     }
 
     async fn schedule_redis(&self, job_id: Uuid, due: DateTime<Utc>) -> anyhow::Result<()> {
-        let mut conn = self.kv.conn();
-        let _: i64 = redis::cmd("ZADD")
-            .arg(self.redis_delayed_key())
-            .arg(due.timestamp_millis())
-            .arg(job_id.to_string())
-            .query_async(&mut conn)
+        let _: i64 = self
+            .kv
+            .query(redis::cmd("ZADD").arg(self.redis_delayed_key()).arg(due.timestamp_millis()).arg(job_id.to_string()))
             .await?;
         Ok(())
     }

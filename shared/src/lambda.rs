@@ -105,8 +105,7 @@ async fn drain_redis(state: &AppState, worker: &str, deadline: Deadline, budget:
         tracing::warn!(error = %e, "could not promote due retries");
     }
     while deadline.fits(budget) {
-        let mut conn = state.kv.conn();
-        let popped: redis::RedisResult<Option<String>> = redis::cmd("RPOP").arg(&key).query_async(&mut conn).await;
+        let popped: redis::RedisResult<Option<String>> = state.kv.query(redis::cmd("RPOP").arg(&key)).await;
         let Ok(Some(id)) = popped else { return };
         if let Ok(job_id) = Uuid::parse_str(&id)
             && let Err(e) = crate::engine::run_job(state, job_id, worker).await

@@ -81,8 +81,7 @@ impl RateLimiter {
 
     /// Forgets a bucket (e.g. an account's failed logins after a success).
     pub async fn reset(&self, bucket: &str) -> AppResult<()> {
-        let mut conn = self.kv.conn();
-        let _: () = redis::cmd("DEL").arg(self.kv.key(&format!("rl:{bucket}"))).query_async(&mut conn).await?;
+        let _: () = self.kv.query(redis::cmd("DEL").arg(self.kv.key(&format!("rl:{bucket}")))).await?;
         Ok(())
     }
 
@@ -92,15 +91,9 @@ impl RateLimiter {
         }
         let window_ms = limit.window.as_millis().max(1) as u64;
         let interval_ms = (window_ms / u64::from(limit.max)).max(1);
-        let mut conn = self.kv.conn();
-        let (allowed, retry_after_ms): (i64, i64) = self
-            .script
-            .key(self.kv.key(&format!("rl:{bucket}")))
-            .arg(interval_ms)
-            .arg(window_ms)
-            .arg(mode)
-            .invoke_async(&mut conn)
-            .await?;
+        let keys = [self.kv.key(&format!("rl:{bucket}"))];
+        let args = [interval_ms.to_string(), window_ms.to_string(), mode.to_string()];
+        let (allowed, retry_after_ms): (i64, i64) = self.kv.invoke(&self.script, &keys, &args).await?;
         Ok(if allowed == 1 {
             Decision::Allowed
         } else {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::auth::principal::Authenticator;
 use crate::auth::sessions::Sessions;
 use crate::auth::tokens::TokenKeys;
-use crate::config::Config;
+use crate::config::{Config, SecretReader};
 use crate::db::DbPool;
 use crate::dispatch::Dispatcher;
 use crate::kv::Kv;
@@ -30,10 +30,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: Config) -> anyhow::Result<AppState> {
-        let rotation = crate::config::SecretPassword::of(&config)
-            .map(|source| Arc::new(source) as Arc<dyn crate::db::PasswordSource>);
-        let db = crate::db::pool(&config.database, config.db_pool_size, rotation)?;
-        let kv = Kv::new(&config.redis_url, &config.redis_key_prefix, &config.tls_ca_files)?;
+        // Both re-read their secret when the server refuses what it held (a rotation).
+        let db_password = SecretReader::database(&config).map(|s| Arc::new(s) as Arc<dyn crate::db::PasswordSource>);
+        let db = crate::db::pool(&config.database, config.db_pool_size, db_password)?;
+        let redis_url = SecretReader::redis(&config).map(|s| Arc::new(s) as Arc<dyn crate::kv::UrlSource>);
+        let kv = Kv::new(&config.redis_url, &config.redis_key_prefix, &config.tls_ca_files, redis_url)?;
         let tokens = config.jwt_secret.as_ref().map(|s| Arc::new(TokenKeys::new(s)));
         let dispatcher = Dispatcher::new(kv.clone(), config.aws.as_ref(), config.sqs_queue_url.clone());
         let http = reqwest::Client::builder()

@@ -66,3 +66,65 @@ async fn a_rotated_database_password_is_read_again_without_a_restart() {
     assert_eq!(statuses[2..], [200, 200, 200], "{statuses:?}");
     assert!(logs.contains("password was rotated"), "the pool read the secret again:\n{logs}");
 }
+
+#[tokio::test]
+async fn a_changed_redis_password_is_read_again_without_a_restart() {
+    let app = spawn_app().await;
+    let plain = redis::Client::open(app.env["REDIS_URL"].as_str()).expect("client");
+    let mut admin = plain.get_multiplexed_async_connection().await.expect("redis");
+    let user = format!("mpt-{}", Uuid::new_v4().simple());
+    let acl = |args: Vec<String>| {
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg(args);
+        cmd
+    };
+    let _: () =
+        acl(vec!["SETUSER".into(), user.clone(), "on".into(), ">first-password".into(), "~*".into(), "+@all".into()])
+            .query_async(&mut admin)
+            .await
+            .expect("create the ACL user");
+
+    let aws = aws_sdk_config(&app.env).await.expect("aws config");
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    let redis_url =
+        |password: &str| app.env["REDIS_URL"].replacen("redis://", &format!("redis://{user}:{password}@"), 1);
+    let arn = secrets
+        .create_secret()
+        .name(format!("mpanel-test/{}", Uuid::new_v4()))
+        .secret_string(redis_url("first-password"))
+        .send()
+        .await
+        .expect("secret")
+        .arn()
+        .expect("arn")
+        .to_string();
+    let mut env = app.env.clone();
+    env.remove("REDIS_URL");
+    env.insert("REDIS_URL_ARN".into(), arn.clone());
+
+    let serve = spawn_serve(&env, &["--no-worker"]).await;
+    let http = reqwest::Client::new();
+    let ready = || async { http.get(format!("{}/api/ready", serve.base_url)).send().await.expect("answer").status() };
+    assert_eq!(ready().await, 200);
+
+    // The rotation: a new password, the secret's new value, and the user's
+    // connections dropped so the next one must sign in again.
+    let _: () = acl(vec!["SETUSER".into(), user.clone(), "resetpass".into(), ">second-password".into()])
+        .query_async(&mut admin)
+        .await
+        .expect("rotate");
+    secrets.put_secret_value().secret_id(&arn).secret_string(redis_url("second-password")).send().await.expect("put");
+    let _: i64 =
+        redis::cmd("CLIENT").arg(&["KILL", "USER", user.as_str()][..]).query_async(&mut admin).await.expect("kill");
+
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(ready().await.as_u16());
+    }
+    let logs = serve.stop().await;
+    let _: redis::RedisResult<i64> = acl(vec!["DELUSER".into(), user.clone()]).query_async(&mut admin).await;
+
+    assert!(statuses.iter().filter(|s| **s == 503).count() <= 1, "{statuses:?}\n{logs}");
+    assert_eq!(statuses[2..], [200, 200, 200], "{statuses:?}");
+    assert!(logs.contains("reconnected with the secret read again"), "redis credentials read again:\n{logs}");
+}

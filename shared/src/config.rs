@@ -127,13 +127,15 @@ impl Config {
         // Every secret is fetched at once (a cold start waits for the slowest
         // GetSecretValue, not their sum); the results are then taken in the
         // order a reader fixes them, so the first missing or bad one is named.
+        // Each on the heap: six AWS SDK calls side by side make a future too
+        // large for a test thread's stack in debug builds.
         let (database, redis, jwt_secret, webhook_secret, pdns, ssh_private_key) = tokio::join!(
-            load_database(env, &secrets, &tls_ca_files),
-            load_redis(env, &secrets),
-            when(needs.jwt, load_jwt_secret(&secrets)),
-            when(needs.webhook, load_webhook_secret(&secrets)),
-            when(needs.pdns, load_pdns(env, &secrets)),
-            when(needs.ssh, load_ssh_key(env, &secrets)),
+            Box::pin(load_database(env, &secrets, &tls_ca_files)),
+            Box::pin(load_redis(env, &secrets)),
+            Box::pin(when(needs.jwt, load_jwt_secret(&secrets))),
+            Box::pin(when(needs.webhook, load_webhook_secret(&secrets))),
+            Box::pin(when(needs.pdns, load_pdns(env, &secrets))),
+            Box::pin(when(needs.ssh, load_ssh_key(env, &secrets))),
         );
         let database = database?;
         let db_pool_size = load_pool_size(env)?;

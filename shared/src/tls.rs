@@ -78,23 +78,23 @@ pub fn client_config(mode: SslMode, extra_roots: &[PathBuf]) -> Result<ClientCon
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let verifier: Arc<dyn ServerCertVerifier> = match mode {
-        SslMode::Require | SslMode::Disable => Arc::new(Unchecked(provider)),
-        SslMode::VerifyCa | SslMode::VerifyFull => {
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(extra_roots)?), provider)
-                .build()
-                .map_err(|e| e.to_string())?;
-            if mode == SslMode::VerifyCa { Arc::new(AnyName(webpki)) } else { webpki }
-        }
-    };
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(extra_roots)?), provider)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let verifier = Arc::new(AsModeSays { webpki, mode });
     Ok(builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth())
 }
 
-/// `verify-ca`: the chain must reach a trusted root; the name may differ.
+/// The certificate checks of an sslmode: none for `require` (the
+/// handshake's signatures are still checked), the chain for `verify-ca`,
+/// chain and name for `verify-full`.
 #[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
+struct AsModeSays {
+    webpki: Arc<WebPkiServerVerifier>,
+    mode: SslMode,
+}
 
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for AsModeSays {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -103,10 +103,13 @@ impl ServerCertVerifier for AnyName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+        if matches!(self.mode, SslMode::Require | SslMode::Disable) {
+            return Ok(ServerCertVerified::assertion());
+        }
+        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if self.mode == SslMode::VerifyCa => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -117,7 +120,7 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        self.webpki.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -126,50 +129,11 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        self.webpki.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `require`: any certificate (the handshake's signatures are still checked).
-#[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.webpki.supported_verify_schemes()
     }
 }
 

@@ -91,10 +91,49 @@ impl<'a> PdnsClient<'a> {
         if status.is_client_error() { Err(JobError::permanent(message)) } else { Err(JobError::retryable(message)) }
     }
 
-    pub async fn ensure_zone(&self, zone: &str) -> Result<(), JobError> {
-        let body = json!({ "name": zone, "kind": "Native", "nameservers": self.config.nameservers });
-        self.send(self.http.post(self.zones_url()).json(&body), "create zone", &[StatusCode::CONFLICT]).await?;
-        Ok(())
+    /// Creates the zone marked as `owner`'s (PowerDNS `account`). A zone that
+    /// already exists is ours to reconcile only when it carries that mark;
+    /// any other is someone else's, and the job fails without touching it.
+    pub async fn ensure_zone(&self, zone: &str, owner: &str) -> Result<(), JobError> {
+        let body = json!({ "name": zone, "kind": "Native", "nameservers": self.config.nameservers, "account": owner });
+        let created =
+            self.send(self.http.post(self.zones_url()).json(&body), "create zone", &[StatusCode::CONFLICT]).await?;
+        if created != StatusCode::CONFLICT {
+            return Ok(());
+        }
+        match self.zone_account(zone).await? {
+            Some(account) if account == owner => Ok(()),
+            Some(account) => Err(JobError::permanent(format!(
+                "PowerDNS already serves {zone} and it is not ours (account {account:?}): nothing was changed"
+            ))),
+            // Deleted between our create and our look: the next attempt creates it.
+            None => Err(JobError::retryable(format!("PowerDNS zone {zone} vanished while being created"))),
+        }
+    }
+
+    /// The zone's `account`, or `None` when PowerDNS has no such zone.
+    pub async fn zone_account(&self, zone: &str) -> Result<Option<String>, JobError> {
+        let response = self
+            .http
+            .get(format!("{}?rrsets=false", self.zone_url(zone)))
+            .header("X-API-Key", self.config.api_key.expose())
+            .send()
+            .await
+            .map_err(|e| JobError::retryable(format!("PowerDNS read zone: {}", without_url(&e))))?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                let zone: Value = response
+                    .json()
+                    .await
+                    .map_err(|e| JobError::retryable(format!("PowerDNS read zone: {}", without_url(&e))))?;
+                Ok(Some(zone["account"].as_str().unwrap_or_default().to_string()))
+            }
+            status if status.is_client_error() => {
+                Err(JobError::permanent(format!("PowerDNS read zone: HTTP {status}")))
+            }
+            status => Err(JobError::retryable(format!("PowerDNS read zone: HTTP {status}"))),
+        }
     }
 
     pub async fn replace_rrsets(&self, zone: &str, sets: &[RecordSet]) -> Result<(), JobError> {
@@ -115,10 +154,20 @@ impl<'a> PdnsClient<'a> {
         Ok(())
     }
 
-    /// Deletes a zone; a zone that is already gone counts as deleted.
-    pub async fn delete_zone(&self, zone: &str) -> Result<(), JobError> {
-        self.send(self.http.delete(self.zone_url(zone)), "delete zone", &[StatusCode::NOT_FOUND]).await?;
-        Ok(())
+    /// Deletes the zone only when it is marked as `owner`'s; a zone that is
+    /// gone counts as deleted, and anyone else's is left as it is (false).
+    pub async fn delete_own_zone(&self, zone: &str, owner: &str) -> Result<bool, JobError> {
+        match self.zone_account(zone).await? {
+            None => Ok(true),
+            Some(account) if account == owner => {
+                self.send(self.http.delete(self.zone_url(zone)), "delete zone", &[StatusCode::NOT_FOUND]).await?;
+                Ok(true)
+            }
+            Some(account) => {
+                tracing::warn!(%zone, %account, "the zone is not ours: left in place");
+                Ok(false)
+            }
+        }
     }
 }
 
@@ -135,6 +184,11 @@ fn without_url(e: &reqwest::Error) -> String {
         Some(source) => format!("{kind}: {source}"),
         None => kind.to_string(),
     }
+}
+
+/// The PowerDNS `account` that marks a zone as this domain's, created by mPanel.
+pub fn zone_owner(target: &Target) -> String {
+    format!("mpanel:{}:{}", target.tenant_id, target.domain_id)
 }
 
 pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
@@ -157,7 +211,7 @@ pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
     let sets = records_for(&target.domain, web, mail);
     let pdns = PdnsClient::new(p)?;
     let zone = target.domain.fqdn();
-    pdns.ensure_zone(&zone).await?;
+    pdns.ensure_zone(&zone, &zone_owner(&target)).await?;
     pdns.replace_rrsets(&zone, &sets).await?;
     mirror(p, &target, &zone, &sets).await.map_err(JobError::from)
 }

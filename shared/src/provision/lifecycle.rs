@@ -139,23 +139,6 @@ pub async fn terminate(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
     let target = load_target(p.db, job).await?;
 
     let pdns = super::dns::PdnsClient::new(p)?;
-    pdns.delete_zone(&target.domain.fqdn()).await?;
-    {
-        let client = p.db.get().await?;
-        client
-            .query_typed(
-                "DELETE FROM dns_records WHERE zone_id IN (SELECT id FROM dns_zones WHERE domain_id = $1)",
-                &[(&target.domain_id, Type::UUID)],
-            )
-            .await?;
-        client
-            .query_typed(
-                "UPDATE dns_zones SET status = 'DELETED', updated_at = now() WHERE domain_id = $1 AND status = 'ACTIVE'",
-                &[(&target.domain_id, Type::UUID)],
-            )
-            .await?;
-    }
-
     let requested = job.payload.get("archiveName").and_then(|v| v.as_str()).unwrap_or_default();
     let archive_file = if valid_archive_name(requested, &target.domain) {
         requested.to_string()
@@ -192,6 +175,22 @@ pub async fn terminate(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
         .query_typed(
             "UPDATE hosting_accounts SET status = 'TERMINATED', updated_at = now() WHERE subscription_id = $1",
             &[(&target.subscription_id, Type::UUID)],
+        )
+        .await?;
+
+    // DNS last: a job that dies before this point leaves the site's name
+    // resolving, never a live subscription without DNS. Only our own zone goes.
+    pdns.delete_own_zone(&target.domain.fqdn(), &super::dns::zone_owner(&target)).await?;
+    client
+        .query_typed(
+            "DELETE FROM dns_records WHERE zone_id IN (SELECT id FROM dns_zones WHERE domain_id = $1)",
+            &[(&target.domain_id, Type::UUID)],
+        )
+        .await?;
+    client
+        .query_typed(
+            "UPDATE dns_zones SET status = 'DELETED', updated_at = now() WHERE domain_id = $1 AND status = 'ACTIVE'",
+            &[(&target.domain_id, Type::UUID)],
         )
         .await?;
     Ok(())

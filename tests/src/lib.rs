@@ -86,6 +86,43 @@ async fn fresh_queue(env: &Env) -> String {
         .to_string()
 }
 
+/// A secret of this test's own in moto; its ARN.
+pub async fn put_secret(env: &Env, value: &str) -> String {
+    let aws = mpanel::config::aws_sdk_config(env).await.expect("aws config");
+    aws_sdk_secretsmanager::Client::new(&aws)
+        .create_secret()
+        .name(format!("mpanel-test/{}", Uuid::new_v4()))
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create a secret in moto")
+        .arn()
+        .expect("arn")
+        .to_string()
+}
+
+/// Gives a secret in moto a new value, as a rotation does.
+pub async fn rotate_secret(env: &Env, arn: &str, value: &str) {
+    let aws = mpanel::config::aws_sdk_config(env).await.expect("aws config");
+    aws_sdk_secretsmanager::Client::new(&aws)
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("put a secret value in moto");
+}
+
+/// Host and port of a postgres:// URL.
+pub fn host_and_port(url: &str) -> (String, u16) {
+    let config: tokio_postgres::Config = url.parse().expect("a postgres URL");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        other => panic!("a TCP host expected, not {other:?}"),
+    };
+    (host, config.get_ports().first().copied().unwrap_or(5432))
+}
+
 /// `DATABASE_URL` of the stack with another database name.
 pub fn database_url(env: &Env, db_name: &str) -> String {
     let base = &env["DATABASE_URL"];

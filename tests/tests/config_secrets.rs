@@ -1,31 +1,16 @@
 //! Configuration read from Secrets Manager (moto) by ARN.
 
-use mpanel::config::{Needs, SshKeySource, aws_sdk_config};
+use mpanel::config::{Needs, SshKeySource};
 use mpanel::{AppState, Config};
-use mpanel_tests::{spawn_app, stack_env};
+use mpanel_tests::{host_and_port, put_secret, spawn_app, stack_env};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use uuid::Uuid;
-
-async fn put_secret(env: &mpanel::config::Env, value: &str) -> String {
-    let aws = aws_sdk_config(env).await.expect("aws config");
-    let client = aws_sdk_secretsmanager::Client::new(&aws);
-    let out = client
-        .create_secret()
-        .name(format!("mpanel-test/{}", Uuid::new_v4()))
-        .secret_string(value)
-        .send()
-        .await
-        .expect("create secret in moto");
-    out.arn().expect("arn").to_string()
-}
 
 #[tokio::test]
 async fn secrets_given_as_arns_are_read_from_secrets_manager() {
     // A real database of its own, reached only through the RDS-style secret.
     let app = spawn_app().await;
-    let url = tokio_postgres::Config::from_str_url(&app.env["DATABASE_URL"]);
+    let url = host_and_port(&app.env["DATABASE_URL"]);
     let rds_secret = serde_json::json!({
         "username": "mpanel",
         "password": "mpanel",
@@ -79,23 +64,6 @@ async fn an_unreadable_secret_arn_names_the_variable() {
     assert!(!err.to_string().contains('\n'));
 }
 
-/// Host and port of a postgres URL, without pulling in a URL parser.
-trait HostPort {
-    fn from_str_url(url: &str) -> (String, u16);
-}
-
-impl HostPort for tokio_postgres::Config {
-    fn from_str_url(url: &str) -> (String, u16) {
-        let cfg: tokio_postgres::Config = url.parse().expect("url");
-        let host = match &cfg.get_hosts()[0] {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            #[allow(unreachable_patterns)]
-            _ => panic!("tcp host expected"),
-        };
-        (host, cfg.get_ports().first().copied().unwrap_or(5432))
-    }
-}
-
 #[tokio::test]
 async fn a_secret_still_holding_the_template_placeholder_stops_the_start_naming_it() {
     let env = stack_env();
@@ -120,7 +88,7 @@ async fn a_secret_still_holding_the_template_placeholder_stops_the_start_naming_
 #[tokio::test]
 async fn database_secrets_in_the_shapes_aws_gives_them_connect() {
     let app = spawn_app().await;
-    let (host, port) = tokio_postgres::Config::from_str_url(&app.env["DATABASE_URL"]);
+    let (host, port) = host_and_port(&app.env["DATABASE_URL"]);
     let mut base = app.env.clone();
     base.remove("DATABASE_URL");
 

@@ -60,12 +60,9 @@ async fn sam(script: &str, args: &[&str], user: Option<&str>) -> Ran {
     }
 }
 
-/// What the template creates or documents, in moto, under names of this test.
+/// What the template creates or documents, in moto.
 async fn create_secrets(app: &TestApp, jwt_secret: &str) -> HashMap<&'static str, String> {
     let env = &app.env;
-    let aws = mpanel::config::aws_sdk_config(env).await.expect("aws config");
-    let client = aws_sdk_secretsmanager::Client::new(&aws);
-    let prefix = format!("mpanel/sam-{}", Uuid::new_v4().simple());
     let database: tokio_postgres::Config = env["DATABASE_URL"].parse().expect("DATABASE_URL");
     // DatabaseSecretArn: an RDS-managed secret holds the credentials only.
     let rds = json!({
@@ -82,10 +79,7 @@ async fn create_secrets(app: &TestApp, jwt_secret: &str) -> HashMap<&'static str
     ];
     let mut arns = HashMap::new();
     for (variable, value) in secrets {
-        let name = format!("{prefix}/{}", variable.trim_end_matches("_ARN").to_lowercase());
-        let created =
-            client.create_secret().name(name).secret_string(value).send().await.expect("create a secret in moto");
-        arns.insert(variable, created.arn().expect("arn").to_string());
+        arns.insert(variable, mpanel_tests::put_secret(env, &value).await);
     }
     arns
 }
@@ -130,14 +124,10 @@ async fn rehearsal() -> Rehearsal {
     // SAM passes only declared variables: one the code needs but the
     // template lacks never reaches the function, and its invoke fails.
     let env = &app.env;
-    let database: tokio_postgres::Config = env["DATABASE_URL"].parse().expect("DATABASE_URL");
-    let host = match database.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        other => panic!("DATABASE_URL host: {other:?}"),
-    };
+    let (host, port) = mpanel_tests::host_and_port(&env["DATABASE_URL"]);
     let mut parameters = json!({
         "DATABASE_HOST": host,
-        "DATABASE_PORT": database.get_ports().first().copied().unwrap_or(5432).to_string(),
+        "DATABASE_PORT": port.to_string(),
         "DATABASE_NAME": app.db_name,
         "REDIS_URL": env["REDIS_URL"],
         "SQS_QUEUE_URL": env["SQS_QUEUE_URL"],

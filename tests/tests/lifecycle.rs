@@ -72,7 +72,15 @@ async fn suspend_then_unsuspend_restores_the_site_byte_for_byte() {
     let served = std::fs::read_to_string(public.join("index.html")).expect("suspended page");
     assert!(served.contains("suspended"), "{served}");
     assert!(!public.join("menu.txt").exists(), "the original is still served");
-    let held = site(&h.app.env, &domain).join(".suspended-public");
+    let held_name: String = h
+        .app
+        .db()
+        .await
+        .query_one("SELECT held_name FROM hosting_accounts WHERE subscription_id = $1", &[&subscription])
+        .await
+        .expect("account")
+        .get(0);
+    let held = std::path::PathBuf::from(&h.app.env["MPANEL_TEST_WEB_ROOT"]).join(".mpanel/held").join(held_name);
     assert_eq!(std::fs::read(held.join("index.html")).expect("held original"), original);
     assert_eq!(
         h.app.count(&format!("dovecot_users WHERE \"user\" = 'postmaster@{domain}'")).await,
@@ -151,6 +159,7 @@ async fn terminate_removes_everything_archives_the_site_and_frees_the_domain() {
         attempt: 1,
         max_attempts: 8,
         worker: "crashed".into(),
+        lease: mpanel::jobs::Lease::default(),
     };
     mpanel::provision::execute(mpanel::provision::Provisioner::of(&h.app.state), &crashed).await.expect("first pass");
     assert_eq!(h.app.subscription_status(subscription).await, "ACTIVE", "status changes only when the job succeeds");
@@ -164,9 +173,20 @@ async fn terminate_removes_everything_archives_the_site_and_frees_the_domain() {
     let answer = String::from_utf8_lossy(&answer.stdout);
     assert!(answer.contains("status: REFUSED") || answer.contains("status: NXDOMAIN"), "{answer}");
     assert!(!site(&h.app.env, &domain).exists(), "site directory still there");
-    let archive = std::path::PathBuf::from(&h.app.env["MPANEL_TEST_WEB_ROOT"])
-        .join(".terminated")
-        .join(format!("{domain}-{}.tar.gz", chrono::Utc::now().date_naive().format("%Y-%m-%d")));
+    let archive = std::path::PathBuf::from(&h.app.env["MPANEL_TEST_WEB_ROOT"]).join(".terminated").join(format!(
+        "{domain}-{}-{}.tar.gz",
+        chrono::Utc::now().date_naive().format("%Y-%m-%d"),
+        ids[0].simple()
+    ));
+    let recorded: Option<String> = h
+        .app
+        .db()
+        .await
+        .query_one("SELECT archive_path FROM hosting_accounts WHERE subscription_id = $1", &[&subscription])
+        .await
+        .expect("account")
+        .get(0);
+    assert_eq!(recorded.as_deref(), archive.to_str(), "the archive is recorded");
     let listing = std::process::Command::new("tar").args(["-tzf"]).arg(&archive).output().expect("tar");
     assert!(listing.status.success(), "archive {} unreadable", archive.display());
     assert!(String::from_utf8_lossy(&listing.stdout).contains(&format!("{domain}/public/index.html")));

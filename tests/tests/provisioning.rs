@@ -68,6 +68,7 @@ async fn a_hosting_order_goes_live_and_running_it_again_changes_nothing() {
             attempt: 2,
             max_attempts: 8,
             worker: "again".into(),
+            lease: mpanel::jobs::Lease::default(),
         };
         mpanel::provision::execute(mpanel::provision::Provisioner::of(&h.app.state), &job)
             .await

@@ -140,6 +140,6 @@ async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<
 }
 
 async fn retry(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<(StatusCode, axum::Json<JobDetail>)> {
-    super::retry_dead(&state, principal.tenant_id, id, Actor::User(principal.user_id)).await?;
+    super::retry_dead(&state, principal.tenant_id, id, Actor::User(principal.user_id), principal.role).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(load(&state, principal.tenant_id, id).await?)))
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::audit_log::{self, Actor, AuditEntry};
 use crate::error::{AppError, AppResult};
 use crate::jobs::state::{JobEvent, backoff};
-use crate::jobs::{ClaimedJob, JobError, JobStatus, JobType};
+use crate::jobs::{ClaimedJob, Done, JobError, JobStatus, JobType};
 use crate::state::AppState;
 use crate::types::Named;
 
@@ -71,6 +71,7 @@ pub async fn claim(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<Op
                 attempt: row.try_get(4)?,
                 max_attempts: row.try_get(5)?,
                 worker: worker_name,
+                lease: crate::jobs::Lease::default(),
             };
             tx.query_typed(
                 "INSERT INTO job_attempts (tenant_id, job_id, attempt, worker) VALUES ($1, $2, $3, $4)",
@@ -106,7 +107,13 @@ pub async fn run_job(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<
     let Some(job) = claim(state, job_id, worker).await? else {
         return Ok(RunOutcome::NotClaimed);
     };
+    // Under the subscription's lock, before any remote effect: a renewal or
+    // a payment that arrived while the job waited makes it a no-op.
+    if let Some(reason) = crate::subscriptions::lifecycle::no_longer_wanted(&state.db, &job).await? {
+        return complete(state, &job, Done::Skipped(reason)).await;
+    }
     let budget = job_time_limit(state);
+    let heartbeat = tokio::spawn(heartbeat(state.clone(), job.clone()));
     let result =
         match tokio::time::timeout(budget, crate::provision::execute(crate::provision::Provisioner::of(state), &job))
             .await
@@ -114,15 +121,57 @@ pub async fn run_job(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<
             Ok(result) => result,
             Err(_) => Err(JobError::retryable(format!("timed out after {} s", budget.as_secs()))),
         };
+    heartbeat.abort();
     match result {
-        Ok(()) => complete(state, &job).await,
+        Ok(()) => complete(state, &job, Done::Applied).await,
         Err(error) => fail(state, &job, error).await,
     }
 }
 
-async fn complete(state: &AppState, job: &ClaimedJob) -> AppResult<RunOutcome> {
+/// Extends the job's lease every third of it while the job runs. When the
+/// row is no longer this attempt's (rescued after a stall), the lease is
+/// marked lost and the executor stops before its next remote step.
+async fn heartbeat(state: AppState, job: ClaimedJob) {
+    let lease = state.config.jobs.lease;
+    let mut ticks = tokio::time::interval(lease / 3);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let extended = async {
+            let client = state.db.get().await?;
+            let rows = client
+                .execute_typed(
+                    "UPDATE jobs SET locked_until = now() + make_interval(secs => $4), updated_at = now()
+                     WHERE id = $1 AND status = 'RUNNING' AND locked_by = $2 AND attempts = $3
+                       AND locked_until > now()",
+                    &[
+                        (&job.id, Type::UUID),
+                        (&job.worker, Type::TEXT),
+                        (&job.attempt, Type::INT4),
+                        (&lease.as_secs_f64(), Type::FLOAT8),
+                    ],
+                )
+                .await?;
+            AppResult::Ok(rows)
+        }
+        .await;
+        match extended {
+            Ok(0) => {
+                tracing::warn!(job_id = %job.id, "lease lost; the job stops before its next remote step");
+                job.lease.mark_lost();
+                return;
+            }
+            Ok(_) => {}
+            // The lease still runs; the next tick tries again.
+            Err(e) => tracing::warn!(job_id = %job.id, error = %e, "could not extend the lease"),
+        }
+    }
+}
+
+async fn complete(state: &AppState, job: &ClaimedJob, done: Done) -> AppResult<RunOutcome> {
     let job_id = job.id;
     let job = job.clone();
+    let skipped = matches!(done, Done::Skipped(_));
     let outcome = crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
             let updated = tx
@@ -138,7 +187,17 @@ async fn complete(state: &AppState, job: &ClaimedJob) -> AppResult<RunOutcome> {
             }
             finish_attempt(tx, &job, "SUCCEEDED", None).await?;
             if let Some(subscription_id) = job.subscription_id {
-                if job.job_type.is_provisioning() {
+                if let Done::Skipped(reason) = &done {
+                    audit_log::record(
+                        tx,
+                        &AuditEntry::new(Some(job.tenant_id), Actor::System, "job.skipped")
+                            .target("job", job.id)
+                            .details(json!({
+                                "type": job.job_type.as_str(), "subscriptionId": subscription_id, "reason": reason,
+                            })),
+                    )
+                    .await?;
+                } else if job.job_type.is_provisioning() {
                     crate::subscriptions::activate_if_ready(tx, job.tenant_id, subscription_id).await?;
                 } else {
                     crate::subscriptions::lifecycle::apply_success(
@@ -157,6 +216,8 @@ async fn complete(state: &AppState, job: &ClaimedJob) -> AppResult<RunOutcome> {
     .await?;
     if outcome == RunOutcome::LeaseLost {
         tracing::warn!(%job_id, "lease lost before completion; result discarded");
+    } else if skipped {
+        tracing::info!(%job_id, "job skipped: no longer wanted");
     } else {
         tracing::info!(%job_id, "job succeeded");
     }
@@ -252,10 +313,21 @@ async fn on_dead(
             .details(json!({ "type": job_type.as_str(), "error": error })),
     )
     .await?;
-    if let Some(subscription_id) = subscription_id
-        && job_type.is_provisioning()
-    {
-        crate::subscriptions::mark_provisioning_failed(tx, tenant_id, subscription_id, *job_id).await?;
+    if let Some(subscription_id) = subscription_id {
+        if job_type.is_provisioning() {
+            crate::subscriptions::mark_provisioning_failed(tx, tenant_id, subscription_id, *job_id).await?;
+        } else {
+            // Nothing asks again by itself (the billing sweep skips it): say so once.
+            audit_log::record(
+                tx,
+                &AuditEntry::new(Some(tenant_id), Actor::System, "subscription.action_failed")
+                    .target("subscription", subscription_id)
+                    .details(json!({ "jobId": job_id, "type": job_type.as_str(), "error": error })),
+            )
+            .await?;
+            tracing::error!(alert = true, %subscription_id, %job_id, job_type = job_type.as_str(),
+                "lifecycle job is DEAD; the subscription keeps its status until staff retry it");
+        }
     }
     Ok(())
 }
@@ -349,7 +421,13 @@ pub async fn sweep(state: &AppState) -> AppResult<SweepReport> {
 
 /// `POST /api/jobs/{id}/retry`: a DEAD job back to PENDING with a fresh
 /// budget of attempts, and its failed subscription back to PENDING.
-pub async fn retry_dead(state: &AppState, tenant_id: Uuid, job_id: Uuid, actor: Actor) -> AppResult<()> {
+pub async fn retry_dead(
+    state: &AppState,
+    tenant_id: Uuid,
+    job_id: Uuid,
+    actor: Actor,
+    role: crate::auth::Role,
+) -> AppResult<()> {
     let budget = state.config.jobs.max_attempts;
     crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
@@ -362,11 +440,14 @@ pub async fn retry_dead(state: &AppState, tenant_id: Uuid, job_id: Uuid, actor: 
                 .ok_or(AppError::NotFound)?;
             let status: JobStatus = row.try_get(0)?;
             let subscription_id: Option<Uuid> = row.try_get(1)?;
-            let job_type: String = row.try_get(2)?;
+            let job_type: JobType = row.try_get(2)?;
             let next = status.transition(JobEvent::Retry).map_err(|_| AppError::Conflict {
                 field: Some("status".into()),
                 detail: format!("The job is {}; only DEAD jobs can be retried.", status.as_str()),
             })?;
+            if let Some(subscription_id) = subscription_id {
+                crate::subscriptions::lifecycle::check_retry(tx, tenant_id, subscription_id, job_type, role).await?;
+            }
             tx.query_typed(
                 "UPDATE jobs SET status = $2, max_attempts = attempts + $3, run_after = now(), dispatched_at = NULL,
                         finished_at = NULL, updated_at = now()
@@ -375,7 +456,7 @@ pub async fn retry_dead(state: &AppState, tenant_id: Uuid, job_id: Uuid, actor: 
             )
             .await?;
             if let Some(subscription_id) = subscription_id
-                && job_type.starts_with("PROVISION_")
+                && job_type.is_provisioning()
             {
                 crate::subscriptions::retry_provisioning(tx, tenant_id, subscription_id).await?;
             }
@@ -383,7 +464,7 @@ pub async fn retry_dead(state: &AppState, tenant_id: Uuid, job_id: Uuid, actor: 
                 tx,
                 &AuditEntry::new(Some(tenant_id), actor, "job.retried")
                     .target("job", job_id)
-                    .details(json!({ "type": job_type })),
+                    .details(json!({ "type": job_type.as_str() })),
             )
             .await?;
             Ok(())

@@ -1,6 +1,9 @@
 //! What the engine hands an executor and what an executor hands back: the
 //! engine and the executors both import these, never each other.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -18,6 +21,45 @@ pub struct ClaimedJob {
     pub attempt: i32,
     pub max_attempts: i32,
     pub worker: String,
+    /// Cleared by the engine's heartbeat when the lease could not be
+    /// extended: the job was rescued elsewhere and must not go on.
+    pub lease: Lease,
+}
+
+/// Whether this worker still holds the job's lease. Executors check it
+/// before each remote step, so a job whose lease was lost never does
+/// destructive work twice.
+#[derive(Debug, Clone, Default)]
+pub struct Lease {
+    lost: Arc<AtomicBool>,
+}
+
+impl Lease {
+    pub fn mark_lost(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    pub fn check(&self) -> Result<(), JobError> {
+        if self.is_lost() {
+            Err(JobError::retryable("the job's lease was lost; stopped before the next remote step"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What a successful attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    /// The work is done; the engine applies it to the subscription.
+    Applied,
+    /// The work was no longer wanted when the job re-checked it under the
+    /// subscription's lock (e.g. paid meanwhile): nothing was changed.
+    Skipped(String),
 }
 
 /// Why an attempt failed. Permanent errors (bad input, a host-key mismatch,

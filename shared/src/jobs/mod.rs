@@ -4,7 +4,7 @@
 pub mod claimed;
 pub mod state;
 
-pub use claimed::{ClaimedJob, JobError};
+pub use claimed::{ClaimedJob, Done, JobError, Lease};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

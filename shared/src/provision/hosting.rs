@@ -5,14 +5,16 @@
 //! remote shell); the only shell snippet is a constant that receives the
 //! path as `$1`.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::types::Type;
+use uuid::Uuid;
 
 use super::Provisioner;
 use super::{Server, assign_server, load_target};
@@ -22,12 +24,39 @@ use crate::types::DomainName;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A private directory (0700) under the temp dir: only `/tmp` is writable on Lambda.
-fn private_dir(name: &str) -> std::io::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(name);
-    std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    Ok(dir)
+/// This process's directory for SSH files (only `/tmp` is writable on
+/// Lambda): made once by mkdtemp, so its name is unpredictable and it is
+/// ours, 0700, and checked before every use.
+struct PrivateDir {
+    dir: tempfile::TempDir,
+    uid: u32,
+}
+
+static PRIVATE_DIR: OnceLock<PrivateDir> = OnceLock::new();
+
+fn private_dir() -> std::io::Result<&'static Path> {
+    let private = match PRIVATE_DIR.get() {
+        Some(private) => private,
+        None => {
+            let dir = tempfile::Builder::new().prefix("mpanel-ssh-").tempdir()?;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+            let uid = std::fs::symlink_metadata(dir.path())?.uid();
+            // A racing first use may have won: its directory is kept, ours dropped.
+            let _ = PRIVATE_DIR.set(PrivateDir { dir, uid });
+            PRIVATE_DIR.get().ok_or_else(|| std::io::Error::other("private directory not set"))?
+        }
+    };
+    check_private(private.dir.path(), private.uid)?;
+    Ok(private.dir.path())
+}
+
+/// Refuses a directory that is not (any longer) a 0700 directory of `uid`.
+fn check_private(path: &Path, uid: u32) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.file_type().is_dir() || meta.uid() != uid || meta.mode() & 0o777 != 0o700 {
+        return Err(std::io::Error::other(format!("{} is not a private directory of this process", path.display())));
+    }
+    Ok(())
 }
 
 /// Replaces `path` with `contents` (mode `mode`) atomically: written to a
@@ -56,7 +85,7 @@ fn key_file(source: &SshKeySource) -> std::io::Result<PathBuf> {
     match source {
         SshKeySource::File(path) => Ok(path.clone()),
         SshKeySource::Inline(key) => {
-            let path = private_dir("mpanel-ssh-key")?.join("id");
+            let path = private_dir()?.join("id");
             let mut text = key.expose().clone();
             if !text.ends_with('\n') {
                 text.push('\n');
@@ -81,7 +110,7 @@ pub fn known_hosts_line(server: &Server) -> String {
 /// Writes the per-server known_hosts file and an ssh config that allows
 /// nothing else: no global known hosts, no agent, no passwords.
 fn ssh_files(server: &Server) -> std::io::Result<(PathBuf, PathBuf)> {
-    let dir = private_dir("mpanel-ssh")?;
+    let dir = private_dir()?;
     let known_hosts = dir.join(format!("known_hosts-{}", server.id));
     write_atomically(&known_hosts, known_hosts_line(server).as_bytes(), 0o600)?;
     let config = dir.join("config");
@@ -100,7 +129,7 @@ pub async fn connect(p: Provisioner<'_>, server: &Server) -> Result<Session, Job
     let key = key_file(source).map_err(|e| JobError::retryable(format!("cannot prepare the SSH key: {e}")))?;
     let (known_hosts, config) =
         ssh_files(server).map_err(|e| JobError::retryable(format!("cannot prepare SSH files: {e}")))?;
-    let control = private_dir("mpanel-ssh-ctl").map_err(|e| JobError::retryable(format!("control dir: {e}")))?;
+    let control = private_dir().map_err(|e| JobError::retryable(format!("control dir: {e}")))?;
     let mut builder = SessionBuilder::default();
     builder
         .user(server.ssh_user.clone())
@@ -111,7 +140,7 @@ pub async fn connect(p: Provisioner<'_>, server: &Server) -> Result<Session, Job
         .user_known_hosts_file(&known_hosts)
         .connect_timeout(CONNECT_TIMEOUT)
         .server_alive_interval(Duration::from_secs(15))
-        .control_directory(&control);
+        .control_directory(control);
     builder.connect(&server.ssh_host).await.map_err(|e| classify_ssh_error(&error_chain(&e)))
 }
 
@@ -143,50 +172,114 @@ pub fn classify_ssh_error(message: &str) -> JobError {
     }
 }
 
-/// Runs a command and returns its output (a non-zero exit is not an error here).
-pub(crate) async fn run(session: &Session, program: &str, args: &[&str]) -> Result<Output, JobError> {
-    let output =
-        session.command(program).args(args).output().await.map_err(|e| classify_ssh_error(&error_chain(&e)))?;
-    Ok(output)
+/// The site scripts: each is run as `sh -c <prologue + script> sh <args>`,
+/// its arguments escaped by `Command::arg`; no caller text is ever part of
+/// a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SiteScript {
+    Create,
+    Suspend,
+    Unsuspend,
+    Terminate,
 }
 
-pub(crate) fn check(output: &Output, what: &str) -> Result<(), JobError> {
-    if output.status.success() {
-        Ok(())
-    } else {
-        let stderr: String = String::from_utf8_lossy(&output.stderr).chars().take(300).collect();
-        Err(JobError::retryable(format!("{what} failed: {}", stderr.trim())))
+const PROLOGUE: &str = include_str!("remote/site.sh");
+
+impl SiteScript {
+    fn body(self) -> &'static str {
+        match self {
+            SiteScript::Create => include_str!("remote/create.sh"),
+            SiteScript::Suspend => include_str!("remote/suspend.sh"),
+            SiteScript::Unsuspend => include_str!("remote/unsuspend.sh"),
+            SiteScript::Terminate => include_str!("remote/terminate.sh"),
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            SiteScript::Create => "creating the site",
+            SiteScript::Suspend => "suspending the site",
+            SiteScript::Unsuspend => "restoring the site",
+            SiteScript::Terminate => "archiving and removing the site",
+        }
     }
 }
 
-/// Writes `content` to `path` on the server (replacing it); the path is `$1`
-/// of a constant script, never part of the script text.
-pub(crate) async fn write_file(session: &Session, path: &str, content: &str) -> Result<(), JobError> {
-    let output = pipe_to(session, "cat > \"$1\"", path, content).await?;
-    check(&output, "writing a file")
+/// The site a hosting account owns on its server.
+pub(crate) struct Site<'a> {
+    pub server: &'a Server,
+    pub domain: &'a DomainName,
+    pub account_id: Uuid,
 }
 
-/// Runs `sh -c script sh path` on the server with `content` on its stdin.
-async fn pipe_to(session: &Session, script: &str, path: &str, content: &str) -> Result<Output, JobError> {
+/// Runs one site script with `stdin` as its input. Exit 3 (the site is not
+/// ours) is permanent; anything else that fails is worth retrying. Staff
+/// see what failed and the exit status; the remote stderr goes to the log.
+pub(crate) async fn site_script(
+    session: &Session,
+    site: &Site<'_>,
+    script: SiteScript,
+    extra: &[&str],
+    stdin: &str,
+) -> Result<Output, JobError> {
+    let account = site.account_id.simple().to_string();
+    let web_root = site.server.web_root.trim_end_matches('/');
+    let text = format!("{PROLOGUE}\n{}", script.body());
+    let mut args = vec!["-c", text.as_str(), "sh", web_root, site.domain.as_str(), account.as_str()];
+    args.extend_from_slice(extra);
+    let output = pipe_to(session, &args, stdin).await?;
+    match output.status.code() {
+        Some(0) => Ok(output),
+        Some(3) => Err(JobError::permanent(format!(
+            "{} on server {}: {}/{} exists and is not ours (no marker of this hosting account); nothing was changed",
+            script.what(),
+            site.server.id,
+            web_root,
+            site.domain.as_str()
+        ))),
+        code => {
+            log_stderr(site.server, script.what(), &output);
+            Err(match code {
+                Some(75) => JobError::retryable(format!(
+                    "{}: an earlier attempt is still working on the site, or its archive did not verify; \
+                     nothing was removed",
+                    script.what()
+                )),
+                _ => exited(script.what(), &output),
+            })
+        }
+    }
+}
+
+fn exited(what: &str, output: &Output) -> JobError {
+    match output.status.code() {
+        Some(code) => JobError::retryable(format!("{what} failed: the remote command exited {code}")),
+        None => JobError::retryable(format!("{what} failed: the remote command was killed")),
+    }
+}
+
+fn log_stderr(server: &Server, what: &str, output: &Output) {
+    let stderr: String = String::from_utf8_lossy(&output.stderr).chars().take(2000).collect();
+    tracing::warn!(server_id = %server.id, what, status = ?output.status.code(), stderr = %stderr.trim(), "remote command failed");
+}
+
+/// Runs `sh <args>` on the server with `content` on its stdin.
+async fn pipe_to(session: &Session, args: &[&str], content: &str) -> Result<Output, JobError> {
     let mut child = session
         .command("sh")
-        .args(["-c", script, "sh", path])
+        .args(args)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .await
         .map_err(|e| classify_ssh_error(&error_chain(&e)))?;
     if let Some(mut stdin) = child.stdin().take() {
-        stdin.write_all(content.as_bytes()).await.map_err(|e| JobError::retryable(format!("writing {path}: {e}")))?;
-        stdin.shutdown().await.map_err(|e| JobError::retryable(format!("writing {path}: {e}")))?;
+        // A script that does not read its input closes it early: not an error.
+        let _ = stdin.write_all(content.as_bytes()).await;
+        let _ = stdin.shutdown().await;
     }
     child.wait_with_output().await.map_err(|e| classify_ssh_error(&error_chain(&e)))
-}
-
-/// Whether `path` exists on the server.
-pub(crate) async fn exists(session: &Session, path: &str) -> Result<bool, JobError> {
-    Ok(run(session, "test", &["-e", path]).await?.status.success())
 }
 
 /// The default page; the domain is LDH-only but escaped anyway.
@@ -212,40 +305,65 @@ pub fn site_root(server: &Server, domain: &DomainName) -> String {
     format!("{}/{}", server.web_root.trim_end_matches('/'), domain.as_str())
 }
 
-/// Creates the directories and (only if absent) the default page.
-pub async fn create_site(session: &Session, server: &Server, domain: &DomainName) -> Result<(), JobError> {
-    let root = site_root(server, domain);
-    let public = format!("{root}/public");
-    let logs = format!("{root}/logs");
-    let private = format!("{root}/private");
-    check(&run(session, "mkdir", &["-p", "--", &public, &logs, &private]).await?, "mkdir")?;
-    check(&run(session, "chmod", &["0750", "--", &private]).await?, "chmod")?;
-    let index = format!("{public}/index.html");
-    if run(session, "test", &["-e", &index]).await?.status.success() {
-        return Ok(());
-    }
-    // noclobber: if another attempt wrote it meanwhile, keep that one.
-    let output = pipe_to(session, "set -C; cat > \"$1\"", &index, &default_page(domain)).await?;
-    if output.status.success() || run(session, "test", &["-e", &index]).await?.status.success() {
-        Ok(())
-    } else {
-        check(&output, "writing index.html")
-    }
+/// The hosting account a subscription's site belongs to.
+pub(crate) struct Account {
+    pub id: Uuid,
+    pub server: Server,
+    /// Created before sites carried our marker: the first job marks it.
+    pub site_unmarked: bool,
+    pub held_name: Option<String>,
+}
+
+/// The subscription's live hosting account, if it ever got one.
+pub(crate) async fn load_account(p: Provisioner<'_>, subscription_id: Uuid) -> Result<Option<Account>, JobError> {
+    let client = p.db.get().await?;
+    let row = client
+        .query_typed_opt(
+            "SELECT id, server_id, site_unmarked, held_name FROM hosting_accounts
+             WHERE subscription_id = $1 AND status <> 'TERMINATED'",
+            &[(&subscription_id, Type::UUID)],
+        )
+        .await?;
+    drop(client);
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(Account {
+        id: row.try_get(0)?,
+        server: super::load_server(p.db, row.try_get(1)?).await?,
+        site_unmarked: row.try_get(2)?,
+        held_name: row.try_get(3)?,
+    }))
+}
+
+/// Creates the directories and (only if absent) the default page, after
+/// marking the site as this account's; an existing directory that is not
+/// ours fails permanently.
+async fn create_site(session: &Session, account: &Account, domain: &DomainName) -> Result<(), JobError> {
+    let site = Site { server: &account.server, domain, account_id: account.id };
+    let mode: &[&str] = if account.site_unmarked { &["adopt"] } else { &[] };
+    site_script(session, &site, SiteScript::Create, mode, &default_page(domain)).await.map(drop)
 }
 
 pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
     let target = load_target(p.db, job).await?;
     let server = assign_server(p.db, &target).await?;
+    let account = load_account(p, target.subscription_id)
+        .await?
+        .ok_or_else(|| JobError::retryable("the hosting account was not recorded"))?;
+    if account.server.id != server.id {
+        return Err(JobError::retryable("the hosting account moved to another server"));
+    }
+    job.lease.check()?;
     let session = connect(p, &server).await?;
-    let created = create_site(&session, &server, &target.domain).await;
+    let created = create_site(&session, &account, &target.domain).await;
     let _ = session.close().await;
     created?;
     let client = p.db.get().await?;
     client
         .query_typed(
-            "UPDATE hosting_accounts SET status = 'ACTIVE', updated_at = now()
-             WHERE subscription_id = $1 AND server_id = $2 AND status = 'PENDING'",
-            &[(&target.subscription_id, Type::UUID), (&server.id, Type::UUID)],
+            "UPDATE hosting_accounts SET status = CASE WHEN status = 'PENDING' THEN 'ACTIVE' ELSE status END,
+                    site_unmarked = false, updated_at = now()
+             WHERE id = $1",
+            &[(&account.id, Type::UUID)],
         )
         .await?;
     Ok(())

@@ -1,44 +1,30 @@
 //! SUSPEND_SERVICE, UNSUSPEND_SERVICE and TERMINATE_SERVICE on the real
-//! servers. Each is safe to repeat after a crash at any step.
+//! servers. Each is safe to repeat after a crash at any step, and touches a
+//! site only when its marker names this hosting account (`remote/*.sh`).
 //!
-//! - Suspend: `<site>/public` moves to `<site>/.suspended-public` (kept
-//!   intact) and a new `public/` serves a "suspended" page; mailboxes are
-//!   disabled; DNS is left alone.
-//! - Unsuspend: the held `public/` moves back, byte for byte.
-//! - Terminate: the PowerDNS zone is deleted (404 = done), the site is
-//!   archived to `<webRoot>/.terminated/<domain>-<date>.tar.gz` and removed,
-//!   mailboxes are deleted. The subscription's status and the domain's
-//!   release happen when the job succeeds (see `subscriptions`).
+//! - Suspend: `<site>/public` moves to `<webRoot>/.mpanel/held/<account>-<job>`
+//!   (recorded in `hosting_accounts.held_name` first) and a new `public/`
+//!   serves a "suspended" page; mailboxes are disabled; DNS is left alone.
+//! - Unsuspend: exactly the recorded held copy moves back; the suspended
+//!   page goes only if it is still ours, anything else is kept aside.
+//! - Terminate: the site is archived to
+//!   `<webRoot>/.terminated/<domain>-<date>-<job>.tar.gz`, verified, then
+//!   removed; mailboxes are deleted; our PowerDNS zone goes last. The
+//!   subscription's status and the domain's release happen when the job
+//!   succeeds (see `subscriptions`).
+//!
+//! A subscription without a domain (VPS, ADDON) has nothing remote yet:
+//! its lifecycle jobs succeed without remote effects.
 
-use openssh::Session;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::Provisioner;
-use super::hosting::{check, connect, exists, run, site_root, write_file};
-use super::{Server, Target, load_server, load_target};
+use super::hosting::{Account, Site, SiteScript, connect, load_account, site_root, site_script};
+use super::{Target, load_target};
 use crate::db::DbPool;
 use crate::jobs::{ClaimedJob, JobError};
 use crate::types::DomainName;
-
-const HELD: &str = ".suspended-public";
-
-/// The server the subscription's site is on, if it ever got one.
-async fn site_server(db: &DbPool, subscription_id: Uuid) -> Result<Option<Server>, JobError> {
-    let client = db.get().await?;
-    let row = client
-        .query_typed_opt(
-            "SELECT server_id FROM hosting_accounts WHERE subscription_id = $1 AND status <> 'TERMINATED'
-             ORDER BY created_at DESC LIMIT 1",
-            &[(&subscription_id, Type::UUID)],
-        )
-        .await?;
-    drop(client);
-    match row {
-        None => Ok(None),
-        Some(row) => Ok(Some(load_server(db, row.try_get(0)?).await?)),
-    }
-}
 
 pub fn suspended_page(domain: &DomainName) -> String {
     format!(
@@ -47,6 +33,21 @@ pub fn suspended_page(domain: &DomainName) -> String {
          Please contact your hosting provider.</p></body>\n</html>\n",
         d = domain.as_str()
     )
+}
+
+/// The job's target, or `None` for a subscription without a domain.
+async fn lifecycle_target(db: &DbPool, job: &ClaimedJob) -> Result<Option<Target>, JobError> {
+    let subscription_id = job.subscription_id.ok_or_else(|| JobError::permanent("the job has no subscription"))?;
+    let client = db.get().await?;
+    let has_domain = client
+        .query_typed_opt(
+            "SELECT 1 FROM domains WHERE subscription_id = $1 AND tenant_id = $2 AND status <> 'RELEASED'",
+            &[(&subscription_id, Type::UUID), (&job.tenant_id, Type::UUID)],
+        )
+        .await?
+        .is_some();
+    drop(client);
+    if has_domain { Ok(Some(load_target(db, job).await?)) } else { Ok(None) }
 }
 
 async fn set_rows(
@@ -73,113 +74,148 @@ async fn set_rows(
     Ok(())
 }
 
-/// Runs `work` over one SSH session to the server holding the subscription's
-/// site, if it ever got one; the session is closed whatever `work` returns.
-async fn on_site_server(
+/// Runs one site script over SSH to the account's server; the session is
+/// closed whatever happens.
+async fn on_site(
     p: Provisioner<'_>,
-    target: &Target,
-    work: impl AsyncFnOnce(&Session, &Server) -> Result<(), JobError>,
-) -> Result<(), JobError> {
-    let Some(server) = site_server(p.db, target.subscription_id).await? else {
-        return Ok(());
-    };
-    let session = connect(p, &server).await?;
-    let result = work(&session, &server).await;
+    job: &ClaimedJob,
+    account: &Account,
+    domain: &DomainName,
+    script: SiteScript,
+    extra: &[&str],
+    stdin: &str,
+) -> Result<std::process::Output, JobError> {
+    job.lease.check()?;
+    let session = connect(p, &account.server).await?;
+    job.lease.check()?;
+    let site = Site { server: &account.server, domain, account_id: account.id };
+    let result = site_script(&session, &site, script, extra, stdin).await;
     let _ = session.close().await;
     result
 }
 
-pub async fn suspend(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
-    let target = load_target(p.db, job).await?;
-    on_site_server(p, &target, async |session, server| {
-        let root = site_root(server, &target.domain);
-        let public = format!("{root}/public");
-        let held = format!("{root}/{HELD}");
-        if !exists(session, &held).await? && exists(session, &public).await? {
-            check(&run(session, "mv", &["--", &public, &held]).await?, "holding the site")?;
-        }
-        check(&run(session, "mkdir", &["-p", "--", &public]).await?, "mkdir")?;
-        write_file(session, &format!("{public}/index.html"), &suspended_page(&target.domain)).await
+/// Where a held `public/` lives: under `.mpanel/held/` for a name we
+/// recorded; inside the site for one suspended before markers existed.
+fn held_path(account: &Account, domain: &DomainName, name: &str) -> Result<String, JobError> {
+    let web_root = account.server.web_root.trim_end_matches('/');
+    if name == LEGACY_HELD {
+        return Ok(format!("{}/.suspended-public", site_root(&account.server, domain)));
+    }
+    if !valid_held_name(name) {
+        return Err(JobError::permanent(format!("recorded held name {name:?} is invalid")));
+    }
+    Ok(format!("{web_root}/.mpanel/held/{name}"))
+}
+
+const LEGACY_HELD: &str = ".legacy";
+
+fn valid_held_name(name: &str) -> bool {
+    name.split_once('-').is_some_and(|(a, b)| {
+        [a, b]
+            .iter()
+            .all(|part| part.len() == 32 && part.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()))
     })
-    .await?;
+}
+
+/// The held name for this account, recorded before anything moves so a
+/// retry (or unsuspend) finds exactly what was held.
+async fn record_held_name(db: &DbPool, account: &Account, job: &ClaimedJob) -> Result<String, JobError> {
+    if let Some(name) = &account.held_name {
+        return Ok(name.clone());
+    }
+    let name = format!("{}-{}", account.id.simple(), job.id.simple());
+    let client = db.get().await?;
+    let row = client
+        .query_typed_one(
+            "UPDATE hosting_accounts SET held_name = COALESCE(held_name, $2), updated_at = now() WHERE id = $1
+             RETURNING held_name",
+            &[(&account.id, Type::UUID), (&name, Type::TEXT)],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+pub async fn suspend(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
+    let Some(target) = lifecycle_target(p.db, job).await? else { return Ok(()) };
+    if let Some(account) = load_account(p, target.subscription_id).await? {
+        let held = held_path(&account, &target.domain, &record_held_name(p.db, &account, job).await?)?;
+        let page = suspended_page(&target.domain);
+        on_site(p, job, &account, &target.domain, SiteScript::Suspend, &[&held], &page).await?;
+    }
     set_rows(p.db, &target, Some("DISABLED"), ("ACTIVE", "SUSPENDED")).await
 }
 
 pub async fn unsuspend(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
-    let target = load_target(p.db, job).await?;
-    on_site_server(p, &target, async |session, server| {
-        let root = site_root(server, &target.domain);
-        let public = format!("{root}/public");
-        let held = format!("{root}/{HELD}");
-        // Only when a held copy exists: otherwise this already ran.
-        if exists(session, &held).await? {
-            check(&run(session, "rm", &["-rf", "--", &public]).await?, "removing the suspended page")?;
-            check(&run(session, "mv", &["--", &held, &public]).await?, "restoring the site")?;
-        }
-        Ok(())
-    })
-    .await?;
+    let Some(target) = lifecycle_target(p.db, job).await? else { return Ok(()) };
+    if let Some(account) = load_account(p, target.subscription_id).await?
+        && let Some(name) = &account.held_name
+    {
+        let held = held_path(&account, &target.domain, name)?;
+        let web_root = account.server.web_root.trim_end_matches('/');
+        let aside = format!("{web_root}/.mpanel/held/{}-{}-during-suspension", account.id.simple(), job.id.simple());
+        let page = suspended_page(&target.domain);
+        on_site(p, job, &account, &target.domain, SiteScript::Unsuspend, &[&held, &aside], &page).await?;
+        let client = p.db.get().await?;
+        client
+            .query_typed(
+                "UPDATE hosting_accounts SET held_name = NULL, updated_at = now() WHERE id = $1",
+                &[(&account.id, Type::UUID)],
+            )
+            .await?;
+    }
     set_rows(p.db, &target, Some("ACTIVE"), ("SUSPENDED", "ACTIVE")).await
 }
 
 /// `<domain>-<YYYY-MM-DD>.tar.gz`, fixed when the termination was requested
-/// so every retry uses the same name.
+/// so every retry uses the same date.
 pub fn archive_name(domain: &DomainName, date: chrono::NaiveDate) -> String {
     format!("{}-{}.tar.gz", domain.as_str(), date.format("%Y-%m-%d"))
 }
 
-fn valid_archive_name(name: &str, domain: &DomainName) -> bool {
+fn requested_date(name: &str, domain: &DomainName) -> Option<chrono::NaiveDate> {
     name.strip_prefix(domain.as_str())
         .and_then(|rest| rest.strip_prefix('-'))
         .and_then(|rest| rest.strip_suffix(".tar.gz"))
-        .is_some_and(|date| chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok())
+        .and_then(|date| chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok())
+}
+
+/// This job's archive: `<domain>-<date>-<job id>.tar.gz`, so no other
+/// termination's archive is ever taken for this one's.
+pub fn job_archive_name(domain: &DomainName, requested: &str, job_id: Uuid) -> String {
+    let date = requested_date(requested, domain).unwrap_or_else(|| chrono::Utc::now().date_naive());
+    format!("{}-{}-{}.tar.gz", domain.as_str(), date.format("%Y-%m-%d"), job_id.simple())
 }
 
 pub async fn terminate(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
-    let target = load_target(p.db, job).await?;
-
+    let Some(target) = lifecycle_target(p.db, job).await? else { return Ok(()) };
     let pdns = super::dns::PdnsClient::new(p)?;
     let requested = job.payload.get("archiveName").and_then(|v| v.as_str()).unwrap_or_default();
-    let archive_file = if valid_archive_name(requested, &target.domain) {
-        requested.to_string()
-    } else {
-        archive_name(&target.domain, chrono::Utc::now().date_naive())
-    };
-    on_site_server(p, &target, async |session, server| {
-        let web_root = server.web_root.trim_end_matches('/').to_string();
-        let site = site_root(server, &target.domain);
-        let archive_dir = format!("{web_root}/.terminated");
-        let archive = format!("{archive_dir}/{archive_file}");
-        let partial = format!("{archive}.partial");
-        if exists(session, &site).await? {
-            check(&run(session, "mkdir", &["-p", "--", &archive_dir]).await?, "mkdir")?;
-            // Archive once: a retry after the removal started must not
-            // replace a complete archive with a partial one.
-            if !exists(session, &archive).await? {
-                let tar =
-                    run(session, "tar", &["-czf", &partial, "-C", &web_root, "--", target.domain.as_str()]).await?;
-                check(&tar, "archiving the site")?;
-                check(&run(session, "mv", &["--", &partial, &archive]).await?, "archiving the site")?;
-            }
-            check(&run(session, "rm", &["-rf", "--", &site]).await?, "removing the site")?;
-        }
-        Ok(())
-    })
-    .await?;
+    let archive_file = job_archive_name(&target.domain, requested, job.id);
+
+    if let Some(account) = load_account(p, target.subscription_id).await? {
+        let attempt = job.attempt.to_string();
+        let output =
+            on_site(p, job, &account, &target.domain, SiteScript::Terminate, &[&archive_file, &attempt], "").await?;
+        let archive = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let archive = (!archive.is_empty()).then_some(archive);
+        let client = p.db.get().await?;
+        client
+            .query_typed(
+                "UPDATE hosting_accounts SET status = 'TERMINATED', archive_path = COALESCE($2, archive_path),
+                        updated_at = now() WHERE id = $1",
+                &[(&account.id, Type::UUID), (&archive, Type::TEXT)],
+            )
+            .await?;
+    }
 
     let client = p.db.get().await?;
     client
         .query_typed("DELETE FROM mail_accounts WHERE subscription_id = $1", &[(&target.subscription_id, Type::UUID)])
         .await?;
-    client
-        .query_typed(
-            "UPDATE hosting_accounts SET status = 'TERMINATED', updated_at = now() WHERE subscription_id = $1",
-            &[(&target.subscription_id, Type::UUID)],
-        )
-        .await?;
 
     // DNS last: a job that dies before this point leaves the site's name
     // resolving, never a live subscription without DNS. Only our own zone goes.
+    job.lease.check()?;
     pdns.delete_own_zone(&target.domain.fqdn(), &super::dns::zone_owner(&target)).await?;
     client
         .query_typed(
@@ -204,11 +240,22 @@ mod tests {
     fn archive_names() {
         let d = DomainName::parse("example.com").unwrap();
         let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
-        let name = archive_name(&d, date);
-        assert_eq!(name, "example.com-2026-11-25.tar.gz");
-        assert!(valid_archive_name(&name, &d));
-        assert!(!valid_archive_name("../../etc/passwd", &d));
-        assert!(!valid_archive_name("example.com-2026-11-25.tar.gz; rm -rf /", &d));
-        assert!(!valid_archive_name("other.com-2026-11-25.tar.gz", &d));
+        let requested = archive_name(&d, date);
+        assert_eq!(requested, "example.com-2026-11-25.tar.gz");
+        let job = Uuid::from_u128(0xabc);
+        assert_eq!(job_archive_name(&d, &requested, job), format!("example.com-2026-11-25-{}.tar.gz", job.simple()));
+        for hostile in ["../../etc/passwd", "example.com-2026-11-25.tar.gz; rm -rf /", "other.com-2026-11-25.tar.gz"] {
+            let today = chrono::Utc::now().date_naive().format("%Y-%m-%d").to_string();
+            assert_eq!(job_archive_name(&d, hostile, job), format!("example.com-{today}-{}.tar.gz", job.simple()));
+        }
+    }
+
+    #[test]
+    fn held_names() {
+        let (a, b) = (Uuid::from_u128(1).simple().to_string(), Uuid::from_u128(2).simple().to_string());
+        assert!(valid_held_name(&format!("{a}-{b}")));
+        assert!(!valid_held_name("../x-y"));
+        assert!(!valid_held_name(&format!("{a}-{b}/..")));
+        assert!(!valid_held_name(&format!("{}-{b}", a.to_uppercase())));
     }
 }

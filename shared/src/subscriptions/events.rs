@@ -64,6 +64,7 @@ struct BillingEvent {
     tenant_slug: Slug,
     event_type: EventType,
     reference: Reference,
+    occurred_at: Option<DateTime<Utc>>,
 }
 
 /// Names the subscription by `subscriptionId` or by the order's `externalOrderId`.
@@ -81,7 +82,8 @@ pub(crate) struct BillingEventInput {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     external_order_id: Field<String>,
-    /// When the billing site saw it; informational.
+    /// When it happened at the billing site; an event older than the last
+    /// one applied to the subscription is recorded and ignored.
     #[serde(default)]
     #[schema(value_type = Option<DateTime<Utc>>)]
     occurred_at: Field<DateTime<Utc>>,
@@ -99,6 +101,9 @@ pub(crate) struct BillingEventOutcome {
     status: String,
     /// Jobs the event started (an unsuspend after a renewal).
     jobs: Vec<JobRef>,
+    /// True when the event happened before the last one applied: it was
+    /// recorded and changed nothing.
+    ignored: bool,
 }
 
 impl TryFrom<BillingEventInput> for BillingEvent {
@@ -112,7 +117,7 @@ impl TryFrom<BillingEventInput> for BillingEvent {
         let by_id = p.optional("subscriptionId", body.subscription_id, Ok);
         let by_external =
             p.optional("externalOrderId", body.external_order_id, Ok).filter(|ext| !ext.trim().is_empty());
-        p.optional("occurredAt", body.occurred_at, Ok);
+        let occurred_at = p.optional("occurredAt", body.occurred_at, Ok);
         let reference = match (by_id, by_external) {
             (Some(id), _) => Some(Reference::Id(id)),
             (None, Some(ext)) => Some(Reference::ExternalOrder(ext)),
@@ -129,7 +134,7 @@ impl TryFrom<BillingEventInput> for BillingEvent {
         else {
             return Err(p.into_error());
         };
-        Ok(BillingEvent { tenant_slug, event_type, reference })
+        Ok(BillingEvent { tenant_slug, event_type, reference, occurred_at })
     }
 }
 
@@ -156,6 +161,8 @@ struct EventTarget {
     period_end: Option<DateTime<Utc>>,
     suspended_for: Option<String>,
     status: SubscriptionStatus,
+    /// When the last applied event happened.
+    last_event_at: Option<DateTime<Utc>>,
 }
 
 async fn apply_event(
@@ -170,17 +177,31 @@ async fn apply_event(
             detail: "The subscription is TERMINATED; billing events no longer apply.".into(),
         });
     }
-    let (action, jobs) = match event.event_type {
-        EventType::PaymentFailed => (payment_failed(tx, &target).await?, Vec::new()),
-        EventType::Cancelled => (cancelled(tx, &target).await?, Vec::new()),
-        EventType::Renewed => renewed(tx, &target).await?,
+    let occurred_at = event.occurred_at.unwrap_or_else(Utc::now);
+    let ignored = target.last_event_at.is_some_and(|last| occurred_at < last);
+    let (action, jobs) = if ignored {
+        ("subscription.billing_event_ignored", Vec::new())
+    } else {
+        tx.query_typed(
+            "UPDATE subscriptions SET billing_event_at = $2 WHERE id = $1",
+            &[(&target.subscription_id, Type::UUID), (&occurred_at, Type::TIMESTAMPTZ)],
+        )
+        .await?;
+        match event.event_type {
+            EventType::PaymentFailed => (payment_failed(tx, &target).await?, Vec::new()),
+            EventType::Cancelled => (cancelled(tx, &target).await?, Vec::new()),
+            EventType::Renewed => renewed(tx, &target).await?,
+        }
     };
-    let EventTarget { tenant_id, subscription_id, status, .. } = target;
+    let EventTarget { tenant_id, subscription_id, status, last_event_at, .. } = target;
     audit_log::record(
         tx,
-        &AuditEntry::new(Some(tenant_id), Actor::Webhook, action)
-            .target("subscription", subscription_id)
-            .details(json!({ "webhookId": webhook_id })),
+        &AuditEntry::new(Some(tenant_id), Actor::Webhook, action).target("subscription", subscription_id).details(
+            json!({
+                "webhookId": webhook_id, "type": event.event_type.to_string(), "occurredAt": occurred_at,
+                "lastEventAt": last_event_at,
+            }),
+        ),
     )
     .await?;
     let created: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
@@ -190,41 +211,44 @@ async fn apply_event(
         subscription_id,
         status: status.as_str().to_string(),
         jobs,
+        ignored,
     };
     Ok(Applied::Done { tenant_id, answer, order_id: None, jobs: created })
 }
 
-/// The tenant's subscription by id or by its order's external id (404 otherwise).
+/// The tenant's subscription by id or by its order's external id (404
+/// otherwise), locked before its billing state is read, so concurrent
+/// events apply one after the other (two renewals extend twice).
 async fn find_subscription(tx: &Transaction<'_>, event: &BillingEvent) -> AppResult<EventTarget> {
     let tenant_id = crate::tenants::active_id(tx, &event.tenant_slug).await?;
-    let row = match &event.reference {
-        Reference::Id(id) => {
-            tx.query_typed_opt(
-                "SELECT s.id, pr.interval, s.current_period_end, s.suspended_for FROM subscriptions s
-                 JOIN prices pr ON pr.id = s.price_id WHERE s.id = $1 AND s.tenant_id = $2",
-                &[(id, Type::UUID), (&tenant_id, Type::UUID)],
-            )
-            .await?
-        }
-        Reference::ExternalOrder(ext) => {
-            tx.query_typed_opt(
-                "SELECT s.id, pr.interval, s.current_period_end, s.suspended_for FROM subscriptions s
-                 JOIN prices pr ON pr.id = s.price_id JOIN orders o ON o.id = s.order_id
+    let subscription_id: Uuid = match &event.reference {
+        Reference::Id(id) => *id,
+        Reference::ExternalOrder(ext) => tx
+            .query_typed_opt(
+                "SELECT s.id FROM subscriptions s JOIN orders o ON o.id = s.order_id
                  WHERE o.external_order_id = $1 AND s.tenant_id = $2",
                 &[(ext, Type::TEXT), (&tenant_id, Type::UUID)],
             )
             .await?
-        }
-    }
-    .ok_or(AppError::NotFound)?;
-    let subscription_id: Uuid = row.try_get(0)?;
+            .ok_or(AppError::NotFound)?
+            .try_get(0)?,
+    };
+    let status = lock_status(tx, tenant_id, subscription_id).await?;
+    let row = tx
+        .query_typed_one(
+            "SELECT pr.interval, s.current_period_end, s.suspended_for, s.billing_event_at FROM subscriptions s
+             JOIN prices pr ON pr.id = s.price_id WHERE s.id = $1",
+            &[(&subscription_id, Type::UUID)],
+        )
+        .await?;
     Ok(EventTarget {
         tenant_id,
         subscription_id,
-        interval: row.try_get(1)?,
-        period_end: row.try_get(2)?,
-        suspended_for: row.try_get(3)?,
-        status: lock_status(tx, tenant_id, subscription_id).await?,
+        interval: row.try_get(0)?,
+        period_end: row.try_get(1)?,
+        suspended_for: row.try_get(2)?,
+        status,
+        last_event_at: row.try_get(3)?,
     })
 }
 

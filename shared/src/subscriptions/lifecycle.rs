@@ -23,6 +23,15 @@ pub enum Action {
 }
 
 impl Action {
+    pub fn of(job_type: JobType) -> Option<Action> {
+        match job_type {
+            JobType::SuspendService => Some(Action::Suspend),
+            JobType::UnsuspendService => Some(Action::Unsuspend),
+            JobType::TerminateService => Some(Action::Terminate),
+            _ => None,
+        }
+    }
+
     pub fn event(self) -> SubscriptionEvent {
         match self {
             Action::Suspend => SubscriptionEvent::Suspend,
@@ -36,6 +45,14 @@ impl Action {
             Action::Suspend => JobType::SuspendService,
             Action::Unsuspend => JobType::UnsuspendService,
             Action::Terminate => JobType::TerminateService,
+        }
+    }
+
+    /// Who may request it (and retry its job).
+    pub fn permission(self) -> crate::auth::Permission {
+        match self {
+            Action::Suspend | Action::Unsuspend => crate::auth::Permission::SuspendSubscription,
+            Action::Terminate => crate::auth::Permission::TerminateSubscription,
         }
     }
 
@@ -90,7 +107,66 @@ pub struct Requested {
     pub created: bool,
 }
 
-const LIFECYCLE_TYPES: [&str; 3] = ["SUSPEND_SERVICE", "UNSUSPEND_SERVICE", "TERMINATE_SERVICE"];
+/// The subscription's jobs that are queued, running or retrying.
+async fn in_flight(tx: &tokio_postgres::Transaction<'_>, subscription_id: Uuid) -> AppResult<Vec<JobRef>> {
+    let rows = tx
+        .query_typed(
+            "SELECT id, type, status FROM jobs WHERE subscription_id = $1
+               AND status IN ('PENDING', 'RUNNING', 'RETRYING') ORDER BY created_at, id",
+            &[(&subscription_id, Type::UUID)],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(JobRef { id: r.try_get(0)?, job_type: r.try_get(1)?, status: r.try_get(2)? })).collect()
+}
+
+/// One thing at a time per subscription: a lifecycle action never runs
+/// beside another action or beside provisioning still in flight (which
+/// could, say, recreate a zone a terminate just deleted), and provisioning
+/// never beside a lifecycle action. The answer is a 409 naming the other job.
+fn refuse_overlap(job_type: JobType, others: &[JobRef]) -> AppResult<()> {
+    let lifecycle = Action::of(job_type).is_some();
+    let clash = others.iter().find(|other| {
+        let other_is_lifecycle = JobType::from_name(&other.job_type).ok().and_then(Action::of).is_some();
+        other.job_type != job_type.as_str() && (lifecycle || other_is_lifecycle)
+    });
+    match clash {
+        Some(other) => Err(AppError::Conflict {
+            field: Some("status".into()),
+            detail: format!(
+                "Another job ({} {}, {}) is still in progress for this subscription.",
+                other.job_type, other.id, other.status
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Whether a DEAD job may run again (`POST /api/jobs/{id}/retry`), under the
+/// subscription's lock: a lifecycle job needs its action's permission, a
+/// subscription whose status still allows it, and nothing else in flight.
+pub async fn check_retry(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant_id: Uuid,
+    subscription_id: Uuid,
+    job_type: JobType,
+    role: crate::auth::Role,
+) -> AppResult<()> {
+    if let Some(action) = Action::of(job_type)
+        && !action.permission().allows(role)
+    {
+        return Err(AppError::Forbidden(format!(
+            "Retrying a {} job needs the {} permission.",
+            job_type.as_str(),
+            action.name()
+        )));
+    }
+    let status = lock_status(tx, tenant_id, subscription_id).await?;
+    refuse_overlap(job_type, &in_flight(tx, subscription_id).await?)?;
+    if let Some(action) = Action::of(job_type) {
+        status.transition(action.event())?;
+    }
+    Ok(())
+}
 
 /// Records a request and enqueues its job, in the caller's transaction.
 pub async fn request_in(
@@ -103,25 +179,11 @@ pub async fn request_in(
     requester: Requester,
 ) -> AppResult<Requested> {
     let status = lock_status(tx, tenant_id, subscription_id).await?;
-    let in_flight = tx
-        .query_typed(
-            "SELECT id, type, status FROM jobs WHERE subscription_id = $1 AND type = ANY($2)
-               AND status IN ('PENDING', 'RUNNING', 'RETRYING') ORDER BY created_at",
-            &[(&subscription_id, Type::UUID), (&LIFECYCLE_TYPES.map(String::from).to_vec(), Type::TEXT_ARRAY)],
-        )
-        .await?;
-    let in_flight: Vec<JobRef> = in_flight
-        .iter()
-        .map(|r| Ok(JobRef { id: r.try_get(0)?, job_type: r.try_get(1)?, status: r.try_get(2)? }))
-        .collect::<AppResult<_>>()?;
-    if let Some(other) = in_flight.iter().find(|j| j.job_type != action.job_type().as_str()) {
-        return Err(AppError::Conflict {
-            field: Some("status".into()),
-            detail: format!("Another action ({}) is still in progress for this subscription.", other.job_type),
-        });
-    }
-    if !in_flight.is_empty() {
-        return Ok(Requested { jobs: in_flight, created: false });
+    let in_flight = in_flight(tx, subscription_id).await?;
+    refuse_overlap(action.job_type(), &in_flight)?;
+    let same: Vec<JobRef> = in_flight.into_iter().filter(|j| j.job_type == action.job_type().as_str()).collect();
+    if !same.is_empty() {
+        return Ok(Requested { jobs: same, created: false });
     }
     status.transition(action.event())?;
 
@@ -196,6 +258,41 @@ pub async fn request(
     Ok(requested)
 }
 
+/// Why a lifecycle job is no longer wanted, checked under the
+/// subscription's row lock just before it runs: the status no longer allows
+/// it, a NON_PAYMENT suspension after the payment arrived, a termination at
+/// period end after a renewal. `None`: run it.
+pub async fn no_longer_wanted(db: &crate::db::DbPool, job: &crate::jobs::ClaimedJob) -> AppResult<Option<String>> {
+    let Some(action) = Action::of(job.job_type) else { return Ok(None) };
+    let Some(subscription_id) = job.subscription_id else { return Ok(None) };
+    let (tenant_id, payload) = (job.tenant_id, job.payload.clone());
+    crate::db::in_transaction(db, move |tx| {
+        Box::pin(async move {
+            let status = lock_status(tx, tenant_id, subscription_id).await?;
+            if status.transition(action.event()).is_err() {
+                return Ok(Some(format!("the subscription is {}", status.as_str())));
+            }
+            let row = tx
+                .query_typed_one(
+                    "SELECT payment_failed_at IS NOT NULL, cancel_at_period_end AND current_period_end <= now()
+                     FROM subscriptions WHERE id = $1",
+                    &[(&subscription_id, Type::UUID)],
+                )
+                .await?;
+            let (payment_failed, period_over): (bool, Option<bool>) = (row.try_get(0)?, row.try_get(1)?);
+            let by_scheduler = payload.pointer("/requestedBy/type").and_then(Value::as_str) == Some("SCHEDULER");
+            Ok(match action {
+                Action::Suspend if by_scheduler && !payment_failed => Some("the payment arrived".to_string()),
+                Action::Terminate if by_scheduler && period_over != Some(true) => {
+                    Some("the subscription was renewed".to_string())
+                }
+                _ => None,
+            })
+        })
+    })
+    .await
+}
+
 /// Applies a lifecycle job's success to the subscription and its domain,
 /// under the subscription's row lock (called by the job engine).
 pub async fn apply_success(
@@ -205,12 +302,7 @@ pub async fn apply_success(
     job_type: JobType,
     payload: &Value,
 ) -> AppResult<()> {
-    let action = match job_type {
-        JobType::SuspendService => Action::Suspend,
-        JobType::UnsuspendService => Action::Unsuspend,
-        JobType::TerminateService => Action::Terminate,
-        _ => return Ok(()),
-    };
+    let Some(action) = Action::of(job_type) else { return Ok(()) };
     let status = lock_status(tx, tenant_id, subscription_id).await?;
     let next: SubscriptionStatus = match status.transition(action.event()) {
         Ok(next) => next,
@@ -235,6 +327,26 @@ pub async fn apply_success(
                 ],
             )
             .await?;
+            // Paid while the suspension was under way: undo it at once.
+            let paid: bool = tx
+                .query_typed_one(
+                    "SELECT payment_failed_at IS NULL FROM subscriptions WHERE id = $1",
+                    &[(&subscription_id, Type::UUID)],
+                )
+                .await?
+                .try_get(0)?;
+            if suspended_for == "NON_PAYMENT" && paid {
+                let unsuspend = request_in(
+                    tx,
+                    tenant_id,
+                    subscription_id,
+                    Action::Unsuspend,
+                    Some("payment received"),
+                    "NON_PAYMENT",
+                    Requester::BillingEvent,
+                );
+                Box::pin(unsuspend).await?;
+            }
             "SUSPENDED"
         }
         Action::Unsuspend => {
@@ -290,7 +402,10 @@ pub struct BillingReport {
 
 /// Suspends subscriptions whose payment failed longer ago than the tenant's
 /// grace period (`settings.paymentGraceDays`, default 7), and terminates
-/// cancelled ones at the end of their period.
+/// cancelled ones at the end of their period. A subscription with a job in
+/// flight is left for a later pass, and one whose job for this action went
+/// DEAD is never asked again (the DEAD job raised its alert; staff retry it),
+/// so neither takes one of the pass's 200 places.
 pub async fn billing_sweep(state: &AppState) -> AppResult<BillingReport> {
     let client = state.db.get().await?;
     let overdue = client
@@ -298,15 +413,22 @@ pub async fn billing_sweep(state: &AppState) -> AppResult<BillingReport> {
             "SELECT s.id, s.tenant_id FROM subscriptions s JOIN tenants t ON t.id = s.tenant_id
              WHERE s.status = 'ACTIVE' AND s.payment_failed_at IS NOT NULL
                AND s.payment_failed_at + make_interval(days => COALESCE((t.settings->>'paymentGraceDays')::int, 7)) <= now()
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.subscription_id = s.id
+                                 AND (j.status IN ('PENDING', 'RUNNING', 'RETRYING')
+                                      OR (j.status = 'DEAD' AND j.type = 'SUSPEND_SERVICE'
+                                          AND j.created_at >= s.payment_failed_at)))
              ORDER BY s.payment_failed_at LIMIT 200",
             &[],
         )
         .await?;
     let ending = client
         .query_typed(
-            "SELECT id, tenant_id FROM subscriptions
-             WHERE cancel_at_period_end AND status IN ('ACTIVE', 'SUSPENDED') AND current_period_end <= now()
-             ORDER BY current_period_end LIMIT 200",
+            "SELECT s.id, s.tenant_id FROM subscriptions s
+             WHERE s.cancel_at_period_end AND s.status IN ('ACTIVE', 'SUSPENDED') AND s.current_period_end <= now()
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.subscription_id = s.id
+                                 AND (j.status IN ('PENDING', 'RUNNING', 'RETRYING')
+                                      OR (j.status = 'DEAD' AND j.type = 'TERMINATE_SERVICE')))
+             ORDER BY s.current_period_end LIMIT 200",
             &[],
         )
         .await?;

@@ -31,6 +31,9 @@ pub struct SubscriptionView {
     pub cancel_at_period_end: bool,
     pub suspended_reason: Option<String>,
     pub activated_at: Option<DateTime<Utc>>,
+    /// The newest DEAD job of a type with no later job: what staff must
+    /// retry (or resolve) before that work happens.
+    pub dead_job_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -39,6 +42,10 @@ pub struct SubscriptionView {
 pub const SUBSCRIPTION_COLUMNS: &str = "s.id, s.customer_id, s.order_id, s.product_id, s.price_id, s.status,
     (SELECT d.name FROM domains d WHERE d.subscription_id = s.id ORDER BY d.created_at DESC LIMIT 1) AS domain,
     s.current_period_start, s.current_period_end, s.cancel_at_period_end, s.suspended_reason, s.activated_at,
+    (SELECT j.id FROM jobs j WHERE j.subscription_id = s.id AND j.status = 'DEAD'
+       AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.subscription_id = s.id AND k.type = j.type
+                         AND k.created_at > j.created_at)
+     ORDER BY j.created_at DESC, j.id LIMIT 1) AS dead_job_id,
     s.created_at, s.updated_at";
 
 impl SubscriptionView {
@@ -56,6 +63,7 @@ impl SubscriptionView {
             cancel_at_period_end: row.try_get("cancel_at_period_end")?,
             suspended_reason: row.try_get("suspended_reason")?,
             activated_at: row.try_get("activated_at")?,
+            dead_job_id: row.try_get("dead_job_id")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })

@@ -442,8 +442,14 @@ async fn load_ssh_key(env: &Env, secrets: &SecretSource<'_>) -> Result<SshKeySou
 }
 
 fn load_jobs(env: &Env) -> Result<JobSettings, ConfigError> {
+    let lease = Duration::from_secs(parse_or(env, "JOB_LEASE_SECS", 300u64)?.max(1));
+    let time_limit = match env.get("JOB_TIME_LIMIT_SECS") {
+        Some(_) => Duration::from_secs(parse_or(env, "JOB_TIME_LIMIT_SECS", 0u64)?.max(1)),
+        None => lease.mul_f64(0.8),
+    };
     Ok(JobSettings {
-        lease: Duration::from_secs(parse_or(env, "JOB_LEASE_SECS", 300u64)?.max(1)),
+        lease,
+        time_limit,
         retry_base: Duration::from_millis(parse_or(env, "JOB_RETRY_BASE_MS", 5_000u64)?),
         retry_cap: Duration::from_secs(parse_or(env, "JOB_RETRY_CAP_SECS", 3_600u64)?),
         max_attempts: parse_or(env, "JOB_MAX_ATTEMPTS", 8i32)?.max(1),
@@ -726,7 +732,12 @@ fn parse_nameservers(raw: &str) -> Result<Vec<String>, ConfigError> {
 /// Settings of the engine (see `Config::jobs`): leases, retries, sweeps.
 #[derive(Debug, Clone)]
 pub struct JobSettings {
+    /// How long a claim holds without a heartbeat; the engine extends it
+    /// every third of it while the job runs.
     pub lease: Duration,
+    /// How long one job may run (`JOB_TIME_LIMIT_SECS`, default 80% of the
+    /// lease; longer is safe because the heartbeat keeps the lease).
+    pub time_limit: Duration,
     pub retry_base: Duration,
     pub retry_cap: Duration,
     pub max_attempts: i32,

@@ -89,12 +89,10 @@ pub async fn claim(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<Op
     .await
 }
 
-/// Claims and runs one job. `Err` only for our own infrastructure failing
-/// (the job's row then stays RUNNING and the rescuer brings it back).
-/// How long one job may run: well inside its lease, so a slow job is never
-/// run twice at once.
+/// How long one job may run (`JOB_TIME_LIMIT_SECS`); the heartbeat keeps
+/// its lease meanwhile, so a slow job is never run twice at once.
 pub fn job_time_limit(state: &AppState) -> Duration {
-    state.config.jobs.lease.mul_f64(0.8)
+    state.config.jobs.time_limit
 }
 
 /// The time a runner needs left before it starts a job: the job's limit and
@@ -103,6 +101,8 @@ pub fn job_budget(state: &AppState) -> Duration {
     job_time_limit(state) + Duration::from_secs(5)
 }
 
+/// Claims and runs one job. `Err` only for our own infrastructure failing
+/// (the job's row then stays RUNNING and the rescuer brings it back).
 pub async fn run_job(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<RunOutcome> {
     let Some(job) = claim(state, job_id, worker).await? else {
         return Ok(RunOutcome::NotClaimed);

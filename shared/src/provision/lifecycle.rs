@@ -7,7 +7,8 @@
 //!   serves a "suspended" page; mailboxes are disabled; DNS is left alone.
 //! - Unsuspend: exactly the recorded held copy moves back; the suspended
 //!   page goes only if it is still ours, anything else is kept aside.
-//! - Terminate: the site is archived to
+//! - Terminate: a site directory that is not ours is left alone; ours is
+//!   archived to
 //!   `<webRoot>/.terminated/<domain>-<date>-<job>.tar.gz`, verified, then
 //!   removed; mailboxes are deleted; our PowerDNS zone goes last. The
 //!   subscription's status and the domain's release happen when the job
@@ -196,8 +197,12 @@ pub async fn terminate(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
         let attempt = job.attempt.to_string();
         let output =
             on_site(p, job, &account, &target.domain, SiteScript::Terminate, &[&archive_file, &attempt], "").await?;
-        let archive = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        let archive = (!archive.is_empty()).then_some(archive);
+        let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if said == "not-ours" {
+            tracing::warn!(subscription_id = %target.subscription_id, domain = target.domain.as_str(),
+                "the site directory is not ours: terminate left it alone");
+        }
+        let archive = (said.starts_with('/')).then_some(said);
         let client = p.db.get().await?;
         client
             .query_typed(

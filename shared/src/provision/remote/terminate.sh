@@ -6,7 +6,8 @@ archive_dir=$web_root/.terminated
 archive=$archive_dir/$4
 partial=$archive.$5.partial
 if ! ours; then
-    if present "$site"; then not_ours; fi
+    # Never ours, or not any more: left exactly as it is.
+    if present "$site"; then echo not-ours; fi
     exit 0
 fi
 mkdir -p -- "$state/locks" "$archive_dir"

@@ -69,7 +69,11 @@ pub enum SshKeySource {
 pub struct RateLimits {
     pub max_requests: u32,
     pub window: Duration,
+    /// Failed logins per (account, client) per window.
     pub login_failures: u32,
+    /// Failed logins per account from all clients together: higher, so a
+    /// single client cannot lock the owner out.
+    pub login_account_ceiling: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -367,10 +371,12 @@ async fn load_redis(env: &Env, secrets: &SecretSource<'_>) -> Result<(Secret<Str
 }
 
 fn load_rate_limits(env: &Env) -> Result<RateLimits, ConfigError> {
+    let login_failures = parse_or(env, "LOGIN_FAILURE_LIMIT", 10u32)?;
     let limits = RateLimits {
         max_requests: parse_or(env, "RATE_LIMIT_MAX", 100u32)?,
         window: Duration::from_secs(parse_or(env, "RATE_LIMIT_WINDOW_SECS", 900u64)?),
-        login_failures: parse_or(env, "LOGIN_FAILURE_LIMIT", 10u32)?,
+        login_failures,
+        login_account_ceiling: parse_or(env, "LOGIN_ACCOUNT_FAILURE_CEILING", login_failures.saturating_mul(5))?,
     };
     if limits.window.is_zero() {
         return Err(ConfigError::new("RATE_LIMIT_WINDOW_SECS", "must be at least 1"));
@@ -766,6 +772,7 @@ mod tests {
         assert_eq!(cfg.rate_limits.max_requests, 100);
         assert_eq!(cfg.rate_limits.window, Duration::from_secs(900));
         assert_eq!(cfg.rate_limits.login_failures, 10);
+        assert_eq!(cfg.rate_limits.login_account_ceiling, 50);
         assert_eq!(cfg.http_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(cfg.db_pool_size, 16);
         assert!(cfg.jwt_secret.is_none());

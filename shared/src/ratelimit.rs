@@ -12,25 +12,48 @@ use redis::Script;
 use crate::error::{AppError, AppResult};
 use crate::kv::Kv;
 
-/// KEYS[1]: the bucket. ARGV: emission interval (ms), window (ms), mode
-/// ("consume" takes a cell if allowed; "peek" only asks).
-/// Returns {allowed (1|0), retry_after_ms}.
+/// KEYS: the buckets. ARGV[1]: mode ("consume" takes a cell from every
+/// bucket if all allow it, atomically; "peek" only asks); then per bucket
+/// its emission interval and window (ms). Returns {allowed (1|0),
+/// retry_after_ms} (the longest wait of the buckets that refuse).
 const GCRA: &str = r#"
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - window
-if allow_at > now then
-  return {0, allow_at - now}
+local wait = 0
+local new_tats = {}
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i])
+  local window = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  new_tats[i] = tat + interval
+  local allow_at = new_tats[i] - window
+  if allow_at > now and allow_at - now > wait then wait = allow_at - now end
 end
-if ARGV[3] == 'consume' then
-  redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now))
+if wait > 0 then
+  return {0, wait}
+end
+if ARGV[1] == 'consume' then
+  for i = 1, #KEYS do
+    redis.call('SET', KEYS[i], new_tats[i], 'PX', math.ceil(new_tats[i] - now))
+  end
 end
 return {1, 0}
+"#;
+
+/// KEYS[1]: the bucket, ARGV[1]: its emission interval (ms). Gives back one
+/// cell taken earlier.
+const REFUND: &str = r#"
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
+local new_tat = tat - tonumber(ARGV[1])
+if new_tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now))
+end
+return 1
 "#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,21 +85,48 @@ impl Decision {
 pub struct RateLimiter {
     kv: Kv,
     script: Script,
+    refund: Script,
+}
+
+impl Limit {
+    fn interval_ms(self) -> u64 {
+        (self.window_ms() / u64::from(self.max.max(1))).max(1)
+    }
+
+    fn window_ms(self) -> u64 {
+        self.window.as_millis().max(1) as u64
+    }
 }
 
 impl RateLimiter {
     pub fn new(kv: Kv) -> RateLimiter {
-        RateLimiter { kv, script: Script::new(GCRA) }
+        RateLimiter { kv, script: Script::new(GCRA), refund: Script::new(REFUND) }
     }
 
     /// Takes one cell from `bucket` if the limit allows it.
     pub async fn consume(&self, bucket: &str, limit: Limit) -> AppResult<Decision> {
-        self.run(bucket, limit, "consume").await
+        self.run(&[(bucket, limit)], "consume").await
+    }
+
+    /// Takes one cell from every bucket if all of them allow it, else none:
+    /// one atomic step, so parallel callers cannot all pass a check that
+    /// only one of them should.
+    pub async fn consume_all(&self, buckets: &[(&str, Limit)]) -> AppResult<Decision> {
+        self.run(buckets, "consume").await
     }
 
     /// Whether one more cell would be allowed, without taking it.
     pub async fn peek(&self, bucket: &str, limit: Limit) -> AppResult<Decision> {
-        self.run(bucket, limit, "peek").await
+        self.run(&[(bucket, limit)], "peek").await
+    }
+
+    /// Gives back one cell taken from `bucket` (an attempt that turned out
+    /// to be no failure).
+    pub async fn refund(&self, bucket: &str, limit: Limit) -> AppResult<()> {
+        let keys = [self.kv.key(&format!("rl:{bucket}"))];
+        let args = [limit.interval_ms().to_string()];
+        let _: i64 = self.kv.invoke(&self.refund, &keys, &args).await?;
+        Ok(())
     }
 
     /// Forgets a bucket (e.g. an account's failed logins after a success).
@@ -85,14 +135,16 @@ impl RateLimiter {
         Ok(())
     }
 
-    async fn run(&self, bucket: &str, limit: Limit, mode: &str) -> AppResult<Decision> {
-        if limit.max == 0 {
-            return Ok(Decision::Limited { retry_after: limit.window });
+    async fn run(&self, buckets: &[(&str, Limit)], mode: &str) -> AppResult<Decision> {
+        if let Some((_, closed)) = buckets.iter().find(|(_, limit)| limit.max == 0) {
+            return Ok(Decision::Limited { retry_after: closed.window });
         }
-        let window_ms = limit.window.as_millis().max(1) as u64;
-        let interval_ms = (window_ms / u64::from(limit.max)).max(1);
-        let keys = [self.kv.key(&format!("rl:{bucket}"))];
-        let args = [interval_ms.to_string(), window_ms.to_string(), mode.to_string()];
+        let keys: Vec<String> = buckets.iter().map(|(bucket, _)| self.kv.key(&format!("rl:{bucket}"))).collect();
+        let mut args = vec![mode.to_string()];
+        for (_, limit) in buckets {
+            args.push(limit.interval_ms().to_string());
+            args.push(limit.window_ms().to_string());
+        }
         let (allowed, retry_after_ms): (i64, i64) = self.kv.invoke(&self.script, &keys, &args).await?;
         Ok(if allowed == 1 {
             Decision::Allowed

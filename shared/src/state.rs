@@ -94,6 +94,10 @@ impl AppState {
             db: &self.db,
             limiter: &self.limiter,
             login_limit: Limit { max: self.config.rate_limits.login_failures, window: self.config.rate_limits.window },
+            login_ceiling: Limit {
+                max: self.config.rate_limits.login_account_ceiling,
+                window: self.config.rate_limits.window,
+            },
             keys: self.tokens.as_deref(),
         }
     }

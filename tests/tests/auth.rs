@@ -184,36 +184,65 @@ fn failed_login(email: &str, ip: [u8; 4]) -> http::Request<axum::body::Body> {
     )
 }
 
+fn login_from(email: &str, password: &str, ip: [u8; 4]) -> http::Request<axum::body::Body> {
+    from_ip(request(Method::POST, "/api/auth/login", &[], Some(json!({"email": email, "password": password}))), ip)
+}
+
 #[tokio::test]
-async fn eleventh_failed_login_per_account_is_429_across_instances() {
+async fn eleventh_failed_login_per_account_and_client_is_429_across_instances_and_others_still_sign_in() {
     let app = spawn_app().await;
     let other = app.another_instance().await;
     let tenant = app.create_tenant("acme").await;
     let user = app.create_user(tenant, Role::Admin).await;
-    // Ten failures, alternating between two app instances and ten client IPs.
+    // Ten failures from one client, alternating between two app instances.
     for i in 0..10u8 {
         let instance = if i % 2 == 0 { &app } else { &other };
-        let response = instance.request(failed_login(&user.email, [10, 0, 0, i])).await;
+        let response = instance.request(failed_login(&user.email, [10, 0, 0, 1])).await;
         assert_eq!(response.status, StatusCode::UNAUTHORIZED, "attempt {}", i + 1);
     }
-    let eleventh = other.request(failed_login(&user.email, [10, 0, 1, 1])).await;
+    let eleventh = other.request(failed_login(&user.email, [10, 0, 0, 1])).await;
     assert_eq!(eleventh.status, StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = eleventh.header("retry-after").expect("Retry-After").parse().expect("seconds");
     assert!(retry_after > 0 && retry_after <= 900, "{retry_after}");
     assert_eq!(eleventh.header("content-type"), Some("application/problem+json"));
-    // Even the right password waits: the account is locked for the window.
-    let right = app
-        .request(from_ip(
-            request(
-                Method::POST,
-                "/api/auth/login",
-                &[],
-                Some(json!({"email": user.email, "password": user.password})),
-            ),
-            [10, 0, 2, 2],
-        ))
-        .await;
+    // That client waits even with the right password...
+    let right = app.request(login_from(&user.email, &user.password, [10, 0, 0, 1])).await;
     assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+    // ...but it cannot lock the owner out: another client signs in.
+    let owner = app.request(login_from(&user.email, &user.password, [10, 0, 2, 2])).await;
+    assert_eq!(owner.status, StatusCode::OK, "{}", String::from_utf8_lossy(&owner.body));
+}
+
+#[tokio::test]
+async fn the_account_ceiling_stops_guesses_spread_over_many_clients() {
+    let app = mpanel_tests::spawn_app_with(|env| {
+        env.insert("LOGIN_ACCOUNT_FAILURE_CEILING".into(), "20".into());
+    })
+    .await;
+    let tenant = app.create_tenant("acme").await;
+    let user = app.create_user(tenant, Role::Admin).await;
+    for i in 0..20u8 {
+        let response = app.request(failed_login(&user.email, [10, 1, 0, i])).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "attempt {}", i + 1);
+    }
+    let next = app.request(failed_login(&user.email, [10, 1, 1, 1])).await;
+    assert_eq!(next.status, StatusCode::TOO_MANY_REQUESTS);
+    let right = app.request(login_from(&user.email, &user.password, [10, 1, 2, 2])).await;
+    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS, "the account is locked for the window");
+}
+
+#[tokio::test]
+async fn parallel_guesses_are_counted_before_the_password_is_checked() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("acme").await;
+    let user = app.create_user(tenant, Role::Admin).await;
+    let guesses = (0..100).map(|_| app.request(failed_login(&user.email, [10, 3, 0, 1])));
+    let answers = futures::future::join_all(guesses).await;
+    let verified = answers.iter().filter(|r| r.status == StatusCode::UNAUTHORIZED).count();
+    let limited = answers.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!(verified + limited, 100);
+    assert!(verified <= 10, "{verified} guesses reached password verification");
+    assert_eq!(audit_count(&app, "auth.login_failed").await, verified as i64);
 }
 
 #[tokio::test]

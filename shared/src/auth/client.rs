@@ -30,9 +30,25 @@ impl ClientMeta {
         }
     }
 
-    /// The rate-limit key for an anonymous caller.
+    /// The rate-limit key for an anonymous caller: the IPv4 address, or the
+    /// IPv6 /64 (one subscriber's network: a client picks any address in it).
     pub fn ip_key(&self) -> String {
-        self.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
+        match self.ip.map(canonical) {
+            Some(IpAddr::V6(v6)) => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                format!("{}/64", std::net::Ipv6Addr::from(prefix))
+            }
+            Some(v4) => v4.to_string(),
+            None => "unknown".into(),
+        }
+    }
+}
+
+/// An IPv4 client seen through an IPv4-mapped IPv6 address is that IPv4 client.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
     }
 }
 
@@ -57,5 +73,24 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(ClientMeta::from_parts(parts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ip: &str) -> String {
+        ClientMeta { ip: Some(ip.parse().unwrap()), user_agent: None }.ip_key()
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:ffff:ffff:ffff"), key("2001:db8:1:2::5"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(ClientMeta { ip: None, user_agent: None }.ip_key(), "unknown");
     }
 }

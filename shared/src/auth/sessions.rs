@@ -82,7 +82,10 @@ async fn login_row(
 pub struct Sessions<'a> {
     pub db: &'a DbPool,
     pub limiter: &'a RateLimiter,
+    /// Failed logins per (account, client) and per client.
     pub login_limit: Limit,
+    /// Failed logins per account from every client together.
+    pub login_ceiling: Limit,
     pub keys: Option<&'a TokenKeys>,
 }
 
@@ -98,12 +101,19 @@ pub async fn login(
     meta: &ClientMeta,
 ) -> AppResult<TokenPair> {
     let normalized = email.trim().to_lowercase();
+    let client_key = meta.ip_key();
+    let pair_bucket = format!("login:pair:{normalized}:{client_key}");
     let account_bucket = format!("login:account:{normalized}");
-    let ip_bucket = format!("login:ip:{}", meta.ip_key());
-    let limit = sessions.login_limit;
-    // Brute-force guard: fail closed (a Redis outage answers 503).
-    sessions.limiter.peek(&account_bucket, limit).await?.check()?;
-    sessions.limiter.peek(&ip_bucket, limit).await?.check()?;
+    let ip_bucket = format!("login:ip:{client_key}");
+    let (limit, ceiling) = (sessions.login_limit, sessions.login_ceiling);
+    // Brute-force guard, failing closed (a Redis outage answers 503): this
+    // attempt is counted, atomically, before the password is checked, so
+    // parallel guesses cannot all pass; a success gives it back.
+    sessions
+        .limiter
+        .consume_all(&[(&pair_bucket, limit), (&account_bucket, ceiling), (&ip_bucket, limit)])
+        .await?
+        .check()?;
 
     let client = sessions.db.get().await?;
     let row = match EmailAddress::parse(&normalized) {
@@ -115,8 +125,6 @@ pub async fn login(
     let row = match (row, matched) {
         (Some(row), true) => row,
         (row, _) => {
-            sessions.limiter.consume(&account_bucket, limit).await?;
-            sessions.limiter.consume(&ip_bucket, limit).await?;
             let mut entry =
                 AuditEntry::new(row.as_ref().map(|r| r.user.tenant_id), Actor::Anonymous, "auth.login_failed")
                     .details(json!({ "email": normalized.chars().take(254).collect::<String>() }));
@@ -129,6 +137,10 @@ pub async fn login(
             return Err(bad_credentials());
         }
     };
+    // The right password: no failure to count, and this client's earlier ones are forgiven.
+    sessions.limiter.reset(&pair_bucket).await?;
+    sessions.limiter.refund(&account_bucket, ceiling).await?;
+    sessions.limiter.refund(&ip_bucket, limit).await?;
     if !row.user_active || !row.tenant_active {
         let mut entry = AuditEntry::new(Some(row.user.tenant_id), Actor::User(row.user.id), "auth.login_refused")
             .target("user", row.user.id)
@@ -138,7 +150,6 @@ pub async fn login(
         audit_log::record(&**client, &entry).await?;
         return Err(AppError::Forbidden("This account is disabled.".into()));
     }
-    sessions.limiter.reset(&account_bucket).await?;
     let actor = Actor::User(row.user.id);
     open_session(sessions, row.user, meta, actor, "auth.login").await
 }

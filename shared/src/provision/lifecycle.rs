@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn held_names() {
-        let (a, b) = (Uuid::from_u128(1).simple().to_string(), Uuid::from_u128(2).simple().to_string());
+        let (a, b) = (Uuid::from_u128(0xabcdef).simple().to_string(), Uuid::from_u128(2).simple().to_string());
         assert!(valid_held_name(&format!("{a}-{b}")));
         assert!(!valid_held_name("../x-y"));
         assert!(!valid_held_name(&format!("{a}-{b}/..")));

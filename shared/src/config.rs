@@ -98,7 +98,10 @@ pub struct Config {
     pub webhook_secret: Option<Secret<Vec<u8>>>,
     pub pdns: Option<PdnsConfig>,
     pub sqs_queue_url: Option<String>,
+    /// The platform key: only for servers registered before tenant keys.
     pub ssh_private_key: Option<SshKeySource>,
+    /// Where each tenant's own SSH key lives.
+    pub tenant_keys: Option<TenantKeyStore>,
     /// Present when SQS or Secrets Manager is used.
     pub aws: Option<aws_config::SdkConfig>,
     pub jobs: JobSettings,
@@ -153,6 +156,7 @@ impl Config {
         let sqs_queue_url = if needs.sqs { Some(required(env, "SQS_QUEUE_URL")?) } else { None };
         let ssh_private_key = ssh_private_key?;
         let jobs = load_jobs(env)?;
+        let tenant_keys = load_tenant_keys(env, aws.is_some())?;
         let cors_allowed_origins = parse_origins(env.get("CORS_ALLOWED_ORIGINS").map(String::as_str).unwrap_or(""))?;
         Ok(Config {
             cors_allowed_origins,
@@ -171,7 +175,8 @@ impl Config {
             webhook_secret,
             pdns,
             sqs_queue_url,
-            ssh_private_key,
+            ssh_private_key: ssh_private_key.flatten(),
+            tenant_keys,
             aws,
         })
     }
@@ -422,7 +427,40 @@ async fn load_pdns(env: &Env, secrets: &SecretSource<'_>) -> Result<PdnsConfig, 
     })
 }
 
-async fn load_ssh_key(env: &Env, secrets: &SecretSource<'_>) -> Result<SshKeySource, ConfigError> {
+/// Where tenants' SSH keys live: `SSH_KEY_DIR` (created 0700 if missing),
+/// else Secrets Manager when AWS is configured (`SSH_KEY_SECRET_PREFIX`,
+/// default `mpanel/tenant-ssh/`), else nowhere (no SSH from this process).
+fn load_tenant_keys(env: &Env, aws: bool) -> Result<Option<TenantKeyStore>, ConfigError> {
+    if let Some(dir) = env.get("SSH_KEY_DIR").filter(|d| !d.trim().is_empty()) {
+        let dir = PathBuf::from(dir);
+        if !dir.is_absolute() {
+            return Err(ConfigError::new("SSH_KEY_DIR", "must be an absolute path"));
+        }
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|e| ConfigError::new("SSH_KEY_DIR", format!("cannot be created as a private directory: {e}")))?;
+        return Ok(Some(TenantKeyStore::Dir(dir)));
+    }
+    if aws {
+        let prefix = env.get("SSH_KEY_SECRET_PREFIX").cloned().unwrap_or_else(|| "mpanel/tenant-ssh/".into());
+        return Ok(Some(TenantKeyStore::SecretsManager { prefix }));
+    }
+    Ok(None)
+}
+
+/// Where tenants' private SSH keys are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantKeyStore {
+    Dir(PathBuf),
+    SecretsManager { prefix: String },
+}
+
+/// The platform key (`SSH_PRIVATE_KEY_FILE` or `_ARN`), optional: only
+/// servers registered before tenant keys use it.
+async fn load_ssh_key(env: &Env, secrets: &SecretSource<'_>) -> Result<Option<SshKeySource>, ConfigError> {
     match (env.get("SSH_PRIVATE_KEY_FILE"), env.get("SSH_PRIVATE_KEY_ARN")) {
         (Some(_), Some(_)) => Err(ConfigError::new(
             "SSH_PRIVATE_KEY_FILE",
@@ -433,7 +471,7 @@ async fn load_ssh_key(env: &Env, secrets: &SecretSource<'_>) -> Result<SshKeySou
             if !path.is_file() {
                 return Err(ConfigError::new("SSH_PRIVATE_KEY_FILE", "is not a readable file"));
             }
-            Ok(SshKeySource::File(path))
+            Ok(Some(SshKeySource::File(path)))
         }
         (None, Some(_)) => {
             let key = secrets
@@ -441,9 +479,9 @@ async fn load_ssh_key(env: &Env, secrets: &SecretSource<'_>) -> Result<SshKeySou
                 .await?
                 .map(SecretValue::into_string)
                 .ok_or_else(|| ConfigError::new("SSH_PRIVATE_KEY_ARN", "is empty"))?;
-            Ok(SshKeySource::Inline(Secret::new(key)))
+            Ok(Some(SshKeySource::Inline(Secret::new(key))))
         }
-        (None, None) => Err(ConfigError::new("SSH_PRIVATE_KEY_FILE", "is required (or SSH_PRIVATE_KEY_ARN)")),
+        (None, None) => Ok(None),
     }
 }
 

@@ -28,6 +28,7 @@ pub mod provision;
 pub mod ratelimit;
 pub mod secrets;
 pub mod servers;
+pub mod ssh_identity;
 pub mod state;
 pub mod subscriptions;
 pub mod telemetry;

@@ -26,6 +26,8 @@ pub struct AppState {
     pub tokens: Option<Arc<TokenKeys>>,
     /// For PowerDNS; built once, it pools connections.
     pub http: reqwest::Client,
+    /// Each tenant's SSH identity, where a key store is configured.
+    pub tenant_keys: Option<Arc<crate::ssh_identity::TenantKeys>>,
 }
 
 impl AppState {
@@ -44,7 +46,12 @@ impl AppState {
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(15))
             .build()?;
+        let tenant_keys = config
+            .tenant_keys
+            .clone()
+            .map(|store| Arc::new(crate::ssh_identity::TenantKeys::new(store, config.aws.as_ref())));
         Ok(AppState {
+            tenant_keys,
             http,
             config: Arc::new(config),
             db,

@@ -521,9 +521,24 @@ pub fn unique_domain() -> String {
 }
 
 impl TestApp {
+    /// Installs the tenant's own SSH key (made on first use) for the local
+    /// sshd's hosting user, as an operator would on a real server.
+    pub async fn authorize_tenant_key(&self, tenant_id: Uuid) {
+        let keys = self.state.tenant_keys.as_deref().expect("SSH_KEY_DIR is set by ./scripts/stack");
+        let public = keys.public_key(&self.state.db, tenant_id).await.expect("tenant key");
+        // One short append per line: concurrent tests never interleave.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.env["MPANEL_TEST_SSH_AUTHORIZED_KEYS"])
+            .expect("authorized_keys");
+        std::io::Write::write_all(&mut file, format!("{public}\n").as_bytes()).expect("append key");
+    }
+
     /// Registers the local sshd (from `./scripts/stack`) as a WEB server of
-    /// the tenant; `host_key` overrides its pinned key.
+    /// the tenant, reached with the tenant's key; `host_key` overrides its
+    /// pinned key.
     pub async fn local_web_server(&self, tenant_id: Uuid, host_key: Option<&str>) -> Uuid {
+        self.authorize_tenant_key(tenant_id).await;
         let env = &self.env;
         let key = host_key.unwrap_or(&env["MPANEL_TEST_SSH_HOST_KEY"]).to_string();
         let port: i32 = env["MPANEL_TEST_SSH_PORT"].parse().expect("port");

@@ -6,7 +6,8 @@ use mpanel::secrets::Secret;
 use mpanel_tests::{database_url, empty_database, spawn_app, stack_env};
 use tokio_postgres::NoTls;
 
-const TABLES: [&str; 21] = [
+const TABLES: [&str; 22] = [
+    "tenant_ssh_keys",
     "tenants",
     "users",
     "refresh_tokens",

@@ -45,6 +45,31 @@ pub fn routes() -> ApiRoutes {
             reset_password,
             Doc::new("resetMailPassword", "mail", "Set a new random password, shown once").json::<PasswordReset>(200),
         )
+        .route(
+            Method::GET,
+            "/api/ssh-key",
+            Permission::WriteServers,
+            ssh_key,
+            Doc::new("getSshKey", "servers", "This tenant's own SSH public key, to install on its hosting servers")
+                .json::<SshKey>(200),
+        )
+}
+
+/// The tenant's SSH public key (made on first use); jobs for its servers
+/// log in with the private half only.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SshKey {
+    /// An `authorized_keys` line: `ssh-ed25519 AAAA... mpanel`.
+    pub public_key: String,
+}
+
+async fn ssh_key(Caller(state, principal): Caller) -> AppResult<axum::Json<SshKey>> {
+    let keys = state.tenant_keys.as_deref().ok_or_else(|| {
+        AppError::Unavailable("No SSH key store is configured (SSH_KEY_DIR or Secrets Manager).".into())
+    })?;
+    let public_key = keys.public_key(&state.db, principal.tenant_id).await?;
+    Ok(axum::Json(SshKey { public_key }))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -5,10 +5,8 @@
 //! remote shell); the only shell snippet is a constant that receives the
 //! path as `$1`.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
@@ -17,81 +15,28 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::Provisioner;
-use super::{Server, assign_server, load_target};
-use crate::config::SshKeySource;
+use super::{Server, SshIdentity, assign_server, load_target};
 use crate::jobs::{ClaimedJob, JobError};
+use crate::ssh_identity::{platform_key_file, private_dir, write_atomically};
 use crate::types::DomainName;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// This process's directory for SSH files (only `/tmp` is writable on
-/// Lambda): made once by mkdtemp, so its name is unpredictable and it is
-/// ours, 0700, and checked before every use.
-struct PrivateDir {
-    dir: tempfile::TempDir,
-    uid: u32,
-}
-
-static PRIVATE_DIR: OnceLock<PrivateDir> = OnceLock::new();
-
-fn private_dir() -> std::io::Result<&'static Path> {
-    let private = match PRIVATE_DIR.get() {
-        Some(private) => private,
-        None => {
-            let dir = tempfile::Builder::new().prefix("mpanel-ssh-").tempdir()?;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
-            let uid = std::fs::symlink_metadata(dir.path())?.uid();
-            // A racing first use may have won: its directory is kept, ours dropped.
-            let _ = PRIVATE_DIR.set(PrivateDir { dir, uid });
-            PRIVATE_DIR.get().ok_or_else(|| std::io::Error::other("private directory not set"))?
+/// The key a job uses for `server`: its tenant's own, or the platform key
+/// for a server still registered with it (see the README's migration).
+async fn key_for(p: Provisioner<'_>, server: &Server) -> Result<PathBuf, JobError> {
+    match server.identity {
+        SshIdentity::Tenant => {
+            let keys = p.tenant_keys.ok_or_else(|| {
+                JobError::permanent("no tenant SSH key store is configured (SSH_KEY_DIR or Secrets Manager)")
+            })?;
+            Ok(keys.key_file(p.db, server.tenant_id).await?)
         }
-    };
-    check_private(private.dir.path(), private.uid)?;
-    Ok(private.dir.path())
-}
-
-/// Refuses a directory that is not (any longer) a 0700 directory of `uid`.
-fn check_private(path: &Path, uid: u32) -> std::io::Result<()> {
-    let meta = std::fs::symlink_metadata(path)?;
-    if !meta.file_type().is_dir() || meta.uid() != uid || meta.mode() & 0o777 != 0o700 {
-        return Err(std::io::Error::other(format!("{} is not a private directory of this process", path.display())));
-    }
-    Ok(())
-}
-
-/// Replaces `path` with `contents` (mode `mode`) atomically: written to a
-/// unique temporary file, then renamed over it. Jobs connect concurrently
-/// and rewrite these files each time; an ssh started by one job must never
-/// read another job's half-written (truncated) file, or it finds no host
-/// key and refuses the server.
-fn write_atomically(path: &std::path::Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-    let written = options.open(&temporary).and_then(|mut file| std::io::Write::write_all(&mut file, contents));
-    match written.and_then(|()| std::fs::rename(&temporary, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&temporary);
-            Err(e)
-        }
-    }
-}
-
-/// The key file ssh reads: the configured file, or the Secrets Manager key
-/// written, 0600, under the temp dir.
-fn key_file(source: &SshKeySource) -> std::io::Result<PathBuf> {
-    match source {
-        SshKeySource::File(path) => Ok(path.clone()),
-        SshKeySource::Inline(key) => {
-            let path = private_dir()?.join("id");
-            let mut text = key.expose().clone();
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-            write_atomically(&path, text.as_bytes(), 0o600)?;
-            Ok(path)
+        SshIdentity::Platform => {
+            let source = p
+                .ssh_key
+                .ok_or_else(|| JobError::permanent("the server uses the platform key, which is not configured"))?;
+            platform_key_file(source).map_err(|e| JobError::retryable(format!("cannot prepare the SSH key: {e}")))
         }
     }
 }
@@ -125,8 +70,7 @@ fn ssh_files(server: &Server) -> std::io::Result<(PathBuf, PathBuf)> {
 }
 
 pub async fn connect(p: Provisioner<'_>, server: &Server) -> Result<Session, JobError> {
-    let source = p.ssh_key.ok_or_else(|| JobError::permanent("no SSH key is configured in this process"))?;
-    let key = key_file(source).map_err(|e| JobError::retryable(format!("cannot prepare the SSH key: {e}")))?;
+    let key = key_for(p, server).await?;
     let (known_hosts, config) =
         ssh_files(server).map_err(|e| JobError::retryable(format!("cannot prepare SSH files: {e}")))?;
     let control = private_dir().map_err(|e| JobError::retryable(format!("control dir: {e}")))?;
@@ -158,17 +102,18 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// A host-key mismatch is permanent (and possibly an attack): never retried
-/// blindly. Network trouble is retryable.
+/// blindly. Network trouble is retryable. The job's error (shown to tenant
+/// staff) says only which of these it was; ssh's own words go to the log,
+/// so a server entry cannot be used to probe other hosts.
 pub fn classify_ssh_error(message: &str) -> JobError {
     let lowered = message.to_lowercase();
+    tracing::warn!(ssh_error = %message, "SSH failed");
     if lowered.contains("host key verification failed") || lowered.contains("remote host identification has changed") {
-        JobError::permanent(format!(
-            "SSH host key mismatch: the server did not present its registered host key ({message})"
-        ))
+        JobError::permanent("SSH host key mismatch: the server did not present its registered host key")
     } else if lowered.contains("permission denied") {
-        JobError::permanent(format!("SSH login refused: {message}"))
+        JobError::permanent("SSH login refused: install this tenant's key (GET /api/ssh-key) for the server's SSH user")
     } else {
-        JobError::retryable(format!("SSH connection failed: {message}"))
+        JobError::retryable("SSH connection failed: the server could not be reached")
     }
 }
 
@@ -373,46 +318,11 @@ pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
 mod tests {
     use super::*;
 
-    /// A reader never sees a rewrite in progress (an empty or partial
-    /// known_hosts made concurrent jobs refuse the server as unknown).
-    #[test]
-    fn rewritten_ssh_files_are_never_seen_half_written() {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicBool, Ordering};
-
-        let dir = std::env::temp_dir().join(format!("mpanel-atomic-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("known_hosts");
-        let contents = "[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGk\n".repeat(200);
-        write_atomically(&path, contents.as_bytes(), 0o600).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let writer = {
-            let (path, contents, stop) = (path.clone(), contents.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    write_atomically(&path, contents.as_bytes(), 0o600).unwrap();
-                }
-            })
-        };
-        let mut torn = 0;
-        for _ in 0..5_000 {
-            if std::fs::read(&path).unwrap() != contents.as_bytes() {
-                torn += 1;
-            }
-        }
-        stop.store(true, Ordering::Relaxed);
-        writer.join().unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        let leftovers = std::fs::read_dir(&dir).unwrap().count();
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(torn, 0, "reads saw a half-written file");
-        assert_eq!(mode, 0o600);
-        assert_eq!(leftovers, 1, "temporary files left behind");
-    }
-
     fn server(port: u16) -> Server {
         Server {
             id: uuid::Uuid::nil(),
+            tenant_id: uuid::Uuid::nil(),
+            identity: SshIdentity::Tenant,
             ip_address: "192.0.2.1".parse().unwrap(),
             ssh_host: "web1.example.net".into(),
             ssh_port: port,

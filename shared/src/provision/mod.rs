@@ -19,6 +19,7 @@ use crate::db::DbPool;
 use crate::error::AppResult;
 use crate::jobs::JobType;
 use crate::jobs::{ClaimedJob, JobError};
+pub use crate::servers::SshIdentity;
 use crate::state::AppState;
 use crate::types::DomainName;
 
@@ -29,7 +30,10 @@ pub struct Provisioner<'a> {
     /// For PowerDNS; built once per process, it pools connections.
     pub http: &'a reqwest::Client,
     pub pdns: Option<&'a PdnsConfig>,
+    /// The platform key, for servers not yet moved to their tenant's key.
     pub ssh_key: Option<&'a SshKeySource>,
+    /// Each tenant's own SSH identity.
+    pub tenant_keys: Option<&'a crate::ssh_identity::TenantKeys>,
 }
 
 impl<'a> Provisioner<'a> {
@@ -39,19 +43,22 @@ impl<'a> Provisioner<'a> {
             http: &state.http,
             pdns: state.config.pdns.as_ref(),
             ssh_key: state.config.ssh_private_key.as_ref(),
+            tenant_keys: state.tenant_keys.as_deref(),
         }
     }
 }
 
 pub async fn execute(provisioner: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
     let p = provisioner;
+    // Each on the heap: the executors' futures nest deeply, and every
+    // function binary's main future would otherwise hold all of them inline.
     match job.job_type {
-        JobType::ProvisionDns => dns::provision(p, job).await,
-        JobType::ProvisionHosting => hosting::provision(p, job).await,
-        JobType::ProvisionMail => mail::provision(p, job).await,
-        JobType::SuspendService => lifecycle::suspend(p, job).await,
-        JobType::UnsuspendService => lifecycle::unsuspend(p, job).await,
-        JobType::TerminateService => lifecycle::terminate(p, job).await,
+        JobType::ProvisionDns => Box::pin(dns::provision(p, job)).await,
+        JobType::ProvisionHosting => Box::pin(hosting::provision(p, job)).await,
+        JobType::ProvisionMail => Box::pin(mail::provision(p, job)).await,
+        JobType::SuspendService => Box::pin(lifecycle::suspend(p, job)).await,
+        JobType::UnsuspendService => Box::pin(lifecycle::unsuspend(p, job)).await,
+        JobType::TerminateService => Box::pin(lifecycle::terminate(p, job)).await,
     }
 }
 
@@ -95,6 +102,8 @@ pub async fn load_target(db: &DbPool, job: &ClaimedJob) -> Result<Target, JobErr
 #[derive(Debug, Clone)]
 pub struct Server {
     pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub identity: SshIdentity,
     pub ip_address: IpAddr,
     pub ssh_host: String,
     pub ssh_port: u16,
@@ -165,7 +174,8 @@ pub async fn load_server(db: &DbPool, id: Uuid) -> Result<Server, JobError> {
     let client = db.get().await?;
     let row = client
         .query_typed_one(
-            "SELECT id, host(ip_address), ssh_host, ssh_port, ssh_user, host_key, web_root FROM servers WHERE id = $1",
+            "SELECT id, host(ip_address), ssh_host, ssh_port, ssh_user, host_key, web_root, tenant_id, ssh_identity
+             FROM servers WHERE id = $1",
             &[(&id, Type::UUID)],
         )
         .await?;
@@ -179,6 +189,8 @@ pub async fn load_server(db: &DbPool, id: Uuid) -> Result<Server, JobError> {
         ssh_user: row.try_get(4)?,
         host_key: row.try_get(5)?,
         web_root: row.try_get(6)?,
+        tenant_id: row.try_get(7)?,
+        identity: row.try_get(8)?,
     })
 }
 

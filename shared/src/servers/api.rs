@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::http::body::{Field, Problems};
 use crate::http::extract::{Caller, IdPath, Json, Query};
 use crate::http::pagination::{Page, PageParams, fetch_page};
@@ -20,8 +20,8 @@ use crate::state::AppState;
 use crate::types::DisplayName;
 
 use super::{
-    COLUMNS, ServerRole, ServerStatus, ServerView, load, parse_host_key, parse_ip, parse_port, parse_ssh_host,
-    parse_ssh_user, parse_web_root,
+    COLUMNS, ServerRole, ServerStatus, ServerView, SshIdentity, load, parse_host_key, parse_ip, parse_port,
+    parse_ssh_host, parse_ssh_user, parse_web_root,
 };
 
 pub fn routes() -> ApiRoutes {
@@ -155,6 +155,11 @@ pub(crate) struct ServerChanges {
     #[serde(default)]
     #[schema(value_type = Option<ServerStatus>)]
     status: Field<ServerStatus>,
+    /// Only `TENANT`: moves a server registered with the platform key to
+    /// the tenant's own key (install `GET /api/ssh-key` on it first).
+    #[serde(default)]
+    #[schema(value_type = Option<SshIdentity>)]
+    ssh_identity: Field<SshIdentity>,
 }
 
 impl From<ServerInput> for ServerChanges {
@@ -162,7 +167,8 @@ impl From<ServerInput> for ServerChanges {
     /// marked `default`, so a missing one reads as null and is reported.
     fn from(input: ServerInput) -> ServerChanges {
         let ServerInput { name, role, ip_address, ssh_host, ssh_port, ssh_user, host_key, web_root, status } = input;
-        ServerChanges { name, role, ip_address, ssh_host, ssh_port, ssh_user, host_key, web_root, status }
+        let ssh_identity = Field::Absent;
+        ServerChanges { name, role, ip_address, ssh_host, ssh_port, ssh_user, host_key, web_root, status, ssh_identity }
     }
 }
 
@@ -193,6 +199,13 @@ fn read(body: ServerChanges) -> AppResult<Vec<(&'static str, Value)>> {
     }
     if let Some(status) = p.change("status", body.status, Ok) {
         values.push(("status", json!(status)));
+    }
+    let to_tenant = |identity: SshIdentity| match identity {
+        SshIdentity::Tenant => Ok(identity),
+        SshIdentity::Platform => Err("can only be TENANT: no server moves to the platform key".to_string()),
+    };
+    if let Some(identity) = p.change("sshIdentity", body.ssh_identity, to_tenant) {
+        values.push(("ssh_identity", json!(identity)));
     }
     p.finish()?;
     Ok(values)
@@ -255,7 +268,21 @@ async fn update(
     let actor = Actor::User(principal.user_id);
     crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
-            load(tx, tenant_id, id).await?;
+            let before = load(tx, tenant_id, id).await?;
+            // The platform key is trusted by servers of every tenant: a
+            // server still on it cannot be aimed at another host or login.
+            let aims = [("ip_address", "ipAddress"), ("ssh_host", "sshHost"), ("ssh_port", "sshPort"), ("ssh_user", "sshUser")];
+            let moving_to_tenant = values.iter().any(|(k, _)| *k == "ssh_identity");
+            if before.ssh_identity == SshIdentity::Platform && !moving_to_tenant
+                && let Some((_, field)) = aims.iter().find(|(column, _)| values.iter().any(|(k, _)| k == column))
+            {
+                return Err(AppError::Conflict {
+                    field: Some((*field).into()),
+                    detail: "This server still uses the platform SSH key: move it to the tenant's key \
+                             (sshIdentity TENANT) before changing its address or login."
+                        .into(),
+                });
+            }
             let input: serde_json::Map<String, Value> = values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
             tx.query_typed(
                 "UPDATE servers SET
@@ -263,7 +290,8 @@ async fn update(
                     ip_address = COALESCE(($3->>'ip_address')::inet, ip_address), ssh_host = COALESCE($3->>'ssh_host', ssh_host),
                     ssh_port = COALESCE(($3->>'ssh_port')::int, ssh_port), ssh_user = COALESCE($3->>'ssh_user', ssh_user),
                     host_key = COALESCE($3->>'host_key', host_key), web_root = COALESCE($3->>'web_root', web_root),
-                    status = COALESCE($3->>'status', status), updated_at = now()
+                    status = COALESCE($3->>'status', status),
+                    ssh_identity = COALESCE($3->>'ssh_identity', ssh_identity), updated_at = now()
                  WHERE id = $1 AND tenant_id = $2",
                 &[(&id, Type::UUID), (&tenant_id, Type::UUID), (&Value::Object(input.clone()), Type::JSONB)],
             )

@@ -92,6 +92,15 @@ crate::types::named_enum! {
 }
 
 crate::types::named_enum! {
+    /// Which key jobs use for a server: its tenant's own, or (servers
+    /// registered before tenant keys, until moved) the platform key.
+    pub enum SshIdentity {
+        Tenant,
+        Platform,
+    }
+}
+
+crate::types::named_enum! {
     /// A disabled server gets no new accounts; its existing sites stay.
     pub enum ServerStatus {
         Active,
@@ -119,6 +128,9 @@ pub struct ServerView {
     pub ssh_user: String,
     pub host_key: String,
     pub web_root: String,
+    /// The key jobs use: TENANT (the tenant's own, `GET /api/ssh-key`) or
+    /// PLATFORM (registered before tenant keys; move it to TENANT).
+    pub ssh_identity: SshIdentity,
     pub status: ServerStatus,
     pub accounts: i64,
     pub created_at: DateTime<Utc>,
@@ -127,7 +139,7 @@ pub struct ServerView {
 
 pub(crate) const COLUMNS: &str =
     "s.id, s.name, s.role, host(s.ip_address) AS ip_address, s.ssh_host, s.ssh_port, s.ssh_user,
-    s.host_key, s.web_root, s.status, s.created_at, s.updated_at,
+    s.host_key, s.web_root, s.ssh_identity, s.status, s.created_at, s.updated_at,
     (SELECT count(*) FROM hosting_accounts h WHERE h.server_id = s.id AND h.status <> 'TERMINATED') AS accounts";
 
 impl ServerView {
@@ -142,6 +154,7 @@ impl ServerView {
             ssh_user: row.try_get("ssh_user")?,
             host_key: row.try_get("host_key")?,
             web_root: row.try_get("web_root")?,
+            ssh_identity: row.try_get("ssh_identity")?,
             status: row.try_get("status")?,
             accounts: row.try_get("accounts")?,
             created_at: row.try_get("created_at")?,

@@ -210,6 +210,7 @@ pub async fn run(cli: Cli, env: &Env) -> anyhow::Result<()> {
         Command::SeedDemo => {
             let state = state_for_cli(env).await?;
             let seeded = demo::seed(&state.db, env).await.map_err(app_error)?;
+            demo::authorize_local_key(&state, env, seeded.tenant_id).await.map_err(app_error)?;
             println!("demo tenant:    {}", seeded.tenant_slug);
             println!("admin email:    {}", seeded.admin_email);
             println!("admin password: {}", seeded.admin_password.expose());

@@ -19,6 +19,7 @@ pub const DEMO_TENANT: &str = "demo";
 pub const DEMO_ADMIN_EMAIL: &str = "admin@demo.mpanel.test";
 
 pub struct Seeded {
+    pub tenant_id: uuid::Uuid,
     pub tenant_slug: String,
     pub admin_email: String,
     pub admin_password: Secret<String>,
@@ -208,8 +209,25 @@ pub async fn seed(db: &DbPool, env: &Env) -> AppResult<Seeded> {
     }
 
     Ok(Seeded {
+        tenant_id: tenant.id,
         tenant_slug: tenant.slug,
         admin_email: DEMO_ADMIN_EMAIL.to_string(),
         admin_password: Secret::new(admin_password),
     })
+}
+
+/// On the local stack, installs the demo tenant's own SSH key for the local
+/// sshd's hosting user (an operator does this by hand on a real server), so
+/// the demo's orders provision. Nothing happens elsewhere.
+pub async fn authorize_local_key(state: &crate::state::AppState, env: &Env, tenant_id: uuid::Uuid) -> AppResult<()> {
+    let (Some(file), Some(keys)) = (env.get("MPANEL_TEST_SSH_AUTHORIZED_KEYS"), state.tenant_keys.as_deref()) else {
+        return Ok(());
+    };
+    let public = keys.public_key(&state.db, tenant_id).await?;
+    let present = std::fs::read_to_string(file).map_err(AppError::internal)?;
+    if !present.lines().any(|line| line == public) {
+        let mut out = std::fs::OpenOptions::new().append(true).open(file).map_err(AppError::internal)?;
+        std::io::Write::write_all(&mut out, format!("{public}\n").as_bytes()).map_err(AppError::internal)?;
+    }
+    Ok(())
 }

@@ -111,6 +111,18 @@ async fn rehearsal() -> Rehearsal {
     for &role in Role::all() {
         users.insert(role.as_str(), app.create_user(tenant, role).await);
     }
+    // The tenant's SSH key where the functions keep it in AWS: a secret
+    // under the stage's prefix (made as GET /api/ssh-key makes it there),
+    // then installed on the local sshd like any tenant key.
+    let key_prefix = format!("mpanel/rehearsal-{}/tenant-ssh/", Uuid::new_v4().simple());
+    let in_aws = app
+        .state_with(|env| {
+            env.remove("SSH_KEY_DIR");
+            env.insert("SSH_KEY_SECRET_PREFIX".into(), key_prefix.clone());
+        })
+        .await;
+    let keys = in_aws.tenant_keys.as_deref().expect("Secrets Manager key store");
+    keys.public_key(&in_aws.db, tenant).await.expect("the tenant's key in moto");
     app.local_web_server(tenant, None).await;
 
     let jwt_secret = generated_jwt_secret();
@@ -135,6 +147,7 @@ async fn rehearsal() -> Rehearsal {
         "PDNS_SERVER_ID": env["PDNS_SERVER_ID"],
         "PDNS_NAMESERVERS": env["PDNS_NAMESERVERS"],
         "AWS_ENDPOINT_URL": env["AWS_ENDPOINT_URL"],
+        "SSH_KEY_SECRET_PREFIX": key_prefix,
     });
     for (variable, arn) in arns {
         parameters[variable] = json!(arn);

@@ -10,9 +10,8 @@ use uuid::Uuid;
 
 use crate::auth::Permission;
 use crate::error::AppResult;
-use crate::http::body::Problems;
-use crate::http::extract::{Caller, Query};
-use crate::http::pagination::{Page, PageParams, PeriodParams, fetch_page};
+use crate::http::extract::{Caller, Listing};
+use crate::http::pagination::{Page, PeriodParams, tenant_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 
 pub fn routes() -> ApiRoutes {
@@ -70,41 +69,31 @@ struct Filters {
     action: Option<String>,
     #[serde(flatten)]
     period: PeriodParams,
-    #[serde(flatten)]
-    page: PageParams,
 }
 
 async fn list(
     Caller(state, principal): Caller,
-    Query(filters): Query<Filters>,
+    Listing { filters, page, mut problems }: Listing<Filters>,
 ) -> AppResult<axum::Json<Page<AuditLog>>> {
-    let mut p = Problems::new();
-    let page = p.page(&filters.page);
-    let (from, to) = p.period(filters.period);
-    let action = p.param("action", filters.action, |a| {
+    let (from, to) = problems.period(filters.period);
+    let action = problems.param("action", filters.action, |a| {
         let name =
             a.len() <= 100 && a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_');
         if name { Ok(a.to_string()) } else { Err("must be an action name like auth.login".to_string()) }
     });
-    p.finish()?;
-    let client = state.db.get().await?;
-    let page = fetch_page(
-        &**client,
+    problems.finish()?;
+    tenant_page(
+        &state.db,
+        principal.tenant_id,
         "SELECT id, tenant_id, actor_type, actor_user_id, action, target_type, target_id,
                 host(ip) AS ip, user_agent, details, created_at
          FROM audit_logs
          WHERE tenant_id = $1 AND ($2::text IS NULL OR action = $2)
            AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::timestamptz IS NULL OR created_at < $4)",
         ("created_at", "id"),
-        &[
-            (&principal.tenant_id, Type::UUID),
-            (&action, Type::TEXT),
-            (&from, Type::TIMESTAMPTZ),
-            (&to, Type::TIMESTAMPTZ),
-        ],
+        &[(&action, Type::TEXT), (&from, Type::TIMESTAMPTZ), (&to, Type::TIMESTAMPTZ)],
         &page,
         AuditLog::from_row,
     )
-    .await?;
-    Ok(axum::Json(page))
+    .await
 }

@@ -10,7 +10,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::{ToSql, Type};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Currency, Interval, PRICE_COLUMNS, PRODUCT_COLUMNS, Price, Product, ProductType, parse_limits};
@@ -199,54 +198,24 @@ async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<
 
 // ------------------------------------------------------------------ product writes
 
-/// A new product. `limits` is an object of non-negative integer limits
-/// (`{"emails": 5}`).
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct ProductInput {
-    #[schema(value_type = String, min_length = 1, max_length = 200)]
-    name: Field<String>,
+crate::http::body::request_bodies! {
+    /// A new product. `limits` is an object of non-negative integer limits
+    /// (`{"emails": 5}`).
+    pub(crate) struct ProductInput;
+    /// The fields sent change; `description: null` clears it.
+    pub(crate) struct ProductChanges;
+    #[schema(min_length = 1, max_length = 200)]
+    name: String;
     /// Unique in the tenant.
-    #[schema(value_type = String, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
-    slug: Field<String>,
+    #[schema(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
+    slug: String;
     #[serde(rename = "type")]
-    #[schema(value_type = ProductType)]
-    product_type: Field<ProductType>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 5000)]
-    description: Field<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    limits: Field<Map<String, Value>>,
-    /// Defaults to true.
-    #[serde(default)]
-    #[schema(value_type = Option<bool>)]
-    is_active: Field<bool>,
-}
-
-/// The fields sent change; `description: null` clears it.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct ProductChanges {
-    #[serde(default)]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
-    name: Field<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
-    slug: Field<String>,
-    #[serde(rename = "type")]
-    #[serde(default)]
-    #[schema(value_type = Option<ProductType>)]
-    product_type: Field<ProductType>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 5000)]
-    description: Field<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    limits: Field<Map<String, Value>>,
-    #[serde(default)]
-    #[schema(value_type = Option<bool>)]
-    is_active: Field<bool>,
+    product_type: ProductType;
+    #[schema(max_length = 5000)]
+    optional description: String;
+    optional limits: Map<String, Value> as Object;
+    /// True when created without it.
+    optional is_active: bool;
 }
 
 fn limits_of(map: Map<String, Value>) -> Result<Value, String> {
@@ -446,56 +415,26 @@ async fn deactivate(State(state): State<AppState>, principal: Principal, IdPath(
 
 // ------------------------------------------------------------------ price writes
 
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct PriceInput {
-    #[schema(value_type = String, min_length = 1, max_length = 200)]
-    name: Field<String>,
+crate::http::body::request_bodies! {
+    /// A new price of a product.
+    pub(crate) struct PriceInput;
+    /// The fields sent change.
+    pub(crate) struct PriceChanges;
+    #[schema(min_length = 1, max_length = 200)]
+    name: String;
     /// Unique in the tenant; the marketing site orders by it.
-    #[schema(value_type = String, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
-    slug: Field<String>,
-    #[schema(value_type = Interval)]
-    interval: Field<Interval>,
-    #[schema(value_type = i64, minimum = 0)]
-    amount_cents: Field<i64>,
+    #[schema(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
+    slug: String;
+    interval: Interval;
+    #[schema(minimum = 0)]
+    amount_cents: i64;
     /// ISO 4217, e.g. USD.
-    #[schema(value_type = String, pattern = r"^[A-Z]{3}$")]
-    currency: Field<String>,
-    /// Defaults to false.
-    #[serde(default)]
-    #[schema(value_type = Option<bool>)]
-    is_popular: Field<bool>,
-    /// Defaults to true.
-    #[serde(default)]
-    #[schema(value_type = Option<bool>)]
-    is_active: Field<bool>,
-}
-
-/// The fields sent change.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct PriceChanges {
-    #[serde(default)]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
-    name: Field<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)]
-    slug: Field<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<Interval>)]
-    interval: Field<Interval>,
-    #[serde(default)]
-    #[schema(value_type = Option<i64>, minimum = 0)]
-    amount_cents: Field<i64>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = r"^[A-Z]{3}$")]
-    currency: Field<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<bool>)]
-    is_popular: Field<bool>,
-    #[serde(default)]
-    #[schema(value_type = Option<bool>)]
-    is_active: Field<bool>,
+    #[schema(pattern = r"^[A-Z]{3}$")]
+    currency: String;
+    /// False when created without it.
+    optional is_popular: bool;
+    /// True when created without it.
+    optional is_active: bool;
 }
 
 async fn create_price(

@@ -7,9 +7,8 @@ use tokio_postgres::types::Type;
 use crate::auth::Permission;
 use crate::db::{all_in_tenant, one_in_tenant};
 use crate::error::AppResult;
-use crate::http::body::Problems;
-use crate::http::extract::{Caller, IdPath, Query};
-use crate::http::pagination::{Page, PageParams, fetch_page};
+use crate::http::extract::{Caller, IdPath, Listing};
+use crate::http::pagination::{Page, tenant_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
 
@@ -38,34 +37,29 @@ pub fn routes() -> ApiRoutes {
 #[derive(Debug, Deserialize)]
 struct Filters {
     email: Option<String>,
-    #[serde(flatten)]
-    page: PageParams,
 }
 
 async fn list(
     Caller(state, principal): Caller,
-    Query(filters): Query<Filters>,
+    Listing { filters, page, mut problems }: Listing<Filters>,
 ) -> AppResult<axum::Json<Page<Customer>>> {
-    let mut p = Problems::new();
-    let page = p.page(&filters.page);
-    let email = p.param("email", filters.email, |e| {
+    let email = problems.param("email", filters.email, |e| {
         if e.len() > 254 { Err("must be at most 254 characters".to_string()) } else { Ok(e.to_string()) }
     });
-    p.finish()?;
-    let client = state.db.get().await?;
-    let page = fetch_page(
-        &**client,
+    problems.finish()?;
+    tenant_page(
+        &state.db,
+        principal.tenant_id,
         &format!(
             "SELECT {CUSTOMER_COLUMNS} FROM customers
              WHERE tenant_id = $1 AND ($2::text IS NULL OR lower(email) = lower($2))"
         ),
         ("created_at", "id"),
-        &[(&principal.tenant_id, Type::UUID), (&email, Type::TEXT)],
+        &[(&email, Type::TEXT)],
         &page,
         Customer::from_row,
     )
-    .await?;
-    Ok(axum::Json(page))
+    .await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

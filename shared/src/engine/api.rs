@@ -11,9 +11,8 @@ use crate::audit_log::Actor;
 use crate::auth::Permission;
 use crate::db::{all_in_tenant, one_in_tenant};
 use crate::error::AppResult;
-use crate::http::body::Problems;
-use crate::http::extract::{Caller, IdPath, Query};
-use crate::http::pagination::{Page, PageParams, fetch_page};
+use crate::http::extract::{Caller, IdPath, Listing};
+use crate::http::pagination::{Page, tenant_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::jobs::{JOB_COLUMNS, JobStatus, JobType, JobView};
 use crate::state::AppState;
@@ -57,40 +56,30 @@ struct Filters {
     #[serde(rename = "type")]
     job_type: Option<String>,
     subscription_id: Option<String>,
-    #[serde(flatten)]
-    page: PageParams,
 }
 
 async fn list(
     Caller(state, principal): Caller,
-    Query(filters): Query<Filters>,
+    Listing { filters, page, mut problems }: Listing<Filters>,
 ) -> AppResult<axum::Json<Page<JobView>>> {
-    let mut p = Problems::new();
-    let page = p.page(&filters.page);
-    let status = p.param("status", filters.status, JobStatus::from_name);
-    let job_type = p.param("type", filters.job_type, JobType::from_name);
-    let subscription_id = p.param("subscriptionId", filters.subscription_id, parse_uuid);
-    p.finish()?;
-    let client = state.db.get().await?;
-    let page = fetch_page(
-        &**client,
+    let status = problems.param("status", filters.status, JobStatus::from_name);
+    let job_type = problems.param("type", filters.job_type, JobType::from_name);
+    let subscription_id = problems.param("subscriptionId", filters.subscription_id, parse_uuid);
+    problems.finish()?;
+    tenant_page(
+        &state.db,
+        principal.tenant_id,
         &format!(
             "SELECT {JOB_COLUMNS} FROM jobs
              WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR type = $3)
                AND ($4::uuid IS NULL OR subscription_id = $4)"
         ),
         ("created_at", "id"),
-        &[
-            (&principal.tenant_id, Type::UUID),
-            (&status, Type::TEXT),
-            (&job_type, Type::TEXT),
-            (&subscription_id, Type::UUID),
-        ],
+        &[(&status, Type::TEXT), (&job_type, Type::TEXT), (&subscription_id, Type::UUID)],
         &page,
         JobView::from_row,
     )
-    .await?;
-    Ok(axum::Json(page))
+    .await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -256,6 +256,72 @@ impl Problems {
     }
 }
 
+/// Declares a request body for creating something and the body for
+/// changing it from one list of fields, so the two cannot drift. In the
+/// create body a field is required unless marked `optional`; in the change
+/// body every field may be left out. Each field is a [`Field`] (absent,
+/// null or given); `as` names the documented type where it differs, and
+/// `#[schema(...)]` carries its documented constraints.
+///
+/// ```ignore
+/// request_bodies! {
+///     /// A new price.
+///     pub(crate) struct PriceInput;
+///     /// The fields sent change.
+///     pub(crate) struct PriceChanges;
+///     #[schema(min_length = 1)] name: String;
+///     /// Defaults to true.
+///     optional is_active: bool;
+/// }
+/// ```
+macro_rules! request_bodies {
+    (
+        $(#[$create_meta:meta])* $vis:vis struct $create:ident;
+        $(#[$change_meta:meta])* $change_vis:vis struct $change:ident;
+        $($fields:tt)*
+    ) => {
+        $crate::http::body::request_bodies!(@munch
+            [[$(#[$create_meta])* $vis struct $create] [$(#[$change_meta])* $change_vis struct $change]]
+            [] [] $($fields)*);
+    };
+    // One field at a time; `optional` ones the create body may leave out too.
+    (@munch $heads:tt $c:tt $x:tt $(#[$m:meta])* optional $field:ident: $ty:ty $(as $s:ty)?; $($rest:tt)*) => {
+        $crate::http::body::request_bodies!(@typed $heads $c $x [$(#[$m])*] optional $field $ty [$($s)?] $($rest)*);
+    };
+    (@munch $heads:tt $c:tt $x:tt $(#[$m:meta])* $field:ident: $ty:ty $(as $s:ty)?; $($rest:tt)*) => {
+        $crate::http::body::request_bodies!(@typed $heads $c $x [$(#[$m])*] required $field $ty [$($s)?] $($rest)*);
+    };
+    // The documented type: the one after `as`, else the field's own.
+    (@typed $heads:tt $c:tt $x:tt $m:tt $kind:ident $field:ident $ty:ty [] $($rest:tt)*) => {
+        $crate::http::body::request_bodies!(@typed $heads $c $x $m $kind $field $ty [$ty] $($rest)*);
+    };
+    (@typed $heads:tt [$($c:tt)*] $x:tt [$($m:tt)*] required $field:ident $ty:ty [$s:ty] $($rest:tt)*) => {
+        $crate::http::body::request_bodies!(@change $heads
+            [$($c)* $($m)* #[schema(value_type = $s)] $field: $crate::http::body::Field<$ty>,] $x [$($m)*] $field [$ty] [$s] $($rest)*);
+    };
+    (@typed $heads:tt [$($c:tt)*] $x:tt [$($m:tt)*] optional $field:ident $ty:ty [$s:ty] $($rest:tt)*) => {
+        $crate::http::body::request_bodies!(@change $heads
+            [$($c)* $($m)* #[serde(default)] #[schema(value_type = Option<$s>)] $field: $crate::http::body::Field<$ty>,]
+            $x [$($m)*] $field [$ty] [$s] $($rest)*);
+    };
+    // In the change body every field may be left out.
+    (@change $heads:tt $c:tt [$($x:tt)*] [$($m:tt)*] $field:ident [$ty:ty] [$s:ty] $($rest:tt)*) => {
+        $crate::http::body::request_bodies!(@munch $heads $c
+            [$($x)* $($m)* #[serde(default)] #[schema(value_type = Option<$s>)] $field: $crate::http::body::Field<$ty>,]
+            $($rest)*);
+    };
+    (@munch [[$($create:tt)*] [$($change:tt)*]] [$($c:tt)*] [$($x:tt)*]) => {
+        #[derive(serde::Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        $($create)* { $($c)* }
+
+        #[derive(serde::Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        $($change)* { $($x)* }
+    };
+}
+pub(crate) use request_bodies;
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

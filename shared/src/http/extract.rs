@@ -9,6 +9,8 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use super::body::Problems;
+use super::pagination::{PageParams, PageRequest};
 use crate::auth::principal::Principal;
 use crate::error::{AppError, FieldError};
 use crate::state::AppState;
@@ -126,6 +128,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
             .await
             .map(|axum::extract::Query(v)| Query(v))
             .map_err(|e| AppError::Validation(vec![FieldError::new("query", e.body_text())]))
+    }
+}
+
+/// A list's query string: the list's own filters `F` and the page
+/// (`limit`, `cursor`), read the same way for every list. A bad page is
+/// already in `problems`; the handler adds its filters' and finishes.
+pub struct Listing<F> {
+    pub filters: F,
+    pub page: PageRequest,
+    pub problems: Problems,
+}
+
+/// The filters of a list that has none besides the page.
+#[derive(serde::Deserialize)]
+pub struct NoFilters {}
+
+impl<F: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Listing<F> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let Query(page_params) = Query::<PageParams>::from_request_parts(parts, state).await?;
+        let Query(filters) = Query::<F>::from_request_parts(parts, state).await?;
+        let mut problems = Problems::new();
+        let page = problems.page(&page_params);
+        Ok(Listing { filters, page, problems })
     }
 }
 

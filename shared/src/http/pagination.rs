@@ -10,6 +10,7 @@ use uuid::Uuid;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Row};
 
+use crate::db::DbPool;
 use crate::error::{AppResult, FieldError};
 
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -118,6 +119,23 @@ pub fn parse_time(raw: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z".to_string())
+}
+
+/// One page of a tenant's list, as the answer: `filtered` sees the tenant
+/// id as `$1` and `params` after it (see [`fetch_page`]).
+pub async fn tenant_page<T>(
+    db: &DbPool,
+    tenant_id: Uuid,
+    filtered: &str,
+    key: (&str, &str),
+    params: &[(&(dyn ToSql + Sync), Type)],
+    page: &PageRequest,
+    from_row: impl Fn(&Row) -> AppResult<T>,
+) -> AppResult<axum::Json<Page<T>>> {
+    let client = db.get().await?;
+    let mut all: Vec<(&(dyn ToSql + Sync), Type)> = vec![(&tenant_id, Type::UUID)];
+    all.extend_from_slice(params);
+    fetch_page(&**client, filtered, key, &all, page, from_row).await.map(axum::Json)
 }
 
 /// One page of a list query. `filtered` is `SELECT <columns> FROM ... WHERE

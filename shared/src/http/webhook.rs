@@ -31,8 +31,9 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 pub trait SignedWebhook: Sized + Send + 'static {
     /// `webhook_deliveries.source`: deliveries are replayed per source.
     const SOURCE: &'static str;
-    /// The status of every answer, the first and its replays.
-    const STATUS: StatusCode;
+    /// The status of every answer, the first and its replays (200 unless
+    /// the webhook creates something).
+    const STATUS: StatusCode = StatusCode::OK;
     type Answer: Serialize + Send;
     /// The typed request body (documented in the API description); turning
     /// it into the domain's request checks every field, into one 422.

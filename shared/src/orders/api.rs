@@ -17,9 +17,8 @@ use crate::auth::Permission;
 use crate::customers::{CUSTOMER_COLUMNS, Customer};
 use crate::db::{all_in_tenant, one_in_tenant};
 use crate::error::AppResult;
-use crate::http::body::Problems;
-use crate::http::extract::{Caller, IdPath, Query};
-use crate::http::pagination::{Page, PageParams, PeriodParams, fetch_page};
+use crate::http::extract::{Caller, IdPath, Listing};
+use crate::http::pagination::{Page, PeriodParams, tenant_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::http::webhook;
 use crate::jobs::{JobView, jobs_of_subscription};
@@ -102,41 +101,30 @@ struct Filters {
     customer_id: Option<String>,
     #[serde(flatten)]
     period: PeriodParams,
-    #[serde(flatten)]
-    page: PageParams,
 }
 
 async fn list(
     Caller(state, principal): Caller,
-    Query(filters): Query<Filters>,
+    Listing { filters, page, mut problems }: Listing<Filters>,
 ) -> AppResult<axum::Json<Page<OrderView>>> {
-    let mut p = Problems::new();
-    let page = p.page(&filters.page);
-    let status = p.param("status", filters.status, OrderStatus::from_name);
-    let customer_id = p.param("customerId", filters.customer_id, parse_uuid);
-    let (from, to) = p.period(filters.period);
-    p.finish()?;
-    let client = state.db.get().await?;
-    let page = fetch_page(
-        &**client,
+    let status = problems.param("status", filters.status, OrderStatus::from_name);
+    let customer_id = problems.param("customerId", filters.customer_id, parse_uuid);
+    let (from, to) = problems.period(filters.period);
+    problems.finish()?;
+    tenant_page(
+        &state.db,
+        principal.tenant_id,
         &format!(
             "SELECT {ORDER_COLUMNS} FROM orders
              WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR customer_id = $3)
                AND ($4::timestamptz IS NULL OR created_at >= $4) AND ($5::timestamptz IS NULL OR created_at < $5)"
         ),
         ("created_at", "id"),
-        &[
-            (&principal.tenant_id, Type::UUID),
-            (&status, Type::TEXT),
-            (&customer_id, Type::UUID),
-            (&from, Type::TIMESTAMPTZ),
-            (&to, Type::TIMESTAMPTZ),
-        ],
+        &[(&status, Type::TEXT), (&customer_id, Type::UUID), (&from, Type::TIMESTAMPTZ), (&to, Type::TIMESTAMPTZ)],
         &page,
         OrderView::from_row,
     )
-    .await?;
-    Ok(axum::Json(page))
+    .await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

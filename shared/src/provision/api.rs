@@ -14,9 +14,8 @@ use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::{Permission, password};
 use crate::db::one_in_tenant;
 use crate::error::{AppError, AppResult};
-use crate::http::body::Problems;
-use crate::http::extract::{Caller, IdPath, Query};
-use crate::http::pagination::{Page, PageParams, fetch_page};
+use crate::http::extract::{Caller, IdPath, Listing};
+use crate::http::pagination::{Page, tenant_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::types::DomainName;
 
@@ -104,29 +103,24 @@ impl MailAccount {
 #[derive(Debug, Deserialize)]
 struct Filters {
     domain: Option<String>,
-    #[serde(flatten)]
-    page: PageParams,
 }
 
 async fn list(
     Caller(state, principal): Caller,
-    Query(filters): Query<Filters>,
+    Listing { filters, page, mut problems }: Listing<Filters>,
 ) -> AppResult<axum::Json<Page<MailAccount>>> {
-    let mut p = Problems::new();
-    let page = p.page(&filters.page);
-    let domain = p.param("domain", filters.domain, DomainName::parse);
-    p.finish()?;
-    let client = state.db.get().await?;
-    let page = fetch_page(
-        &**client,
+    let domain = problems.param("domain", filters.domain, DomainName::parse);
+    problems.finish()?;
+    tenant_page(
+        &state.db,
+        principal.tenant_id,
         &format!("SELECT {COLUMNS} FROM mail_accounts WHERE tenant_id = $1 AND ($2::text IS NULL OR domain_name = $2)"),
         ("created_at", "id"),
-        &[(&principal.tenant_id, Type::UUID), (&domain.as_ref().map(DomainName::as_str), Type::TEXT)],
+        &[(&domain.as_ref().map(DomainName::as_str), Type::TEXT)],
         &page,
         MailAccount::from_row,
     )
-    .await?;
-    Ok(axum::Json(page))
+    .await
 }
 
 async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<MailAccount>> {

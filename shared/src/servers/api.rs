@@ -13,8 +13,8 @@ use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::{AppError, AppResult};
 use crate::http::body::{Field, Problems};
-use crate::http::extract::{Caller, IdPath, Json, Query};
-use crate::http::pagination::{Page, PageParams, fetch_page};
+use crate::http::extract::{Caller, IdPath, Json, Listing, NoFilters};
+use crate::http::pagination::{Page, tenant_page};
 use crate::http::routes::{ApiRoutes, Doc};
 use crate::state::AppState;
 use crate::types::DisplayName;
@@ -69,23 +69,12 @@ pub fn routes() -> ApiRoutes {
 
 async fn list(
     Caller(state, principal): Caller,
-    Query(params): Query<PageParams>,
+    Listing { page, problems, .. }: Listing<NoFilters>,
 ) -> AppResult<axum::Json<Page<ServerView>>> {
-    let mut p = Problems::new();
-    let page = p.page(&params);
-    p.finish()?;
-    let client = state.db.get().await?;
+    problems.finish()?;
     let filtered = format!("SELECT {COLUMNS} FROM servers s WHERE s.tenant_id = $1");
-    let page = fetch_page(
-        &**client,
-        &filtered,
-        ("s.created_at", "s.id"),
-        &[(&principal.tenant_id, Type::UUID)],
-        &page,
-        ServerView::from_row,
-    )
-    .await?;
-    Ok(axum::Json(page))
+    tenant_page(&state.db, principal.tenant_id, &filtered, ("s.created_at", "s.id"), &[], &page, ServerView::from_row)
+        .await
 }
 
 async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<ServerView>> {

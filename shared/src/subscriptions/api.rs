@@ -12,8 +12,8 @@ use crate::auth::principal::Principal;
 use crate::db::{all_in_tenant, one_in_tenant};
 use crate::error::AppResult;
 use crate::http::body::{Field, Problems};
-use crate::http::extract::{Caller, IdPath, Json, Query};
-use crate::http::pagination::{Page, PageParams, fetch_page};
+use crate::http::extract::{Caller, IdPath, Json, Listing};
+use crate::http::pagination::{Page, tenant_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::jobs::{JobView, jobs_of_subscription};
 use crate::state::AppState;
@@ -154,33 +154,28 @@ async fn terminate(
 struct Filters {
     status: Option<String>,
     customer_id: Option<String>,
-    #[serde(flatten)]
-    page: PageParams,
 }
 
 async fn list(
     Caller(state, principal): Caller,
-    Query(filters): Query<Filters>,
+    Listing { filters, page, mut problems }: Listing<Filters>,
 ) -> AppResult<axum::Json<Page<SubscriptionView>>> {
-    let mut p = Problems::new();
-    let page = p.page(&filters.page);
-    let status = p.param("status", filters.status, SubscriptionStatus::from_name);
-    let customer_id = p.param("customerId", filters.customer_id, parse_uuid);
-    p.finish()?;
-    let client = state.db.get().await?;
-    let page = fetch_page(
-        &**client,
+    let status = problems.param("status", filters.status, SubscriptionStatus::from_name);
+    let customer_id = problems.param("customerId", filters.customer_id, parse_uuid);
+    problems.finish()?;
+    tenant_page(
+        &state.db,
+        principal.tenant_id,
         &format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s
              WHERE s.tenant_id = $1 AND ($2::text IS NULL OR s.status = $2) AND ($3::uuid IS NULL OR s.customer_id = $3)"
         ),
         ("s.created_at", "s.id"),
-        &[(&principal.tenant_id, Type::UUID), (&status, Type::TEXT), (&customer_id, Type::UUID)],
+        &[(&status, Type::TEXT), (&customer_id, Type::UUID)],
         &page,
         SubscriptionView::from_row,
     )
-    .await?;
-    Ok(axum::Json(page))
+    .await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -15,7 +15,7 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -144,7 +144,6 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
 
 impl SignedWebhook for BillingEvent {
     const SOURCE: &'static str = "SUBSCRIPTION_EVENTS";
-    const STATUS: StatusCode = StatusCode::OK;
     type Answer = BillingEventOutcome;
     type Body = BillingEventInput;
 

@@ -1,9 +1,11 @@
-//! PROVISION_HOSTING: the site's directories and default page on its WEB
-//! server, over SSH pinned to the server's registered host key.
+//! PROVISION_HOSTING: the site on its WEB server (directories, default
+//! page, SFTP login, nginx server block), over SSH pinned to the server's
+//! registered host key.
 //!
-//! Every remote argument goes through `Command::arg` (escaped for the
-//! remote shell); the only shell snippet is a constant that receives the
-//! path as `$1`.
+//! Every change on the server is made by the one privileged command the
+//! hosting setup ships (`hosting/bin/mpanel-site`), run through
+//! `sudo -n`; every argument goes through `Command::arg` (escaped for the
+//! remote shell), and the command checks each one again itself.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -117,26 +119,29 @@ pub fn classify_ssh_error(message: &str) -> JobError {
     }
 }
 
-/// The site scripts: each is run as `sh -c <prologue + script> sh <args>`,
-/// its arguments escaped by `Command::arg`; no caller text is ever part of
-/// a script.
+/// Where the hosting setup installs its one privileged command.
+pub const SITE_COMMAND: &str = "/usr/local/sbin/mpanel-site";
+
+/// What `mpanel-site` is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SiteScript {
     Create,
     Suspend,
     Unsuspend,
     Terminate,
+    Password,
+    AddKey,
 }
 
-const PROLOGUE: &str = include_str!("remote/site.sh");
-
 impl SiteScript {
-    fn body(self) -> &'static str {
+    fn verb(self) -> &'static str {
         match self {
-            SiteScript::Create => include_str!("remote/create.sh"),
-            SiteScript::Suspend => include_str!("remote/suspend.sh"),
-            SiteScript::Unsuspend => include_str!("remote/unsuspend.sh"),
-            SiteScript::Terminate => include_str!("remote/terminate.sh"),
+            SiteScript::Create => "create",
+            SiteScript::Suspend => "suspend",
+            SiteScript::Unsuspend => "unsuspend",
+            SiteScript::Terminate => "terminate",
+            SiteScript::Password => "passwd",
+            SiteScript::AddKey => "add-key",
         }
     }
 
@@ -146,8 +151,16 @@ impl SiteScript {
             SiteScript::Suspend => "suspending the site",
             SiteScript::Unsuspend => "restoring the site",
             SiteScript::Terminate => "archiving and removing the site",
+            SiteScript::Password => "setting the SFTP password",
+            SiteScript::AddKey => "adding an SFTP key",
         }
     }
+}
+
+/// The SFTP login of a hosting account: derived from the account id, never
+/// from the domain text (`mpanel-site` derives the same).
+pub fn sftp_username(account_id: Uuid) -> String {
+    format!("s{}", &account_id.simple().to_string()[..16])
 }
 
 /// The site a hosting account owns on its server.
@@ -169,8 +182,7 @@ pub(crate) async fn site_script(
 ) -> Result<Output, JobError> {
     let account = site.account_id.simple().to_string();
     let web_root = site.server.web_root.trim_end_matches('/');
-    let text = format!("{PROLOGUE}\n{}", script.body());
-    let mut args = vec!["-c", text.as_str(), "sh", web_root, site.domain.as_str(), account.as_str()];
+    let mut args = vec!["-n", SITE_COMMAND, script.verb(), account.as_str(), site.domain.as_str()];
     args.extend_from_slice(extra);
     let output = pipe_to(session, &args, stdin).await?;
     match output.status.code() {
@@ -182,6 +194,13 @@ pub(crate) async fn site_script(
             web_root,
             site.domain.as_str()
         ))),
+        Some(2) => {
+            log_stderr(site.server, script.what(), &output);
+            Err(JobError::permanent(format!(
+                "{}: the server's mpanel-site refused the arguments (is the hosting setup installed and current?)",
+                script.what()
+            )))
+        }
         code => {
             log_stderr(site.server, script.what(), &output);
             Err(match code {
@@ -208,10 +227,10 @@ fn log_stderr(server: &Server, what: &str, output: &Output) {
     tracing::warn!(server_id = %server.id, what, status = ?output.status.code(), stderr = %stderr.trim(), "remote command failed");
 }
 
-/// Runs `sh <args>` on the server with `content` on its stdin.
+/// Runs `sudo <args>` on the server with `content` on its stdin.
 async fn pipe_to(session: &Session, args: &[&str], content: &str) -> Result<Output, JobError> {
     let mut child = session
-        .command("sh")
+        .command("sudo")
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -306,9 +325,9 @@ pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
     client
         .query_typed(
             "UPDATE hosting_accounts SET status = CASE WHEN status = 'PENDING' THEN 'ACTIVE' ELSE status END,
-                    site_unmarked = false, updated_at = now()
+                    site_unmarked = false, username = $2, updated_at = now()
              WHERE id = $1",
-            &[(&account.id, Type::UUID)],
+            &[(&account.id, Type::UUID), (&sftp_username(account.id), Type::TEXT)],
         )
         .await?;
     Ok(())

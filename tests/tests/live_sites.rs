@@ -34,8 +34,7 @@ async fn fetch(env: &mpanel::config::Env, host: &str, path: &str) -> (StatusCode
 
 async fn act(h: &Hosting, token: &str, subscription: Uuid, action: &str) -> Uuid {
     let body = (action == "suspend").then(|| json!({"reason": "test"}));
-    let answer =
-        h.app.authed(Method::POST, &format!("/api/subscriptions/{subscription}/{action}"), token, body).await;
+    let answer = h.app.authed(Method::POST, &format!("/api/subscriptions/{subscription}/{action}"), token, body).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.json());
     let job = Uuid::parse_str(answer.json()["jobs"][0]["id"].as_str().expect("job")).expect("uuid");
     assert_eq!(h.run(job).await, RunOutcome::Succeeded, "{action}");

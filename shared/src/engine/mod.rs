@@ -316,7 +316,7 @@ async fn on_dead(
     if let Some(subscription_id) = subscription_id {
         if job_type.is_provisioning() {
             crate::subscriptions::mark_provisioning_failed(tx, tenant_id, subscription_id, *job_id).await?;
-        } else {
+        } else if crate::subscriptions::lifecycle::Action::of(job_type).is_some() {
             // Nothing asks again by itself (the billing sweep skips it): say so once.
             audit_log::record(
                 tx,

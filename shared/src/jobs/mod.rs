@@ -21,6 +21,8 @@ crate::types::named_enum! {
         SuspendService,
         UnsuspendService,
         TerminateService,
+        /// A new SFTP password or key for a site's login.
+        UpdateSftpLogin,
     }
 }
 

@@ -2,7 +2,7 @@
 //! `POST /api/mail-accounts/{id}/reset-password` (ADMIN), which returns a
 //! new password once and stores only its Argon2id hash.
 
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -14,7 +14,8 @@ use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::{Permission, password};
 use crate::db::one_in_tenant;
 use crate::error::{AppError, AppResult};
-use crate::http::extract::{Caller, IdPath, Listing};
+use crate::http::body::{Field, Problems};
+use crate::http::extract::{Caller, IdPath, Json, Listing};
 use crate::http::pagination::{Page, tenant_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::types::DomainName;
@@ -52,6 +53,209 @@ pub fn routes() -> ApiRoutes {
             Doc::new("getSshKey", "servers", "This tenant's own SSH public key, to install on its hosting servers")
                 .json::<SshKey>(200),
         )
+        .route(
+            Method::GET,
+            "/api/hosting-accounts",
+            Permission::ReadData,
+            list_hosting_accounts,
+            Doc::new("listHostingAccounts", "hosting", "Sites and their SFTP logins")
+                .query(&[QueryParam::Text("domain", "Only this domain's account")])
+                .page::<HostingAccount>(),
+        )
+        .route(
+            Method::GET,
+            "/api/hosting-accounts/{id}",
+            Permission::ReadData,
+            get_hosting_account,
+            Doc::new("getHostingAccount", "hosting", "One site and its SFTP login").json::<HostingAccount>(200),
+        )
+        .route(
+            Method::POST,
+            "/api/hosting-accounts/{id}/reset-password",
+            Permission::ManageSiteLogins,
+            reset_sftp_password,
+            Doc::new("resetSftpPassword", "hosting", "Set a new random SFTP password, shown once")
+                .json::<SftpPassword>(200),
+        )
+        .route(
+            Method::POST,
+            "/api/hosting-accounts/{id}/ssh-keys",
+            Permission::ManageSiteLogins,
+            add_sftp_key,
+            Doc::new("addSftpKey", "hosting", "Let a public key log in over SFTP")
+                .body::<SftpKeyInput>()
+                .json::<LoginChange>(202),
+        )
+}
+
+/// A site on a hosting server and its SFTP login.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostingAccount {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    pub domain: String,
+    /// The SFTP user (`s` + 16 hex digits of the id); null until the site exists.
+    pub username: Option<String>,
+    pub server_id: Uuid,
+    pub status: String,
+    pub document_root: String,
+    pub created_at: DateTime<Utc>,
+}
+
+const HOSTING_COLUMNS: &str = "h.id, h.subscription_id, d.name AS domain, h.username, h.server_id, h.status,
+    h.document_root, h.created_at FROM hosting_accounts h JOIN domains d ON d.id = h.domain_id";
+
+impl HostingAccount {
+    fn from_row(row: &Row) -> AppResult<HostingAccount> {
+        Ok(HostingAccount {
+            id: row.try_get("id")?,
+            subscription_id: row.try_get("subscription_id")?,
+            domain: row.try_get("domain")?,
+            username: row.try_get("username")?,
+            server_id: row.try_get("server_id")?,
+            status: row.try_get("status")?,
+            document_root: row.try_get("document_root")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+async fn list_hosting_accounts(
+    Caller(state, principal): Caller,
+    Listing { filters, page, mut problems }: Listing<Filters>,
+) -> AppResult<axum::Json<Page<HostingAccount>>> {
+    let domain = problems.param("domain", filters.domain, DomainName::parse);
+    problems.finish()?;
+    tenant_page(
+        &state.db,
+        principal.tenant_id,
+        &format!("SELECT {HOSTING_COLUMNS} WHERE h.tenant_id = $1 AND ($2::text IS NULL OR d.name = $2)"),
+        ("h.created_at", "h.id"),
+        &[(&domain.as_ref().map(DomainName::as_str), Type::TEXT)],
+        &page,
+        HostingAccount::from_row,
+    )
+    .await
+}
+
+async fn get_hosting_account(
+    Caller(state, principal): Caller,
+    IdPath(id): IdPath,
+) -> AppResult<axum::Json<HostingAccount>> {
+    let client = state.db.get().await?;
+    let by_id = format!("SELECT {HOSTING_COLUMNS} WHERE h.id = $1 AND h.tenant_id = $2");
+    Ok(axum::Json(one_in_tenant(&**client, &by_id, id, principal.tenant_id, HostingAccount::from_row).await?))
+}
+
+/// The answer to an SFTP password reset: the only time it is shown. The
+/// login takes it once its job has run on the server (seconds).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SftpPassword {
+    id: Uuid,
+    username: String,
+    password: String,
+    sftp_host: String,
+    sftp_port: i32,
+    /// The job that sets it on the server.
+    job_id: Uuid,
+}
+
+/// A public key line, `ssh-ed25519 AAAA... [comment]`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct SftpKeyInput {
+    #[schema(value_type = String)]
+    public_key: Field<String>,
+}
+
+/// A change to a login, carried out by its job.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LoginChange {
+    id: Uuid,
+    job_id: Uuid,
+}
+
+/// A live account's login (409 before its site exists or after it is gone),
+/// and an UPDATE_SFTP_LOGIN job carrying `change`, audited, in one transaction.
+async fn change_login(
+    state: &crate::state::AppState,
+    principal: &crate::auth::principal::Principal,
+    id: Uuid,
+    change: serde_json::Value,
+    action: &'static str,
+) -> AppResult<(String, String, i32, Uuid)> {
+    let (tenant_id, actor) = (principal.tenant_id, Actor::User(principal.user_id));
+    let job_id = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let row = tx
+                .query_typed_opt(
+                    "SELECT h.subscription_id, h.username, h.status, s.ssh_host, s.ssh_port
+                     FROM hosting_accounts h JOIN servers s ON s.id = h.server_id
+                     WHERE h.id = $1 AND h.tenant_id = $2 FOR UPDATE OF h",
+                    &[(&id, Type::UUID), (&tenant_id, Type::UUID)],
+                )
+                .await?
+                .ok_or(AppError::NotFound)?;
+            let (username, status): (Option<String>, String) = (row.try_get(1)?, row.try_get(2)?);
+            let Some(username) = username.filter(|_| status != "TERMINATED") else {
+                return Err(AppError::Conflict {
+                    field: Some("status".into()),
+                    detail: format!("The site's login does not exist (the account is {status})."),
+                });
+            };
+            let subscription_id: Uuid = row.try_get(0)?;
+            let mut payload = change;
+            payload["hostingAccountId"] = json!(id);
+            let job: Uuid = tx
+                .query_typed_one(
+                    "INSERT INTO jobs (tenant_id, subscription_id, type, payload)
+                     VALUES ($1, $2, 'UPDATE_SFTP_LOGIN', $3) RETURNING id",
+                    &[(&tenant_id, Type::UUID), (&subscription_id, Type::UUID), (&payload, Type::JSONB)],
+                )
+                .await?
+                .try_get(0)?;
+            audit_log::record(
+                tx,
+                &AuditEntry::new(Some(tenant_id), actor, action)
+                    .target("hosting_account", id)
+                    .details(json!({ "jobId": job, "username": username })),
+            )
+            .await?;
+            Ok((username, row.try_get::<_, String>(3)?, row.try_get::<_, i32>(4)?, job))
+        })
+    })
+    .await?;
+    state.dispatcher.dispatch(&state.db, &[job_id.3]).await;
+    Ok(job_id)
+}
+
+async fn reset_sftp_password(
+    Caller(state, principal): Caller,
+    IdPath(id): IdPath,
+) -> AppResult<axum::Json<SftpPassword>> {
+    let password = super::mail::generate_password();
+    let hash = sha_crypt::sha512_simple(password.expose(), &sha_crypt::Sha512Params::default())
+        .map_err(|e| AppError::internal(anyhow::anyhow!("sha-512 crypt: {e:?}")))?;
+    let change = json!({ "passwordHash": hash });
+    let (username, sftp_host, sftp_port, job_id) =
+        change_login(&state, &principal, id, change, "hosting_account.password_reset").await?;
+    Ok(axum::Json(SftpPassword { id, username, password: password.expose().clone(), sftp_host, sftp_port, job_id }))
+}
+
+async fn add_sftp_key(
+    Caller(state, principal): Caller,
+    IdPath(id): IdPath,
+    Json(body): Json<SftpKeyInput>,
+) -> AppResult<(StatusCode, axum::Json<LoginChange>)> {
+    let mut p = Problems::new();
+    let key = p.required("publicKey", body.public_key, |raw| crate::servers::parse_host_key(&raw));
+    let Some(key) = key.filter(|_| p.is_empty()) else { return Err(p.into_error()) };
+    let (_, _, _, job_id) =
+        change_login(&state, &principal, id, json!({ "publicKey": key }), "hosting_account.key_added").await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(LoginChange { id, job_id })))
 }
 
 /// The tenant's SSH public key (made on first use); jobs for its servers

@@ -333,6 +333,35 @@ pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
     Ok(())
 }
 
+/// UPDATE_SFTP_LOGIN: a new password (its SHA-512 crypt hash, made by the
+/// API, which showed the password once) or an added public key, for the
+/// login of the hosting account named in the payload.
+pub async fn update_login(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
+    let account_id = job
+        .payload
+        .get("hostingAccountId")
+        .and_then(|v| v.as_str())
+        .and_then(|v| Uuid::parse_str(v).ok())
+        .ok_or_else(|| JobError::permanent("the job names no hosting account"))?;
+    let target = load_target(p.db, job).await?;
+    let account = load_account(p, target.subscription_id)
+        .await?
+        .filter(|a| a.id == account_id)
+        .ok_or_else(|| JobError::permanent("the hosting account is gone"))?;
+    let (script, input) = match (job.payload.get("passwordHash"), job.payload.get("publicKey")) {
+        (Some(hash), None) => (SiteScript::Password, hash.as_str()),
+        (None, Some(key)) => (SiteScript::AddKey, key.as_str()),
+        _ => (SiteScript::Password, None),
+    };
+    let input = input.ok_or_else(|| JobError::permanent("the job carries neither a password hash nor a key"))?;
+    job.lease.check()?;
+    let session = connect(p, &account.server).await?;
+    let site = Site { server: &account.server, domain: &target.domain, account_id: account.id };
+    let result = site_script(&session, &site, script, &[], &format!("{input}\n")).await;
+    let _ = session.close().await;
+    result.map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,6 +59,7 @@ pub async fn execute(provisioner: Provisioner<'_>, job: &ClaimedJob) -> Result<(
         JobType::SuspendService => Box::pin(lifecycle::suspend(p, job)).await,
         JobType::UnsuspendService => Box::pin(lifecycle::unsuspend(p, job)).await,
         JobType::TerminateService => Box::pin(lifecycle::terminate(p, job)).await,
+        JobType::UpdateSftpLogin => Box::pin(hosting::update_login(p, job)).await,
     }
 }
 

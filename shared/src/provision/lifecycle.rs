@@ -21,7 +21,7 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::Provisioner;
-use super::hosting::{Account, Site, SiteScript, connect, load_account, site_root, site_script};
+use super::hosting::{Account, Site, SiteScript, connect, load_account, site_script};
 use super::{Target, load_target};
 use crate::db::DbPool;
 use crate::jobs::{ClaimedJob, JobError};
@@ -95,17 +95,16 @@ async fn on_site(
     result
 }
 
-/// Where a held `public/` lives: under `.mpanel/held/` for a name we
-/// recorded; inside the site for one suspended before markers existed.
-fn held_path(account: &Account, domain: &DomainName, name: &str) -> Result<String, JobError> {
-    let web_root = account.server.web_root.trim_end_matches('/');
-    if name == LEGACY_HELD {
-        return Ok(format!("{}/.suspended-public", site_root(&account.server, domain)));
+/// A recorded held name, checked before it goes to the server (where
+/// `mpanel-site` checks it again): `<account>-<job>` under `.mpanel/held/`,
+/// or `.legacy` for a site suspended before markers existed (held in the
+/// site as `.suspended-public`).
+fn checked_held_name(name: &str) -> Result<&str, JobError> {
+    if name == LEGACY_HELD || valid_held_name(name) {
+        Ok(name)
+    } else {
+        Err(JobError::permanent(format!("recorded held name {name:?} is invalid")))
     }
-    if !valid_held_name(name) {
-        return Err(JobError::permanent(format!("recorded held name {name:?} is invalid")));
-    }
-    Ok(format!("{web_root}/.mpanel/held/{name}"))
 }
 
 const LEGACY_HELD: &str = ".legacy";
@@ -139,9 +138,9 @@ async fn record_held_name(db: &DbPool, account: &Account, job: &ClaimedJob) -> R
 pub async fn suspend(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
     let Some(target) = lifecycle_target(p.db, job).await? else { return Ok(()) };
     if let Some(account) = load_account(p, target.subscription_id).await? {
-        let held = held_path(&account, &target.domain, &record_held_name(p.db, &account, job).await?)?;
+        let held = record_held_name(p.db, &account, job).await?;
         let page = suspended_page(&target.domain);
-        on_site(p, job, &account, &target.domain, SiteScript::Suspend, &[&held], &page).await?;
+        on_site(p, job, &account, &target.domain, SiteScript::Suspend, &[checked_held_name(&held)?], &page).await?;
     }
     set_rows(p.db, &target, Some("DISABLED"), ("ACTIVE", "SUSPENDED")).await
 }
@@ -151,11 +150,10 @@ pub async fn unsuspend(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
     if let Some(account) = load_account(p, target.subscription_id).await?
         && let Some(name) = &account.held_name
     {
-        let held = held_path(&account, &target.domain, name)?;
-        let web_root = account.server.web_root.trim_end_matches('/');
-        let aside = format!("{web_root}/.mpanel/held/{}-{}-during-suspension", account.id.simple(), job.id.simple());
+        let held = checked_held_name(name)?;
+        let aside = format!("{}-{}-during-suspension", account.id.simple(), job.id.simple());
         let page = suspended_page(&target.domain);
-        on_site(p, job, &account, &target.domain, SiteScript::Unsuspend, &[&held, &aside], &page).await?;
+        on_site(p, job, &account, &target.domain, SiteScript::Unsuspend, &[held, &aside], &page).await?;
         let client = p.db.get().await?;
         client
             .query_typed(

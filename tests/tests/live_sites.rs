@@ -17,6 +17,13 @@ async fn live(h: &Hosting) -> (Uuid, String) {
         assert_eq!(h.run(*id).await, RunOutcome::Succeeded);
     }
     assert_eq!(h.app.subscription_status(subscription).await, "ACTIVE");
+    // nginx takes a reload a moment after it is signalled.
+    let mut waited = 0;
+    while fetch(&h.app.env, &domain, "/").await.0 == StatusCode::NOT_FOUND {
+        assert!(waited < 100, "{domain} is not served 10 s after its job succeeded");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
     (subscription, domain)
 }
 
@@ -167,4 +174,141 @@ async fn the_sftp_password_from_the_api_uploads_files_the_site_serves_until_susp
     act(&h, &admin, subscription, "terminate").await;
     assert!(!user_exists(user));
     assert!(!sftp(&h.app.env, user, password, "ls\n"));
+}
+
+/// Runs `mpanel-site` as mPanel does: the hosting user through `sudo -n`.
+fn site_command(env: &mpanel::config::Env, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("runuser")
+        .args(["-u", &env["MPANEL_TEST_SSH_USER"], "--", "sudo", "-n", mpanel::provision::hosting::SITE_COMMAND])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runuser");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("mpanel-site ran")
+}
+
+#[tokio::test]
+async fn the_privileged_command_refuses_hostile_arguments_and_other_accounts_sites() {
+    let h = Hosting::new().await;
+    let (subscription, domain) = live(&h).await;
+    let env = &h.app.env;
+    let web_root = std::path::PathBuf::from(&env["MPANEL_TEST_WEB_ROOT"]);
+    let before: Vec<String> = std::fs::read_dir(&web_root)
+        .expect("web root")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    let account = Uuid::new_v4().simple().to_string();
+    let marker = format!("/tmp/mpanel-pwned-{}", Uuid::new_v4().simple());
+    let hostile = [
+        "../../../../etc".to_string(),
+        format!("x; touch {marker}"),
+        format!("$(touch {marker}).com"),
+        "x\ntouch.com".into(),
+        "..".into(),
+        ".mpanel".into(),
+        "a..b.com".into(),
+        "-rf.com".into(),
+        "EXAMPLE.COM".into(),
+        "x".repeat(300),
+        "/etc/passwd".into(),
+        "192.168.0.1".into(),
+    ];
+    for bad in &hostile {
+        for verb in ["create", "suspend", "terminate", "passwd", "add-key"] {
+            let out = site_command(env, &[verb, &account, bad, "x"], "");
+            assert_eq!(out.status.code(), Some(2), "{verb} {bad:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    // Hostile names beside a real domain, and another account's site.
+    let real_account: Uuid = h
+        .app
+        .db()
+        .await
+        .query_one("SELECT id FROM hosting_accounts WHERE subscription_id = $1", &[&subscription])
+        .await
+        .expect("account")
+        .get(0);
+    let owner = real_account.simple().to_string();
+    for held in ["../../../etc", "x", &format!("{owner}-../x"), "/tmp/x"] {
+        assert_eq!(site_command(env, &["suspend", &owner, &domain, held], "").status.code(), Some(2), "{held}");
+    }
+    let archive = format!("../{domain}-2026-01-01-{owner}.tar.gz");
+    assert_eq!(site_command(env, &["terminate", &owner, &domain, &archive, "1"], "").status.code(), Some(2));
+    for verb in ["create", "passwd", "add-key"] {
+        assert_eq!(
+            site_command(env, &[verb, &account, &domain], "").status.code(),
+            Some(3),
+            "{verb} as another account"
+        );
+    }
+    let stranger_suspend = site_command(env, &["suspend", &account, &domain, &format!("{account}-{account}")], "");
+    assert_eq!(stranger_suspend.status.code(), Some(3));
+    let stranger_terminate =
+        site_command(env, &["terminate", &account, &domain, &format!("{domain}-2026-01-01-{account}.tar.gz"), "1"], "");
+    assert_eq!(String::from_utf8_lossy(&stranger_terminate.stdout).trim(), "not-ours");
+    assert_eq!(fetch(env, &domain, "/").await.0, StatusCode::OK, "another account's calls touched the site");
+
+    // The sudo rule allows that command and nothing else.
+    let shell = std::process::Command::new("runuser")
+        .args(["-u", &env["MPANEL_TEST_SSH_USER"], "--", "sudo", "-n", "/bin/sh", "-c", "id"])
+        .output()
+        .expect("runuser");
+    assert!(!shell.status.success(), "the hosting user can run a shell as root");
+
+    assert!(!std::path::Path::new(&marker).exists(), "a hostile argument reached a shell");
+    let after: Vec<String> = std::fs::read_dir(&web_root)
+        .expect("web root")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| !before.contains(name) && !name.starts_with("mpt-"))
+        .collect();
+    assert!(after.is_empty(), "new entries in the web root: {after:?}");
+}
+
+#[tokio::test]
+async fn a_public_key_added_through_the_api_logs_in_over_sftp() {
+    let h = Hosting::new().await;
+    let (_, domain) = live(&h).await;
+    let admin = h.app.token(&h.app.create_user(h.tenant, Role::Admin).await).await;
+    let accounts = h.app.authed(Method::GET, &format!("/api/hosting-accounts?domain={domain}"), &admin, None).await;
+    let account = accounts.json()["items"][0].clone();
+    let (id, user) = (account["id"].as_str().expect("id"), account["username"].as_str().expect("user"));
+
+    let dir = std::env::temp_dir().join(format!("mpanel-sftp-key-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = dir.join("id");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
+    let path = format!("/api/hosting-accounts/{id}/ssh-keys");
+    let bad = h.app.authed(Method::POST, &path, &admin, Some(json!({"publicKey": "ssh-ed25519 not-a-key"}))).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let added = h.app.authed(Method::POST, &path, &admin, Some(json!({"publicKey": public.trim()}))).await;
+    assert_eq!(added.status, StatusCode::ACCEPTED, "{}", added.json());
+    let job = Uuid::parse_str(added.json()["jobId"].as_str().expect("job")).expect("uuid");
+    assert_eq!(h.run(job).await, RunOutcome::Succeeded);
+
+    let batch = dir.join("batch");
+    std::fs::write(&batch, "ls public\n").expect("batch");
+    let listed = std::process::Command::new("sftp")
+        .args(["-P", &h.app.env["MPANEL_TEST_SSH_PORT"], "-i"])
+        .arg(&key)
+        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+        .args(["-o", "IdentitiesOnly=yes", "-b"])
+        .arg(&batch)
+        .arg(format!("{user}@127.0.0.1"))
+        .output()
+        .expect("sftp");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("index.html"));
 }

@@ -263,7 +263,7 @@ impl Problems {
 /// null or given); `as` names the documented type where it differs, and
 /// `#[schema(...)]` carries its documented constraints.
 ///
-/// ```ignore
+/// ```text
 /// request_bodies! {
 ///     /// A new price.
 ///     pub(crate) struct PriceInput;

@@ -56,6 +56,59 @@ impl Hosting {
         (subscription, self.app.jobs_of(subscription).await)
     }
 
+    /// A live site: a fresh domain ordered, every job run, ACTIVE.
+    pub async fn live(&self) -> (Uuid, String) {
+        let domain = crate::unique_domain();
+        let (subscription, jobs) = self.order(&domain).await;
+        for (id, _) in &jobs {
+            assert_eq!(self.run(*id).await, RunOutcome::Succeeded);
+        }
+        assert_eq!(self.app.subscription_status(subscription).await, "ACTIVE");
+        (subscription, domain)
+    }
+
+    /// The id of the subscription's hosting account.
+    pub async fn account_of(&self, subscription: Uuid) -> Uuid {
+        self.app
+            .db()
+            .await
+            .query_one("SELECT id FROM hosting_accounts WHERE subscription_id = $1", &[&subscription])
+            .await
+            .expect("hosting account")
+            .get(0)
+    }
+
+    /// The job as a worker holds it (attempt `attempt`), to run its
+    /// executor directly.
+    pub async fn claimed(&self, job: Uuid, attempt: i32) -> mpanel::jobs::ClaimedJob {
+        let row = self
+            .app
+            .db()
+            .await
+            .query_one("SELECT tenant_id, subscription_id, type, payload FROM jobs WHERE id = $1", &[&job])
+            .await
+            .expect("job");
+        mpanel::jobs::ClaimedJob {
+            id: job,
+            tenant_id: row.get(0),
+            subscription_id: row.get(1),
+            job_type: row.get::<_, String>(2).parse().expect("type"),
+            payload: row.get(3),
+            attempt,
+            max_attempts: 8,
+            worker: "direct".into(),
+            lease: mpanel::jobs::Lease::default(),
+        }
+    }
+
+    /// A billing event signed like the billing site signs it.
+    pub fn billing_event(&self, webhook_id: &str, body: serde_json::Value) -> http::Request<axum::body::Body> {
+        let raw = serde_json::to_vec(&body).expect("json");
+        let mut req = crate::signed_request(&self.app.env, webhook_id, chrono::Utc::now().timestamp(), raw);
+        *req.uri_mut() = "/api/subscriptions/events".parse().expect("uri");
+        req
+    }
+
     pub async fn run(&self, job: Uuid) -> RunOutcome {
         let _turn = JOB_RUNS.lock().await;
         run_job(&self.app.state, job, "test-worker").await.expect("job runs")

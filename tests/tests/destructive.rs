@@ -12,21 +12,10 @@ use chrono::Datelike;
 use http::{Method, StatusCode};
 use mpanel::auth::Role;
 use mpanel::engine::{RunOutcome, sweep};
-use mpanel::jobs::{ClaimedJob, Lease};
 use mpanel_tests::hosting::{Hosting, job_of, site};
-use mpanel_tests::{TestResponse, signed_request, unique_domain};
+use mpanel_tests::{TestResponse, unique_domain};
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-async fn live(h: &Hosting) -> (Uuid, String) {
-    let domain = unique_domain();
-    let (subscription, jobs) = h.order(&domain).await;
-    for (id, _) in &jobs {
-        assert_eq!(h.run(*id).await, RunOutcome::Succeeded);
-    }
-    assert_eq!(h.app.subscription_status(subscription).await, "ACTIVE");
-    (subscription, domain)
-}
 
 async fn act(h: &Hosting, token: &str, subscription: Uuid, action: &str, body: Option<Value>) -> TestResponse {
     h.app.authed(Method::POST, &format!("/api/subscriptions/{subscription}/{action}"), token, body).await
@@ -44,28 +33,6 @@ fn web_root(h: &Hosting) -> PathBuf {
 async fn last_error(h: &Hosting, job: Uuid) -> String {
     let row = h.app.db().await.query_one("SELECT last_error FROM jobs WHERE id = $1", &[&job]).await.expect("job");
     row.get::<_, Option<String>>(0).unwrap_or_default()
-}
-
-/// The job as a worker holds it, to run its executor directly.
-async fn claimed(h: &Hosting, job: Uuid, attempt: i32) -> ClaimedJob {
-    let row = h
-        .app
-        .db()
-        .await
-        .query_one("SELECT tenant_id, subscription_id, type, payload FROM jobs WHERE id = $1", &[&job])
-        .await
-        .expect("job");
-    ClaimedJob {
-        id: job,
-        tenant_id: row.get(0),
-        subscription_id: row.get(1),
-        job_type: row.get::<_, String>(2).parse().expect("type"),
-        payload: row.get(3),
-        attempt,
-        max_attempts: 8,
-        worker: "direct".into(),
-        lease: Lease::default(),
-    }
 }
 
 fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -121,7 +88,7 @@ async fn a_site_directory_that_is_not_ours_is_neither_adopted_nor_removed() {
 #[tokio::test]
 async fn suspend_ignores_a_customer_made_held_directory_and_unsuspend_deletes_nothing_it_did_not_write() {
     let h = Hosting::new().await;
-    let (subscription, domain) = live(&h).await;
+    let (subscription, domain) = h.live().await;
     let support = h.app.token(&h.app.create_user(h.tenant, Role::Support).await).await;
     let root = site(&h.app.env, &domain);
     std::fs::write(root.join("public/index.html"), "live page").expect("customer page");
@@ -141,14 +108,7 @@ async fn suspend_ignores_a_customer_made_held_directory_and_unsuspend_deletes_no
     assert_eq!(h.run(first_job(&back)).await, RunOutcome::Succeeded);
     assert_eq!(tree(&root.join("public")), live_before, "the live site came back exactly");
     assert_eq!(std::fs::read_to_string(root.join(".suspended-public/index.html")).expect("decoy"), "decoy");
-    let account: Uuid = h
-        .app
-        .db()
-        .await
-        .query_one("SELECT id FROM hosting_accounts WHERE subscription_id = $1", &[&subscription])
-        .await
-        .expect("account")
-        .get(0);
+    let account = h.account_of(subscription).await;
     let aside: Vec<PathBuf> = std::fs::read_dir(web_root(&h).join(".mpanel/held"))
         .expect("held dir")
         .map(|e| e.expect("entry").path())
@@ -177,7 +137,7 @@ fn big_site(root: &Path) {
 #[tokio::test]
 async fn terminate_cut_off_while_archiving_keeps_the_site_until_its_own_verified_archive_exists() {
     let h = Hosting::new().await;
-    let (subscription, domain) = live(&h).await;
+    let (subscription, domain) = h.live().await;
     let root = site(&h.app.env, &domain);
     big_site(&root);
     let admin = h.app.token(&h.app.create_user(h.tenant, Role::Admin).await).await;
@@ -195,7 +155,7 @@ async fn terminate_cut_off_while_archiving_keeps_the_site_until_its_own_verified
 
     // Attempt 1 is cut off once tar has started writing.
     let state = h.app.state.clone();
-    let first = claimed(&h, job, 1).await;
+    let first = h.claimed(job, 1).await;
     let task = tokio::spawn(async move {
         let _ = mpanel::provision::execute(mpanel::provision::Provisioner::of(&state), &first).await;
     });
@@ -245,10 +205,10 @@ async fn terminate_cut_off_while_archiving_keeps_the_site_until_its_own_verified
 #[tokio::test]
 async fn a_job_whose_lease_was_lost_stops_before_its_remote_step() {
     let h = Hosting::new().await;
-    let (subscription, domain) = live(&h).await;
+    let (subscription, domain) = h.live().await;
     let admin = h.app.token(&h.app.create_user(h.tenant, Role::Admin).await).await;
     let job = first_job(&act(&h, &admin, subscription, "terminate", None).await);
-    let stale = claimed(&h, job, 1).await;
+    let stale = h.claimed(job, 1).await;
     stale.lease.mark_lost();
     let result = mpanel::provision::execute(mpanel::provision::Provisioner::of(&h.app.state), &stale).await;
     let error = result.expect_err("a lost lease must stop the job");
@@ -268,7 +228,7 @@ async fn the_heartbeat_keeps_a_long_job_from_being_rescued_and_run_twice() {
     app.catalog_price(tenant, "starter", "SHARED_HOSTING", json!({"emails": 5, "diskMb": 2048}), 999).await;
     let server = app.local_web_server(tenant, None).await;
     let h = Hosting { app, tenant, server };
-    let (subscription, domain) = live(&h).await;
+    let (subscription, domain) = h.live().await;
     big_site(&site(&h.app.env, &domain));
     let admin = h.app.token(&h.app.create_user(h.tenant, Role::Admin).await).await;
     let job = first_job(&act(&h, &admin, subscription, "terminate", None).await);
@@ -294,13 +254,6 @@ async fn the_heartbeat_keeps_a_long_job_from_being_rescued_and_run_twice() {
     assert_eq!(attempts, 1);
 }
 
-fn event(h: &Hosting, id: &str, body: Value) -> http::Request<axum::body::Body> {
-    let raw = serde_json::to_vec(&body).expect("json");
-    let mut req = signed_request(&h.app.env, id, chrono::Utc::now().timestamp(), raw);
-    *req.uri_mut() = "/api/subscriptions/events".parse().expect("uri");
-    req
-}
-
 async fn grace_zero(h: &Hosting) {
     h.app
         .db()
@@ -313,15 +266,15 @@ async fn grace_zero(h: &Hosting) {
 #[tokio::test]
 async fn a_renewal_after_the_suspension_was_queued_turns_the_job_into_a_no_op() {
     let h = Hosting::new().await;
-    let (subscription, domain) = live(&h).await;
+    let (subscription, domain) = h.live().await;
     grace_zero(&h).await;
     let failed = json!({"tenantSlug": "host", "type": "payment_failed", "subscriptionId": subscription});
-    assert_eq!(h.app.request(event(&h, "evt_fail", failed)).await.status, StatusCode::OK);
+    assert_eq!(h.app.request(h.billing_event("evt_fail", failed)).await.status, StatusCode::OK);
     assert_eq!(sweep(&h.app.state).await.expect("sweep").suspended, 1);
     let suspend = job_of(&h.app.jobs_of(subscription).await, "SUSPEND_SERVICE");
 
     let renewed = json!({"tenantSlug": "host", "type": "renewed", "subscriptionId": subscription});
-    let answer = h.app.request(event(&h, "evt_paid", renewed)).await;
+    let answer = h.app.request(h.billing_event("evt_paid", renewed)).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json()["status"], "ACTIVE");
     assert_eq!(h.run(suspend).await, RunOutcome::Succeeded);
@@ -334,7 +287,7 @@ async fn a_renewal_after_the_suspension_was_queued_turns_the_job_into_a_no_op() 
 #[tokio::test]
 async fn billing_events_apply_in_the_order_they_happened_and_concurrent_renewals_each_count() {
     let h = Hosting::new().await;
-    let (subscription, _) = live(&h).await;
+    let (subscription, _) = h.live().await;
     let db = h.app.db().await;
     let period_end = |row: tokio_postgres::Row| row.get::<_, chrono::DateTime<chrono::Utc>>(0);
     let start = period_end(
@@ -346,10 +299,10 @@ async fn billing_events_apply_in_the_order_they_happened_and_concurrent_renewals
     // Renewed at 12:00 is applied; a payment failure from 11:00 arrives late and changes nothing.
     let renewed = json!({"tenantSlug": "host", "type": "renewed", "subscriptionId": subscription,
                          "occurredAt": "2026-12-01T12:00:00Z"});
-    assert_eq!(h.app.request(event(&h, "evt_r", renewed)).await.json()["ignored"], false);
+    assert_eq!(h.app.request(h.billing_event("evt_r", renewed)).await.json()["ignored"], false);
     let late = json!({"tenantSlug": "host", "type": "payment_failed", "subscriptionId": subscription,
                       "occurredAt": "2026-12-01T11:00:00Z"});
-    let answer = h.app.request(event(&h, "evt_late", late)).await;
+    let answer = h.app.request(h.billing_event("evt_late", late)).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json()["ignored"], true);
     let failed_at: Option<chrono::DateTime<chrono::Utc>> = db
@@ -363,7 +316,7 @@ async fn billing_events_apply_in_the_order_they_happened_and_concurrent_renewals
     // Eight renewals at once extend the period eight times more (one was above).
     let requests = (0..8).map(|i| {
         let body = json!({"tenantSlug": "host", "type": "renewed", "subscriptionId": subscription});
-        h.app.request(event(&h, &format!("evt_c{i}"), body))
+        h.app.request(h.billing_event(&format!("evt_c{i}"), body))
     });
     for answer in futures::future::join_all(requests).await {
         assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
@@ -418,10 +371,10 @@ async fn subscriptions_without_a_domain_suspend_and_terminate() {
 #[tokio::test]
 async fn the_sweep_never_asks_again_after_a_dead_lifecycle_job() {
     let h = Hosting::new().await;
-    let (subscription, _) = live(&h).await;
+    let (subscription, _) = h.live().await;
     grace_zero(&h).await;
     let failed = json!({"tenantSlug": "host", "type": "payment_failed", "subscriptionId": subscription});
-    assert_eq!(h.app.request(event(&h, "evt_fail", failed)).await.status, StatusCode::OK);
+    assert_eq!(h.app.request(h.billing_event("evt_fail", failed)).await.status, StatusCode::OK);
     assert_eq!(sweep(&h.app.state).await.expect("sweep").suspended, 1);
     let suspend = job_of(&h.app.jobs_of(subscription).await, "SUSPEND_SERVICE");
     // The server now presents another host key: a permanent failure.
@@ -454,7 +407,7 @@ async fn the_sweep_never_asks_again_after_a_dead_lifecycle_job() {
 #[tokio::test]
 async fn retrying_a_dead_lifecycle_job_needs_its_permission_and_nothing_else_in_flight() {
     let h = Hosting::new().await;
-    let (subscription, _) = live(&h).await;
+    let (subscription, _) = h.live().await;
     let admin = h.app.token(&h.app.create_user(h.tenant, Role::Admin).await).await;
     let support = h.app.token(&h.app.create_user(h.tenant, Role::Support).await).await;
     let right_key = h.app.env["MPANEL_TEST_SSH_HOST_KEY"].clone();

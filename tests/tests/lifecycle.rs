@@ -5,21 +5,11 @@ use http::{Method, StatusCode};
 use mpanel::auth::Role;
 use mpanel::engine::{RunOutcome, sweep};
 use mpanel_tests::hosting::{Hosting, site};
-use mpanel_tests::{dig, request, signed_request, unique_domain};
+use mpanel_tests::{dig, request, unique_domain};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// A live site: ordered, provisioned, ACTIVE.
-async fn live(h: &Hosting) -> (Uuid, String) {
-    let domain = unique_domain();
-    let (subscription, jobs) = h.order(&domain).await;
-    for (id, _) in &jobs {
-        assert_eq!(h.run(*id).await, RunOutcome::Succeeded);
-    }
-    assert_eq!(h.app.subscription_status(subscription).await, "ACTIVE");
-    (subscription, domain)
-}
-
 fn job_ids(body: &Value) -> Vec<Uuid> {
     body["jobs"]
         .as_array()
@@ -48,7 +38,7 @@ async fn run_all(h: &Hosting, ids: &[Uuid]) {
 #[tokio::test]
 async fn suspend_then_unsuspend_restores_the_site_byte_for_byte() {
     let h = Hosting::new().await;
-    let (subscription, domain) = live(&h).await;
+    let (subscription, domain) = h.live().await;
     let token = h.app.token(&h.app.create_user(h.tenant, Role::Support).await).await;
     let public = site(&h.app.env, &domain).join("public");
     let original: Vec<u8> = b"<h1>Jo's bakery</h1>\n\x00\xff binary-safe".to_vec();
@@ -134,7 +124,7 @@ async fn suspend_then_unsuspend_restores_the_site_byte_for_byte() {
 #[tokio::test]
 async fn terminate_removes_everything_archives_the_site_and_frees_the_domain() {
     let h = Hosting::new().await;
-    let (subscription, domain) = live(&h).await;
+    let (subscription, domain) = h.live().await;
     let support = h.app.token(&h.app.create_user(h.tenant, Role::Support).await).await;
     let admin = h.app.token(&h.app.create_user(h.tenant, Role::Admin).await).await;
     assert_eq!(act(&h, &support, subscription, "terminate", None).await.status, StatusCode::FORBIDDEN);
@@ -143,24 +133,7 @@ async fn terminate_removes_everything_archives_the_site_and_frees_the_domain() {
     let ids = job_ids(&accepted.json());
     // A worker that did all the work and died before recording it: the
     // effects happen once more on the real run, and it still succeeds.
-    let crashed = mpanel::jobs::ClaimedJob {
-        id: ids[0],
-        tenant_id: h.tenant,
-        subscription_id: Some(subscription),
-        job_type: mpanel::jobs::JobType::TerminateService,
-        payload: h
-            .app
-            .db()
-            .await
-            .query_one("SELECT payload FROM jobs WHERE id = $1", &[&ids[0]])
-            .await
-            .expect("job")
-            .get(0),
-        attempt: 1,
-        max_attempts: 8,
-        worker: "crashed".into(),
-        lease: mpanel::jobs::Lease::default(),
-    };
+    let crashed = h.claimed(ids[0], 1).await;
     mpanel::provision::execute(mpanel::provision::Provisioner::of(&h.app.state), &crashed).await.expect("first pass");
     assert_eq!(h.app.subscription_status(subscription).await, "ACTIVE", "status changes only when the job succeeds");
     run_all(&h, &ids).await;
@@ -210,7 +183,7 @@ async fn illegal_transitions_are_409_and_change_nothing() {
     let h = Hosting::new().await;
     let admin = h.app.token(&h.app.create_user(h.tenant, Role::Admin).await).await;
     let (pending, _) = h.order(&unique_domain()).await;
-    let (active, _) = live(&h).await;
+    let (active, _) = h.live().await;
     let before = (h.app.count("jobs").await, h.app.count("audit_logs").await);
     for (subscription, action, from) in [
         (pending, "suspend", "PENDING"),
@@ -248,17 +221,10 @@ async fn illegal_transitions_are_409_and_change_nothing() {
     assert_eq!(act(&h, &outsider, pending, "terminate", None).await.status, StatusCode::NOT_FOUND);
 }
 
-fn event(h: &Hosting, id: &str, body: Value) -> http::Request<axum::body::Body> {
-    let raw = serde_json::to_vec(&body).expect("json");
-    let mut req = signed_request(&h.app.env, id, chrono::Utc::now().timestamp(), raw);
-    *req.uri_mut() = "/api/subscriptions/events".parse().expect("uri");
-    req
-}
-
 #[tokio::test]
 async fn payment_failed_suspends_after_grace_and_renewed_reactivates() {
     let h = Hosting::new().await;
-    let (subscription, domain) = live(&h).await;
+    let (subscription, domain) = h.live().await;
     h.app
         .db()
         .await
@@ -275,9 +241,9 @@ async fn payment_failed_suspends_after_grace_and_renewed_reactivates() {
         .get(0);
 
     let failed = json!({"tenantSlug": "host", "type": "payment_failed", "externalOrderId": format!("ext-{domain}")});
-    let r = h.app.request(event(&h, "evt_1", failed.clone())).await;
+    let r = h.app.request(h.billing_event("evt_1", failed.clone())).await;
     assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
-    let replay = h.app.request(event(&h, "evt_1", failed)).await;
+    let replay = h.app.request(h.billing_event("evt_1", failed)).await;
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
     assert_eq!(replay.body, r.body);
 
@@ -291,7 +257,7 @@ async fn payment_failed_suspends_after_grace_and_renewed_reactivates() {
     assert_eq!(h.app.subscription_status(subscription).await, "SUSPENDED");
 
     let renewed = json!({"tenantSlug": "host", "type": "renewed", "subscriptionId": subscription});
-    let r = h.app.request(event(&h, "evt_2", renewed)).await;
+    let r = h.app.request(h.billing_event("evt_2", renewed)).await;
     assert_eq!(r.status, StatusCode::OK);
     let ids = job_ids(&r.json());
     assert_eq!(ids.len(), 1, "renewal of a non-payment suspension unsuspends");
@@ -315,7 +281,9 @@ async fn payment_failed_suspends_after_grace_and_renewed_reactivates() {
     run_all(&h, &job_ids(&s)).await;
     let r = h
         .app
-        .request(event(&h, "evt_3", json!({"tenantSlug": "host", "type": "renewed", "subscriptionId": subscription})))
+        .request(
+            h.billing_event("evt_3", json!({"tenantSlug": "host", "type": "renewed", "subscriptionId": subscription})),
+        )
         .await;
     assert!(job_ids(&r.json()).is_empty());
     assert_eq!(h.app.subscription_status(subscription).await, "SUSPENDED");
@@ -324,9 +292,9 @@ async fn payment_failed_suspends_after_grace_and_renewed_reactivates() {
 #[tokio::test]
 async fn cancelled_terminates_at_period_end_and_events_are_validated() {
     let h = Hosting::new().await;
-    let (subscription, _) = live(&h).await;
+    let (subscription, _) = h.live().await;
     let cancel = json!({"tenantSlug": "host", "type": "cancelled", "subscriptionId": subscription});
-    assert_eq!(h.app.request(event(&h, "evt_c", cancel)).await.status, StatusCode::OK);
+    assert_eq!(h.app.request(h.billing_event("evt_c", cancel)).await.status, StatusCode::OK);
     assert_eq!(sweep(&h.app.state).await.expect("sweep").terminated, 0, "terminated before the period ended");
     h.app
         .db()
@@ -347,14 +315,14 @@ async fn cancelled_terminates_at_period_end_and_events_are_validated() {
     let unsigned =
         h.app.request(request(Method::POST, "/api/subscriptions/events", &[], Some(json!({"type": "renewed"})))).await;
     assert_eq!(unsigned.status, StatusCode::UNAUTHORIZED);
-    let bad = h.app.request(event(&h, "evt_bad", json!({"tenantSlug": "host", "type": "refunded"}))).await;
+    let bad = h.app.request(h.billing_event("evt_bad", json!({"tenantSlug": "host", "type": "refunded"}))).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     let body = bad.json();
     let fields: Vec<&str> =
         body["errors"].as_array().expect("errors").iter().map(|e| e["field"].as_str().expect("field")).collect();
     assert_eq!(fields, ["type", "subscriptionId"]);
     let unknown = json!({"tenantSlug": "host", "type": "renewed", "subscriptionId": Uuid::new_v4()});
-    assert_eq!(h.app.request(event(&h, "evt_unknown", unknown)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.app.request(h.billing_event("evt_unknown", unknown)).await.status, StatusCode::NOT_FOUND);
     let late = json!({"tenantSlug": "host", "type": "renewed", "subscriptionId": subscription});
-    assert_eq!(h.app.request(event(&h, "evt_late", late)).await.status, StatusCode::CONFLICT);
+    assert_eq!(h.app.request(h.billing_event("evt_late", late)).await.status, StatusCode::CONFLICT);
 }

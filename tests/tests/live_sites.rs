@@ -11,12 +11,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 async fn live(h: &Hosting) -> (Uuid, String) {
-    let domain = unique_domain();
-    let (subscription, jobs) = h.order(&domain).await;
-    for (id, _) in &jobs {
-        assert_eq!(h.run(*id).await, RunOutcome::Succeeded);
-    }
-    assert_eq!(h.app.subscription_status(subscription).await, "ACTIVE");
+    let (subscription, domain) = h.live().await;
     // nginx takes a reload a moment after it is signalled.
     let mut waited = 0;
     while fetch(&h.app.env, &domain, "/").await.0 == StatusCode::NOT_FOUND {
@@ -226,14 +221,7 @@ async fn the_privileged_command_refuses_hostile_arguments_and_other_accounts_sit
         }
     }
     // Hostile names beside a real domain, and another account's site.
-    let real_account: Uuid = h
-        .app
-        .db()
-        .await
-        .query_one("SELECT id FROM hosting_accounts WHERE subscription_id = $1", &[&subscription])
-        .await
-        .expect("account")
-        .get(0);
+    let real_account = h.account_of(subscription).await;
     let owner = real_account.simple().to_string();
     for held in ["../../../etc", "x", &format!("{owner}-../x"), "/tmp/x"] {
         assert_eq!(site_command(env, &["suspend", &owner, &domain, held], "").status.code(), Some(2), "{held}");

@@ -101,6 +101,16 @@ impl Hosting {
         }
     }
 
+    /// No grace after a failed payment: the next sweep suspends.
+    pub async fn without_grace(&self) {
+        self.app
+            .db()
+            .await
+            .execute("UPDATE tenants SET settings = '{\"paymentGraceDays\": 0}' WHERE id = $1", &[&self.tenant])
+            .await
+            .expect("grace 0");
+    }
+
     /// A billing event signed like the billing site signs it.
     pub fn billing_event(&self, webhook_id: &str, body: serde_json::Value) -> http::Request<axum::body::Body> {
         let raw = serde_json::to_vec(&body).expect("json");

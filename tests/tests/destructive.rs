@@ -254,20 +254,11 @@ async fn the_heartbeat_keeps_a_long_job_from_being_rescued_and_run_twice() {
     assert_eq!(attempts, 1);
 }
 
-async fn grace_zero(h: &Hosting) {
-    h.app
-        .db()
-        .await
-        .execute("UPDATE tenants SET settings = '{\"paymentGraceDays\": 0}' WHERE id = $1", &[&h.tenant])
-        .await
-        .expect("grace 0");
-}
-
 #[tokio::test]
 async fn a_renewal_after_the_suspension_was_queued_turns_the_job_into_a_no_op() {
     let h = Hosting::new().await;
     let (subscription, domain) = h.live().await;
-    grace_zero(&h).await;
+    h.without_grace().await;
     let failed = json!({"tenantSlug": "host", "type": "payment_failed", "subscriptionId": subscription});
     assert_eq!(h.app.request(h.billing_event("evt_fail", failed)).await.status, StatusCode::OK);
     assert_eq!(sweep(&h.app.state).await.expect("sweep").suspended, 1);
@@ -372,7 +363,7 @@ async fn subscriptions_without_a_domain_suspend_and_terminate() {
 async fn the_sweep_never_asks_again_after_a_dead_lifecycle_job() {
     let h = Hosting::new().await;
     let (subscription, _) = h.live().await;
-    grace_zero(&h).await;
+    h.without_grace().await;
     let failed = json!({"tenantSlug": "host", "type": "payment_failed", "subscriptionId": subscription});
     assert_eq!(h.app.request(h.billing_event("evt_fail", failed)).await.status, StatusCode::OK);
     assert_eq!(sweep(&h.app.state).await.expect("sweep").suspended, 1);

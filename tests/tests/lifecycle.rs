@@ -225,12 +225,7 @@ async fn illegal_transitions_are_409_and_change_nothing() {
 async fn payment_failed_suspends_after_grace_and_renewed_reactivates() {
     let h = Hosting::new().await;
     let (subscription, domain) = h.live().await;
-    h.app
-        .db()
-        .await
-        .execute("UPDATE tenants SET settings = '{\"paymentGraceDays\": 0}' WHERE id = $1", &[&h.tenant])
-        .await
-        .expect("grace 0");
+    h.without_grace().await;
     let end_before: chrono::DateTime<chrono::Utc> = h
         .app
         .db()

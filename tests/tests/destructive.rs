@@ -227,7 +227,7 @@ async fn the_heartbeat_keeps_a_long_job_from_being_rescued_and_run_twice() {
     let tenant = app.create_tenant("host").await;
     app.catalog_price(tenant, "starter", "SHARED_HOSTING", json!({"emails": 5, "diskMb": 2048}), 999).await;
     let server = app.local_web_server(tenant, None).await;
-    let h = Hosting { app, tenant, server };
+    let h = Hosting::on(app, tenant, server);
     let (subscription, domain) = h.live().await;
     big_site(&site(&h.app.env, &domain));
     let admin = h.app.token(&h.app.create_user(h.tenant, Role::Admin).await).await;

@@ -63,9 +63,15 @@ pub struct JobView {
 
 pub const JOB_COLUMNS: &str = "id, subscription_id, type, status, attempts, max_attempts, run_after, last_error, created_at, updated_at, finished_at";
 
-/// A subscription's jobs, oldest first (`$1` the subscription, `$2` the tenant).
-pub fn jobs_of_subscription() -> String {
-    format!("SELECT {JOB_COLUMNS} FROM jobs WHERE subscription_id = $1 AND tenant_id = $2 ORDER BY created_at, id")
+/// A subscription's jobs, oldest first.
+pub async fn of_subscription(
+    client: &impl tokio_postgres::GenericClient,
+    subscription_id: Uuid,
+    tenant_id: Uuid,
+) -> AppResult<Vec<JobView>> {
+    let sql =
+        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE subscription_id = $1 AND tenant_id = $2 ORDER BY created_at, id");
+    crate::db::all_in_tenant(client, &sql, subscription_id, tenant_id, JobView::from_row).await
 }
 
 impl JobView {

@@ -21,7 +21,7 @@ use crate::http::extract::{Caller, IdPath, Listing};
 use crate::http::pagination::{Page, PeriodParams, tenant_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::http::webhook;
-use crate::jobs::{JobView, jobs_of_subscription};
+use crate::jobs::JobView;
 use crate::state::AppState;
 use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
 use crate::types::{Named, parse_uuid};
@@ -150,7 +150,7 @@ async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<
         all_in_tenant(&**client, &by_order, id, tenant, SubscriptionView::from_row).await?.into_iter().next();
     let jobs = match &subscription {
         None => Vec::new(),
-        Some(s) => all_in_tenant(&**client, &jobs_of_subscription(), s.id, tenant, JobView::from_row).await?,
+        Some(s) => crate::jobs::of_subscription(&**client, s.id, tenant).await?,
     };
     Ok(axum::Json(OrderDetail { order, customer, subscription, jobs }))
 }

@@ -9,13 +9,12 @@ use super::lifecycle::{self, Action, JobRef, Requester};
 use super::{SUBSCRIPTION_COLUMNS, SubscriptionStatus, SubscriptionView};
 use crate::auth::Permission;
 use crate::auth::principal::Principal;
-use crate::db::{all_in_tenant, one_in_tenant};
 use crate::error::AppResult;
 use crate::http::body::{Field, Problems};
 use crate::http::extract::{Caller, IdPath, Json, Listing};
 use crate::http::pagination::{Page, tenant_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
-use crate::jobs::{JobView, jobs_of_subscription};
+use crate::jobs::JobView;
 use crate::state::AppState;
 use crate::types::{Named, parse_uuid};
 
@@ -93,16 +92,8 @@ async fn act(
     let requested =
         lifecycle::request(state, principal.tenant_id, id, action, reason, Requester::User(principal.user_id)).await?;
     let client = state.db.get().await?;
-    let row = client
-        .query_typed_one(
-            &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.id = $1 AND s.tenant_id = $2"),
-            &[(&id, Type::UUID), (&principal.tenant_id, Type::UUID)],
-        )
-        .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(ActionAccepted { subscription: SubscriptionView::from_row(&row)?, jobs: requested.jobs }),
-    ))
+    let subscription = super::load(&**client, principal.tenant_id, id).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(ActionAccepted { subscription, jobs: requested.jobs })))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -188,9 +179,7 @@ pub(crate) struct SubscriptionDetail {
 
 async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<SubscriptionDetail>> {
     let client = state.db.get().await?;
-    let tenant = principal.tenant_id;
-    let by_id = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.id = $1 AND s.tenant_id = $2");
-    let subscription = one_in_tenant(&**client, &by_id, id, tenant, SubscriptionView::from_row).await?;
-    let jobs = all_in_tenant(&**client, &jobs_of_subscription(), id, tenant, JobView::from_row).await?;
+    let subscription = super::load(&**client, principal.tenant_id, id).await?;
+    let jobs = crate::jobs::of_subscription(&**client, id, principal.tenant_id).await?;
     Ok(axum::Json(SubscriptionDetail { subscription, jobs }))
 }

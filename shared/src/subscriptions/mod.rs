@@ -48,6 +48,16 @@ pub const SUBSCRIPTION_COLUMNS: &str = "s.id, s.customer_id, s.order_id, s.produ
      ORDER BY j.created_at DESC, j.id LIMIT 1) AS dead_job_id,
     s.created_at, s.updated_at";
 
+/// One subscription of the tenant; 404 when there is none.
+pub async fn load(
+    client: &impl tokio_postgres::GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> AppResult<SubscriptionView> {
+    let by_id = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.id = $1 AND s.tenant_id = $2");
+    crate::db::one_in_tenant(client, &by_id, id, tenant_id, SubscriptionView::from_row).await
+}
+
 impl SubscriptionView {
     pub fn from_row(row: &Row) -> AppResult<SubscriptionView> {
         Ok(SubscriptionView {

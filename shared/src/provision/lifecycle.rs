@@ -1,6 +1,6 @@
 //! SUSPEND_SERVICE, UNSUSPEND_SERVICE and TERMINATE_SERVICE on the real
 //! servers. Each is safe to repeat after a crash at any step, and touches a
-//! site only when its marker names this hosting account (`remote/*.sh`).
+//! site only when its marker names this hosting account (`mpanel-site`).
 //!
 //! - Suspend: `<site>/public` moves to `<webRoot>/.mpanel/held/<account>-<job>`
 //!   (recorded in `hosting_accounts.held_name` first) and a new `public/`

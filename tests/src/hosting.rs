@@ -19,8 +19,6 @@ pub struct Hosting {
     pub app: TestApp,
     pub tenant: Uuid,
     pub server: Uuid,
-    /// Domains this test ordered: their sites and SFTP users go when it ends.
-    ordered: std::sync::Mutex<Vec<String>>,
 }
 
 /// Fast retries so backoff tests do not wait long.
@@ -47,7 +45,7 @@ impl Hosting {
 
     /// A hosting tenant on an app of the test's own making.
     pub fn on(app: TestApp, tenant: Uuid, server: Uuid) -> Hosting {
-        Hosting { app, tenant, server, ordered: std::sync::Mutex::new(Vec::new()) }
+        Hosting { app, tenant, server }
     }
 
     /// Places a signed order; returns (subscription id, jobs by type).
@@ -60,9 +58,6 @@ impl Hosting {
         let response = self.app.request(self.app.signed_order(&format!("msg-{domain}"), &body)).await;
         assert_eq!(response.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&response.body));
         let subscription = Uuid::parse_str(response.json()["subscriptionId"].as_str().expect("id")).expect("uuid");
-        if let Ok(mut ordered) = self.ordered.lock() {
-            ordered.push(domain.to_string());
-        }
         (subscription, self.app.jobs_of(subscription).await)
     }
 
@@ -141,25 +136,4 @@ pub fn site(env: &mpanel::config::Env, domain: &str) -> PathBuf {
 
 pub fn job_of(jobs: &[(Uuid, String)], job_type: &str) -> Uuid {
     jobs.iter().find(|(_, t)| t == job_type).map(|(id, _)| *id).expect("job of type")
-}
-
-impl Drop for Hosting {
-    /// Removes what this test's orders made on the local hosting server (the
-    /// site, our marker, the nginx block, the SFTP user), as root, as an
-    /// operator would; a site of someone else's is left alone.
-    fn drop(&mut self) {
-        let domains = self.ordered.lock().map(|d| d.clone()).unwrap_or_default();
-        let web_root = PathBuf::from(&self.app.env["MPANEL_TEST_WEB_ROOT"]);
-        let nginx_sites = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.stack/nginx/sites");
-        for domain in domains {
-            let marker = web_root.join(".mpanel/sites").join(&domain);
-            let Ok(account) = std::fs::read_to_string(&marker) else { continue };
-            let user = format!("s{}", account.trim().get(..16).unwrap_or_default());
-            let _ = std::process::Command::new("userdel").arg(&user).output();
-            let _ = std::process::Command::new("groupdel").arg(&user).output();
-            let _ = std::fs::remove_dir_all(web_root.join(&domain));
-            let _ = std::fs::remove_file(nginx_sites.join(format!("{domain}.conf")));
-            let _ = std::fs::remove_file(&marker);
-        }
-    }
 }

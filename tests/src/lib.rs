@@ -32,6 +32,67 @@ pub struct TestApp {
     pub state: AppState,
     pub router: Router,
     pub db_name: String,
+    /// Set on the instance that made the database: when it ends, the sites
+    /// and SFTP users its hosting accounts made go (see [`SiteCleanup`]).
+    pub sites: SiteCleanup,
+}
+
+/// Removes, when dropped, what a test's hosting accounts made on the local
+/// hosting server: for each account of the test's database whose site
+/// carries our marker for that account, its site, marker, nginx block and
+/// SFTP user (as root, as an operator would). A site of anyone else's
+/// stays. Runs on a thread of its own: `Drop` cannot await.
+#[derive(Default)]
+pub struct SiteCleanup {
+    database_url: Option<String>,
+    web_root: Option<std::path::PathBuf>,
+}
+
+impl SiteCleanup {
+    pub fn of(env: &Env) -> SiteCleanup {
+        SiteCleanup {
+            database_url: env.get("DATABASE_URL").cloned(),
+            web_root: env.get("MPANEL_TEST_WEB_ROOT").map(std::path::PathBuf::from),
+        }
+    }
+
+    fn run(url: &str, web_root: &std::path::Path) {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let accounts: Vec<(Uuid, String)> = runtime.block_on(async {
+            let Ok((client, connection)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await else {
+                return Vec::new();
+            };
+            tokio::spawn(connection);
+            let sql = "SELECT h.id, d.name FROM hosting_accounts h JOIN domains d ON d.id = h.domain_id";
+            client
+                .query(sql, &[])
+                .await
+                .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+                .unwrap_or_default()
+        });
+        let nginx_sites = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.stack/nginx/sites");
+        for (account, domain) in accounts {
+            let marker = web_root.join(".mpanel/sites").join(&domain);
+            let ours = std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == account.simple().to_string());
+            if !ours {
+                continue;
+            }
+            let user = mpanel::provision::hosting::sftp_username(account);
+            let _ = std::process::Command::new("userdel").arg(&user).output();
+            let _ = std::process::Command::new("groupdel").arg(&user).output();
+            let _ = std::fs::remove_dir_all(web_root.join(&domain));
+            let _ = std::fs::remove_file(nginx_sites.join(format!("{domain}.conf")));
+            let _ = std::fs::remove_file(&marker);
+        }
+    }
+}
+
+impl Drop for SiteCleanup {
+    fn drop(&mut self) {
+        if let (Some(url), Some(web_root)) = (self.database_url.take(), self.web_root.take()) {
+            let _ = std::thread::spawn(move || SiteCleanup::run(&url, &web_root)).join();
+        }
+    }
 }
 
 /// The stack's environment, or a clear panic telling how to get it.
@@ -69,7 +130,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Env)) -> TestApp {
     let config = Config::load(&env, Needs::ALL).await.expect("test config loads");
     let state = AppState::new(config).expect("test state builds");
     let router = mpanel::app::combined_app(state.clone());
-    TestApp { env, state, router, db_name }
+    let sites = SiteCleanup::of(&env);
+    TestApp { env, state, router, db_name, sites }
 }
 
 /// A queue of this test's own in moto, so it reads only its own messages.
@@ -275,6 +337,7 @@ impl TestApp {
             router: mpanel::app::combined_app(state.clone()),
             state,
             db_name: self.db_name.clone(),
+            sites: SiteCleanup::default(),
         }
     }
 

@@ -327,7 +327,13 @@ async fn with_redis_and_sqs_down_a_later_sweep_dispatches() {
         env.insert("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:1".into());
         let config = mpanel::Config::load(&env, mpanel::Needs::ALL).await.expect("config");
         let state = mpanel::AppState::new(config).expect("state");
-        TestApp { env, router: mpanel::app::combined_app(state.clone()), state, db_name: healthy.db_name.clone() }
+        TestApp {
+            env,
+            router: mpanel::app::combined_app(state.clone()),
+            state,
+            db_name: healthy.db_name.clone(),
+            sites: mpanel_tests::SiteCleanup::default(),
+        }
     };
     let shop = Shop::on(broken).await;
     let r = shop.post("msg_1", &order("mkt-s", "sweep-me.com")).await;

@@ -12,18 +12,18 @@ use redis::Script;
 use crate::error::{AppError, AppResult};
 use crate::kv::Kv;
 
-/// KEYS: the buckets. ARGV[1]: mode ("consume" takes a cell from every
-/// bucket if all allow it, atomically; "peek" only asks); then per bucket
-/// its emission interval and window (ms). Returns {allowed (1|0),
-/// retry_after_ms} (the longest wait of the buckets that refuse).
+/// KEYS: the buckets; ARGV: per bucket its emission interval and window
+/// (ms). Takes a cell from every bucket if all allow it, atomically.
+/// Returns {allowed (1|0), retry_after_ms} (the longest wait of the
+/// buckets that refuse).
 const GCRA: &str = r#"
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
 local wait = 0
 local new_tats = {}
 for i = 1, #KEYS do
-  local interval = tonumber(ARGV[2 * i])
-  local window = tonumber(ARGV[2 * i + 1])
+  local interval = tonumber(ARGV[2 * i - 1])
+  local window = tonumber(ARGV[2 * i])
   local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then tat = now end
   new_tats[i] = tat + interval
@@ -33,10 +33,8 @@ end
 if wait > 0 then
   return {0, wait}
 end
-if ARGV[1] == 'consume' then
-  for i = 1, #KEYS do
-    redis.call('SET', KEYS[i], new_tats[i], 'PX', math.ceil(new_tats[i] - now))
-  end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], new_tats[i], 'PX', math.ceil(new_tats[i] - now))
 end
 return {1, 0}
 "#;
@@ -105,19 +103,27 @@ impl RateLimiter {
 
     /// Takes one cell from `bucket` if the limit allows it.
     pub async fn consume(&self, bucket: &str, limit: Limit) -> AppResult<Decision> {
-        self.run(&[(bucket, limit)], "consume").await
+        self.consume_all(&[(bucket, limit)]).await
     }
 
     /// Takes one cell from every bucket if all of them allow it, else none:
     /// one atomic step, so parallel callers cannot all pass a check that
     /// only one of them should.
     pub async fn consume_all(&self, buckets: &[(&str, Limit)]) -> AppResult<Decision> {
-        self.run(buckets, "consume").await
-    }
-
-    /// Whether one more cell would be allowed, without taking it.
-    pub async fn peek(&self, bucket: &str, limit: Limit) -> AppResult<Decision> {
-        self.run(&[(bucket, limit)], "peek").await
+        if let Some((_, closed)) = buckets.iter().find(|(_, limit)| limit.max == 0) {
+            return Ok(Decision::Limited { retry_after: closed.window });
+        }
+        let keys: Vec<String> = buckets.iter().map(|(bucket, _)| self.kv.key(&format!("rl:{bucket}"))).collect();
+        let args: Vec<String> = buckets
+            .iter()
+            .flat_map(|(_, limit)| [limit.interval_ms().to_string(), limit.window_ms().to_string()])
+            .collect();
+        let (allowed, retry_after_ms): (i64, i64) = self.kv.invoke(&self.script, &keys, &args).await?;
+        Ok(if allowed == 1 {
+            Decision::Allowed
+        } else {
+            Decision::Limited { retry_after: Duration::from_millis(retry_after_ms.max(0) as u64) }
+        })
     }
 
     /// Gives back one cell taken from `bucket` (an attempt that turned out
@@ -133,24 +139,6 @@ impl RateLimiter {
     pub async fn reset(&self, bucket: &str) -> AppResult<()> {
         let _: () = self.kv.query(redis::cmd("DEL").arg(self.kv.key(&format!("rl:{bucket}")))).await?;
         Ok(())
-    }
-
-    async fn run(&self, buckets: &[(&str, Limit)], mode: &str) -> AppResult<Decision> {
-        if let Some((_, closed)) = buckets.iter().find(|(_, limit)| limit.max == 0) {
-            return Ok(Decision::Limited { retry_after: closed.window });
-        }
-        let keys: Vec<String> = buckets.iter().map(|(bucket, _)| self.kv.key(&format!("rl:{bucket}"))).collect();
-        let mut args = vec![mode.to_string()];
-        for (_, limit) in buckets {
-            args.push(limit.interval_ms().to_string());
-            args.push(limit.window_ms().to_string());
-        }
-        let (allowed, retry_after_ms): (i64, i64) = self.kv.invoke(&self.script, &keys, &args).await?;
-        Ok(if allowed == 1 {
-            Decision::Allowed
-        } else {
-            Decision::Limited { retry_after: Duration::from_millis(retry_after_ms.max(0) as u64) }
-        })
     }
 }
 

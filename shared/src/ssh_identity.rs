@@ -24,14 +24,16 @@ use crate::error::{AppError, AppResult};
 /// Where the private keys live, plus the files this process wrote for ssh.
 pub struct TenantKeys {
     store: TenantKeyStore,
-    secrets: Option<aws_sdk_secretsmanager::Client>,
+    aws: Option<aws_config::SdkConfig>,
+    /// Made on first use: most functions never touch a tenant's key.
+    secrets: OnceLock<aws_sdk_secretsmanager::Client>,
     /// Key files written from Secrets Manager, by tenant (once per process).
     written: Mutex<HashMap<Uuid, PathBuf>>,
 }
 
 impl TenantKeys {
     pub fn new(store: TenantKeyStore, aws: Option<&aws_config::SdkConfig>) -> TenantKeys {
-        TenantKeys { store, secrets: aws.map(aws_sdk_secretsmanager::Client::new), written: Mutex::new(HashMap::new()) }
+        TenantKeys { store, aws: aws.cloned(), secrets: OnceLock::new(), written: Mutex::new(HashMap::new()) }
     }
 
     /// The tenant's public key line, made (with its private half) on first use.
@@ -59,12 +61,16 @@ impl TenantKeys {
 
     /// The path of the tenant's private key file for ssh, checked to be a
     /// regular 0600 file of this process's user.
+    /// The key is made first if the tenant has none yet; once it exists
+    /// (the file, or this process's copy of the secret), no query is made.
     pub async fn key_file(&self, db: &DbPool, tenant_id: Uuid) -> AppResult<PathBuf> {
-        self.public_key(db, tenant_id).await?;
         match &self.store {
             TenantKeyStore::Dir(dir) => {
                 let path = dir.join(tenant_id.to_string());
-                check_key_file(&path)?;
+                if check_key_file(&path).is_err() {
+                    self.public_key(db, tenant_id).await?;
+                    check_key_file(&path)?;
+                }
                 Ok(path)
             }
             TenantKeyStore::SecretsManager { .. } => {
@@ -73,6 +79,7 @@ impl TenantKeys {
                 {
                     return Ok(path.clone());
                 }
+                self.public_key(db, tenant_id).await?;
                 let text = self.read_secret(tenant_id).await?.ok_or_else(|| {
                     fail(format!("the tenant's SSH key secret is missing ({})", self.secret_name(tenant_id)))
                 })?;
@@ -152,7 +159,8 @@ impl TenantKeys {
     }
 
     fn client(&self) -> AppResult<&aws_sdk_secretsmanager::Client> {
-        self.secrets.as_ref().ok_or_else(|| fail("Secrets Manager is not configured"))
+        let aws = self.aws.as_ref().ok_or_else(|| fail("Secrets Manager is not configured"))?;
+        Ok(self.secrets.get_or_init(|| aws_sdk_secretsmanager::Client::new(aws)))
     }
 }
 

@@ -34,8 +34,15 @@ pub enum SslMode {
 
 /// The roots every client trusts, plus `extra` PEM files.
 pub fn root_store(extra: &[PathBuf]) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    add_pem(&mut roots, RDS_CA_BUNDLE, "the RDS CA bundle")?;
+    // The built-in roots are parsed once per process, not once per client.
+    static BUILT_IN: std::sync::OnceLock<Result<RootCertStore, String>> = std::sync::OnceLock::new();
+    let mut roots = BUILT_IN
+        .get_or_init(|| {
+            let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+            add_pem(&mut roots, RDS_CA_BUNDLE, "the RDS CA bundle")?;
+            Ok(roots)
+        })
+        .clone()?;
     for file in extra {
         let pem = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         add_pem(&mut roots, &pem, &file.display().to_string())?;

@@ -254,15 +254,20 @@ async fn the_heartbeat_keeps_a_long_job_from_being_rescued_and_run_twice() {
     assert_eq!(attempts, 1);
 }
 
-#[tokio::test]
-async fn a_renewal_after_the_suspension_was_queued_turns_the_job_into_a_no_op() {
-    let h = Hosting::new().await;
-    let (subscription, domain) = h.live().await;
+/// A failed payment with no grace: the sweep queues a suspension; its job.
+async fn suspension_for_non_payment(h: &Hosting, subscription: Uuid) -> Uuid {
     h.without_grace().await;
     let failed = json!({"tenantSlug": "host", "type": "payment_failed", "subscriptionId": subscription});
     assert_eq!(h.app.request(h.billing_event("evt_fail", failed)).await.status, StatusCode::OK);
     assert_eq!(sweep(&h.app.state).await.expect("sweep").suspended, 1);
-    let suspend = job_of(&h.app.jobs_of(subscription).await, "SUSPEND_SERVICE");
+    job_of(&h.app.jobs_of(subscription).await, "SUSPEND_SERVICE")
+}
+
+#[tokio::test]
+async fn a_renewal_after_the_suspension_was_queued_turns_the_job_into_a_no_op() {
+    let h = Hosting::new().await;
+    let (subscription, domain) = h.live().await;
+    let suspend = suspension_for_non_payment(&h, subscription).await;
 
     let renewed = json!({"tenantSlug": "host", "type": "renewed", "subscriptionId": subscription});
     let answer = h.app.request(h.billing_event("evt_paid", renewed)).await;
@@ -363,11 +368,7 @@ async fn subscriptions_without_a_domain_suspend_and_terminate() {
 async fn the_sweep_never_asks_again_after_a_dead_lifecycle_job() {
     let h = Hosting::new().await;
     let (subscription, _) = h.live().await;
-    h.without_grace().await;
-    let failed = json!({"tenantSlug": "host", "type": "payment_failed", "subscriptionId": subscription});
-    assert_eq!(h.app.request(h.billing_event("evt_fail", failed)).await.status, StatusCode::OK);
-    assert_eq!(sweep(&h.app.state).await.expect("sweep").suspended, 1);
-    let suspend = job_of(&h.app.jobs_of(subscription).await, "SUSPEND_SERVICE");
+    let suspend = suspension_for_non_payment(&h, subscription).await;
     // The server now presents another host key: a permanent failure.
     h.app
         .db()

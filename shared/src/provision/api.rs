@@ -178,6 +178,14 @@ pub(crate) struct LoginChange {
     job_id: Uuid,
 }
 
+/// The login a change was queued for, and its job.
+struct QueuedChange {
+    username: String,
+    sftp_host: String,
+    sftp_port: i32,
+    job_id: Uuid,
+}
+
 /// A live account's login (409 before its site exists or after it is gone),
 /// and an UPDATE_SFTP_LOGIN job carrying `change`, audited, in one transaction.
 async fn change_login(
@@ -186,9 +194,9 @@ async fn change_login(
     id: Uuid,
     change: serde_json::Value,
     action: &'static str,
-) -> AppResult<(String, String, i32, Uuid)> {
+) -> AppResult<QueuedChange> {
     let (tenant_id, actor) = (principal.tenant_id, Actor::User(principal.user_id));
-    let job_id = crate::db::in_transaction(&state.db, move |tx| {
+    let queued = crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
             let row = tx
                 .query_typed_opt(
@@ -224,12 +232,12 @@ async fn change_login(
                     .details(json!({ "jobId": job, "username": username })),
             )
             .await?;
-            Ok((username, row.try_get::<_, String>(3)?, row.try_get::<_, i32>(4)?, job))
+            Ok(QueuedChange { username, sftp_host: row.try_get(3)?, sftp_port: row.try_get(4)?, job_id: job })
         })
     })
     .await?;
-    state.dispatcher.dispatch(&state.db, &[job_id.3]).await;
-    Ok(job_id)
+    state.dispatcher.dispatch(&state.db, &[queued.job_id]).await;
+    Ok(queued)
 }
 
 async fn reset_sftp_password(
@@ -240,7 +248,7 @@ async fn reset_sftp_password(
     let hash = sha_crypt::sha512_simple(password.expose(), &sha_crypt::Sha512Params::default())
         .map_err(|e| AppError::internal(anyhow::anyhow!("sha-512 crypt: {e:?}")))?;
     let change = json!({ "passwordHash": hash });
-    let (username, sftp_host, sftp_port, job_id) =
+    let QueuedChange { username, sftp_host, sftp_port, job_id } =
         change_login(&state, &principal, id, change, "hosting_account.password_reset").await?;
     Ok(axum::Json(SftpPassword { id, username, password: password.expose().clone(), sftp_host, sftp_port, job_id }))
 }
@@ -253,9 +261,8 @@ async fn add_sftp_key(
     let mut p = Problems::new();
     let key = p.required("publicKey", body.public_key, |raw| crate::servers::parse_host_key(&raw));
     let Some(key) = key.filter(|_| p.is_empty()) else { return Err(p.into_error()) };
-    let (_, _, _, job_id) =
-        change_login(&state, &principal, id, json!({ "publicKey": key }), "hosting_account.key_added").await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(LoginChange { id, job_id })))
+    let queued = change_login(&state, &principal, id, json!({ "publicKey": key }), "hosting_account.key_added").await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(LoginChange { id, job_id: queued.job_id })))
 }
 
 /// The tenant's SSH public key (made on first use); jobs for its servers

@@ -264,11 +264,6 @@ pub fn default_page(domain: &DomainName) -> String {
     )
 }
 
-/// `<webRoot>/<domain>` on the server.
-pub fn site_root(server: &Server, domain: &DomainName) -> String {
-    format!("{}/{}", server.web_root.trim_end_matches('/'), domain.as_str())
-}
-
 /// The hosting account a subscription's site belongs to.
 pub(crate) struct Account {
     pub id: Uuid,
@@ -280,6 +275,26 @@ pub(crate) struct Account {
 
 /// The subscription's live hosting account, if it ever got one.
 pub(crate) async fn load_account(p: Provisioner<'_>, subscription_id: Uuid) -> Result<Option<Account>, JobError> {
+    let Some(row) = account_row(p, subscription_id).await? else { return Ok(None) };
+    let server = super::load_server(p.db, row.server_id).await?;
+    Ok(Some(row.on(server)))
+}
+
+/// The account's own columns; its server is loaded (or known) separately.
+struct AccountRow {
+    id: Uuid,
+    server_id: Uuid,
+    site_unmarked: bool,
+    held_name: Option<String>,
+}
+
+impl AccountRow {
+    fn on(self, server: Server) -> Account {
+        Account { id: self.id, server, site_unmarked: self.site_unmarked, held_name: self.held_name }
+    }
+}
+
+async fn account_row(p: Provisioner<'_>, subscription_id: Uuid) -> Result<Option<AccountRow>, JobError> {
     let client = p.db.get().await?;
     let row = client
         .query_typed_opt(
@@ -288,11 +303,10 @@ pub(crate) async fn load_account(p: Provisioner<'_>, subscription_id: Uuid) -> R
             &[(&subscription_id, Type::UUID)],
         )
         .await?;
-    drop(client);
     let Some(row) = row else { return Ok(None) };
-    Ok(Some(Account {
+    Ok(Some(AccountRow {
         id: row.try_get(0)?,
-        server: super::load_server(p.db, row.try_get(1)?).await?,
+        server_id: row.try_get(1)?,
         site_unmarked: row.try_get(2)?,
         held_name: row.try_get(3)?,
     }))
@@ -310,14 +324,15 @@ async fn create_site(session: &Session, account: &Account, domain: &DomainName) 
 pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
     let target = load_target(p.db, job).await?;
     let server = assign_server(p.db, &target).await?;
-    let account = load_account(p, target.subscription_id)
+    let row = account_row(p, target.subscription_id)
         .await?
         .ok_or_else(|| JobError::retryable("the hosting account was not recorded"))?;
-    if account.server.id != server.id {
+    if row.server_id != server.id {
         return Err(JobError::retryable("the hosting account moved to another server"));
     }
+    let account = row.on(server);
     job.lease.check()?;
-    let session = connect(p, &server).await?;
+    let session = connect(p, &account.server).await?;
     let created = create_site(&session, &account, &target.domain).await;
     let _ = session.close().await;
     created?;
@@ -390,9 +405,8 @@ mod tests {
     }
 
     #[test]
-    fn site_paths_and_page() {
+    fn the_default_page_names_the_site() {
         let d = DomainName::parse("example.com").unwrap();
-        assert_eq!(site_root(&server(22), &d), "/srv/www/example.com");
         assert!(default_page(&d).contains("<h1>example.com</h1>"));
     }
 

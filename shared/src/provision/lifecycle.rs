@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::Provisioner;
 use super::hosting::{Account, Site, SiteScript, connect, load_account, site_script};
-use super::{Target, load_target};
+use super::{Target, find_target};
 use crate::db::DbPool;
 use crate::jobs::{ClaimedJob, JobError};
 use crate::types::DomainName;
@@ -34,21 +34,6 @@ pub fn suspended_page(domain: &DomainName) -> String {
          Please contact your hosting provider.</p></body>\n</html>\n",
         d = domain.as_str()
     )
-}
-
-/// The job's target, or `None` for a subscription without a domain.
-async fn lifecycle_target(db: &DbPool, job: &ClaimedJob) -> Result<Option<Target>, JobError> {
-    let subscription_id = job.subscription_id.ok_or_else(|| JobError::permanent("the job has no subscription"))?;
-    let client = db.get().await?;
-    let has_domain = client
-        .query_typed_opt(
-            "SELECT 1 FROM domains WHERE subscription_id = $1 AND tenant_id = $2 AND status <> 'RELEASED'",
-            &[(&subscription_id, Type::UUID), (&job.tenant_id, Type::UUID)],
-        )
-        .await?
-        .is_some();
-    drop(client);
-    if has_domain { Ok(Some(load_target(db, job).await?)) } else { Ok(None) }
 }
 
 async fn set_rows(
@@ -136,7 +121,7 @@ async fn record_held_name(db: &DbPool, account: &Account, job: &ClaimedJob) -> R
 }
 
 pub async fn suspend(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
-    let Some(target) = lifecycle_target(p.db, job).await? else { return Ok(()) };
+    let Some(target) = find_target(p.db, job).await? else { return Ok(()) };
     if let Some(account) = load_account(p, target.subscription_id).await? {
         let held = record_held_name(p.db, &account, job).await?;
         let page = suspended_page(&target.domain);
@@ -146,7 +131,7 @@ pub async fn suspend(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobErro
 }
 
 pub async fn unsuspend(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
-    let Some(target) = lifecycle_target(p.db, job).await? else { return Ok(()) };
+    let Some(target) = find_target(p.db, job).await? else { return Ok(()) };
     if let Some(account) = load_account(p, target.subscription_id).await?
         && let Some(name) = &account.held_name
     {
@@ -186,7 +171,7 @@ pub fn job_archive_name(domain: &DomainName, requested: &str, job_id: Uuid) -> S
 }
 
 pub async fn terminate(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobError> {
-    let Some(target) = lifecycle_target(p.db, job).await? else { return Ok(()) };
+    let Some(target) = find_target(p.db, job).await? else { return Ok(()) };
     let pdns = super::dns::PdnsClient::new(p)?;
     let requested = job.payload.get("archiveName").and_then(|v| v.as_str()).unwrap_or_default();
     let archive_file = job_archive_name(&target.domain, requested, job.id);

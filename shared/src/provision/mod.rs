@@ -76,6 +76,12 @@ pub struct Target {
 }
 
 pub async fn load_target(db: &DbPool, job: &ClaimedJob) -> Result<Target, JobError> {
+    find_target(db, job).await?.ok_or_else(|| JobError::permanent("the subscription has no live domain"))
+}
+
+/// The job's target, or `None` when the subscription has no live domain
+/// (VPS, ADDON).
+pub async fn find_target(db: &DbPool, job: &ClaimedJob) -> Result<Option<Target>, JobError> {
     let subscription_id = job.subscription_id.ok_or_else(|| JobError::permanent("the job has no subscription"))?;
     let client = db.get().await?;
     let row = client
@@ -86,17 +92,17 @@ pub async fn load_target(db: &DbPool, job: &ClaimedJob) -> Result<Target, JobErr
              WHERE s.id = $1 AND s.tenant_id = $2",
             &[(&subscription_id, Type::UUID), (&job.tenant_id, Type::UUID)],
         )
-        .await?
-        .ok_or_else(|| JobError::permanent("the subscription has no live domain"))?;
+        .await?;
+    let Some(row) = row else { return Ok(None) };
     let name: String = row.try_get(1)?;
-    Ok(Target {
+    Ok(Some(Target {
         tenant_id: job.tenant_id,
         subscription_id,
         domain_id: row.try_get(0)?,
         domain: DomainName::parse(&name).map_err(|e| JobError::permanent(format!("stored domain {name:?} {e}")))?,
         product_type: row.try_get(2)?,
         limits: row.try_get(3)?,
-    })
+    }))
 }
 
 /// A hosting server as the executors need it.

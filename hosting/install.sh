@@ -8,7 +8,10 @@ set -euo pipefail
 HOSTING_USER=mpanel
 WEB_ROOT=/srv/www
 HTTP_LISTEN=80
+HTTPS_LISTEN=443
+HTTPS_PORT=443
 NGINX_CONF=/etc/nginx/nginx.conf
+NGINX_PID=/run/nginx.pid
 NGINX_SITES=/etc/nginx/mpanel-sites
 SSHD_DROP_IN=/etc/ssh/sshd_config.d/mpanel-sftp.conf
 NGINX_DROP_IN=/etc/nginx/conf.d/mpanel.conf
@@ -17,7 +20,10 @@ while [ $# -gt 0 ]; do
     --user) HOSTING_USER=$2; shift 2 ;;
     --web-root) WEB_ROOT=$2; shift 2 ;;
     --http-listen) HTTP_LISTEN=$2; shift 2 ;;
+    --https-listen) HTTPS_LISTEN=$2; shift 2 ;;
+    --https-port) HTTPS_PORT=$2; shift 2 ;;
     --nginx-conf) NGINX_CONF=$2; shift 2 ;;
+    --nginx-pid) NGINX_PID=$2; shift 2 ;;
     --nginx-sites) NGINX_SITES=$2; shift 2 ;;
     --sshd-drop-in) SSHD_DROP_IN=$2; shift 2 ;;
     --nginx-drop-in) NGINX_DROP_IN=$2; shift 2 ;;
@@ -45,7 +51,10 @@ cat >/etc/mpanel/hosting.conf <<CONF
 # Read by /usr/local/sbin/mpanel-site (written by install.sh).
 WEB_ROOT=$WEB_ROOT
 HTTP_LISTEN=$HTTP_LISTEN
+HTTPS_LISTEN=$HTTPS_LISTEN
+HTTPS_PORT=$HTTPS_PORT
 NGINX_CONF=$NGINX_CONF
+NGINX_PID=$NGINX_PID
 NGINX_SITES=$NGINX_SITES
 WEB_GROUP=www-data
 SFTP_GROUP=mpanel-sftp
@@ -64,7 +73,7 @@ if [ -n "$SSHD_DROP_IN" ]; then
     install -o root -g root -m 0644 "$here/ssh/mpanel-sftp.conf" "$SSHD_DROP_IN"
 fi
 if [ -n "$NGINX_DROP_IN" ]; then
-    sed "s|/etc/nginx/mpanel-sites|$NGINX_SITES|; s|listen 80 default_server;|listen $HTTP_LISTEN default_server;|" \
+    sed "s|/etc/nginx/mpanel-sites|$NGINX_SITES|; s|listen 80 default_server;|listen $HTTP_LISTEN default_server;|; s|listen 443 ssl default_server;|listen $HTTPS_LISTEN ssl default_server;|" \
         "$here/nginx/mpanel.conf" >"$NGINX_DROP_IN"
     rm -f /etc/nginx/sites-enabled/default
     nginx -t && { systemctl reload nginx 2>/dev/null || nginx -s reload; }

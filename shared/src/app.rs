@@ -61,6 +61,7 @@ impl Function {
                 .merge(crate::engine::api::routes())
                 .merge(crate::servers::api::routes())
                 .merge(crate::provision::api::routes())
+                .merge(crate::certificates::api::routes())
                 .merge(crate::tenants::api::routes())
                 .merge(crate::audit::api::routes()),
         }

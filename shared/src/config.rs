@@ -107,6 +107,30 @@ pub struct Config {
     pub jobs: JobSettings,
     /// Origins allowed to call the API from a browser (`CORS_ALLOWED_ORIGINS`).
     pub cors_allowed_origins: Vec<String>,
+    /// Certificates through ACME; `None` when `ACME_DIRECTORY_URL=none`.
+    pub acme: Option<AcmeConfig>,
+}
+
+/// Let's Encrypt's production directory, the default ACME server.
+pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// The ACME server and the DNS servers the certificate job checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeConfig {
+    pub directory_url: String,
+    /// The CA of the ACME server's own API certificate (`ACME_CA_FILE`),
+    /// trusted beside the usual roots (a test server such as Pebble).
+    pub ca_file: Option<PathBuf>,
+    /// Asked who serves a domain before an order is placed (`DNS_RESOLVER`,
+    /// `ip:port`); the system's resolver when unset.
+    pub resolver: Option<SocketAddr>,
+    /// Where PowerDNS answers DNS (`PDNS_DNS_ADDRS`): the challenge records
+    /// must be served there before the ACME server is asked to look. When
+    /// unset, the nameservers' own addresses on port 53.
+    pub pdns_dns_addrs: Vec<SocketAddr>,
+    /// Failed issuances the sweep retries (with backoff) before it stops
+    /// and waits for staff (`ACME_MAX_FAILURES`).
+    pub max_failures: i32,
 }
 
 /// The environment the config is read from: the process env in production,
@@ -158,7 +182,9 @@ impl Config {
         let jobs = load_jobs(env)?;
         let tenant_keys = load_tenant_keys(env, aws.is_some())?;
         let cors_allowed_origins = parse_origins(env.get("CORS_ALLOWED_ORIGINS").map(String::as_str).unwrap_or(""))?;
+        let acme = load_acme(env)?;
         Ok(Config {
+            acme,
             cors_allowed_origins,
             jobs,
             database,
@@ -483,6 +509,50 @@ async fn load_ssh_key(env: &Env, secrets: &SecretSource<'_>) -> Result<Option<Ss
         }
         (None, None) => Ok(None),
     }
+}
+
+/// `ACME_DIRECTORY_URL` (Let's Encrypt production unless set; `none`
+/// turns automatic certificates off), `ACME_CA_FILE`, `DNS_RESOLVER`,
+/// `PDNS_DNS_ADDRS`, `ACME_MAX_FAILURES`.
+fn load_acme(env: &Env) -> Result<Option<AcmeConfig>, ConfigError> {
+    let value = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let directory_url = value("ACME_DIRECTORY_URL").unwrap_or(LETS_ENCRYPT_PRODUCTION);
+    if directory_url.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    if !directory_url.starts_with("https://") || directory_url.len() > 500 {
+        return Err(ConfigError::new("ACME_DIRECTORY_URL", "must be an https:// URL (or none)"));
+    }
+    let ca_file = value("ACME_CA_FILE").map(PathBuf::from);
+    if let Some(path) = &ca_file {
+        crate::tls::root_store(std::slice::from_ref(path)).map_err(|e| ConfigError::new("ACME_CA_FILE", e))?;
+    }
+    let resolver = match value("DNS_RESOLVER") {
+        Some(text) => {
+            Some(parse_dns_addr(text).ok_or_else(|| ConfigError::new("DNS_RESOLVER", "must be ip or ip:port"))?)
+        }
+        None => None,
+    };
+    let pdns_dns_addrs = match value("PDNS_DNS_ADDRS") {
+        Some(text) => text
+            .split(',')
+            .map(|a| parse_dns_addr(a.trim()))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ConfigError::new("PDNS_DNS_ADDRS", "must be a comma list of ip or ip:port"))?,
+        None => Vec::new(),
+    };
+    Ok(Some(AcmeConfig {
+        directory_url: directory_url.to_string(),
+        ca_file,
+        resolver,
+        pdns_dns_addrs,
+        max_failures: parse_or(env, "ACME_MAX_FAILURES", 5i32)?.max(1),
+    }))
+}
+
+/// `ip`, `ip:port` or `[ipv6]:port`; port 53 when none is given.
+fn parse_dns_addr(text: &str) -> Option<SocketAddr> {
+    text.parse::<SocketAddr>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
 }
 
 fn load_jobs(env: &Env) -> Result<JobSettings, ConfigError> {

@@ -13,6 +13,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+use base64::Engine;
 use ssh_key::{LineEnding, PrivateKey};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -29,11 +30,19 @@ pub struct TenantKeys {
     secrets: OnceLock<aws_sdk_secretsmanager::Client>,
     /// Key files written from Secrets Manager, by tenant (once per process).
     written: Mutex<HashMap<Uuid, PathBuf>>,
+    /// Each tenant's data key, read once per process.
+    data_keys: Mutex<HashMap<Uuid, [u8; 32]>>,
 }
 
 impl TenantKeys {
     pub fn new(store: TenantKeyStore, aws: Option<&aws_config::SdkConfig>) -> TenantKeys {
-        TenantKeys { store, aws: aws.cloned(), secrets: OnceLock::new(), written: Mutex::new(HashMap::new()) }
+        TenantKeys {
+            store,
+            aws: aws.cloned(),
+            secrets: OnceLock::new(),
+            written: Mutex::new(HashMap::new()),
+            data_keys: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The tenant's public key line, made (with its private half) on first use.
@@ -80,8 +89,9 @@ impl TenantKeys {
                     return Ok(path.clone());
                 }
                 self.public_key(db, tenant_id).await?;
-                let text = self.read_secret(tenant_id).await?.ok_or_else(|| {
-                    fail(format!("the tenant's SSH key secret is missing ({})", self.secret_name(tenant_id)))
+                let name = tenant_id.to_string();
+                let text = self.read_secret(&name).await?.ok_or_else(|| {
+                    fail(format!("the tenant's SSH key secret is missing ({})", self.secret_name(&name)))
                 })?;
                 let path = private_file(&format!("tenant-{tenant_id}"), text.as_bytes())
                     .map_err(|e| fail(format!("cannot write the tenant's SSH key: {e}")))?;
@@ -91,9 +101,9 @@ impl TenantKeys {
         }
     }
 
-    fn secret_name(&self, tenant_id: Uuid) -> String {
+    fn secret_name(&self, name: &str) -> String {
         match &self.store {
-            TenantKeyStore::SecretsManager { prefix } => format!("{prefix}{tenant_id}"),
+            TenantKeyStore::SecretsManager { prefix } => format!("{prefix}{name}"),
             TenantKeyStore::Dir(_) => String::new(),
         }
     }
@@ -101,20 +111,48 @@ impl TenantKeys {
     async fn store_new_or_existing(&self, tenant_id: Uuid) -> AppResult<PrivateKey> {
         let fresh = new_key()?;
         let text = fresh.to_openssh(LineEnding::LF).map_err(AppError::internal)?;
+        let description = "mPanel: the tenant's SSH identity for its hosting servers";
+        let stored = self.put_if_absent(&tenant_id.to_string(), text.as_str(), description).await?;
+        if stored.as_str() == text.as_str() { Ok(fresh) } else { parse(&stored) }
+    }
+
+    /// The tenant's data key: 32 random bytes made on first use and kept
+    /// beside its SSH key (`data-<tenant id>`), never in Postgres. It seals
+    /// what must be kept but not in clear there (certificate keys, ACME
+    /// account keys); one secret per tenant, not one per certificate.
+    pub async fn data_key(&self, tenant_id: Uuid) -> AppResult<[u8; 32]> {
+        if let Some(key) = self.data_keys.lock().map_err(|_| fail("key cache poisoned"))?.get(&tenant_id) {
+            return Ok(*key);
+        }
+        let fresh = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+        let description = "mPanel: the tenant's data key (seals certificate and ACME account keys)";
+        let stored = self.put_if_absent(&format!("data-{tenant_id}"), &fresh, description).await?;
+        let key: [u8; 32] = base64::engine::general_purpose::STANDARD
+            .decode(stored.trim())
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| fail("the tenant's data key is not 32 bytes of base64"))?;
+        self.data_keys.lock().map_err(|_| fail("key cache poisoned"))?.insert(tenant_id, key);
+        Ok(key)
+    }
+
+    /// Stores `text` as `name` unless something is already stored there;
+    /// returns what is stored (a racing or earlier writer's value wins).
+    async fn put_if_absent(&self, name: &str, text: &str, description: &str) -> AppResult<String> {
         match &self.store {
             TenantKeyStore::Dir(dir) => {
-                let path = dir.join(tenant_id.to_string());
+                let path = dir.join(name);
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create_new(true).mode(0o600);
                 match options.open(&path) {
                     Ok(mut file) => {
                         std::io::Write::write_all(&mut file, text.as_bytes()).map_err(AppError::internal)?;
                         file.sync_all().map_err(AppError::internal)?;
-                        Ok(fresh)
+                        Ok(text.to_string())
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         check_key_file(&path)?;
-                        parse(&std::fs::read_to_string(&path).map_err(AppError::internal)?)
+                        std::fs::read_to_string(&path).map_err(AppError::internal)
                     }
                     Err(e) => Err(fail(format!("cannot write {}: {e}", path.display()))),
                 }
@@ -123,22 +161,20 @@ impl TenantKeys {
                 let client = self.client()?;
                 let created = client
                     .create_secret()
-                    .name(self.secret_name(tenant_id))
-                    .description("mPanel: the tenant's SSH identity for its hosting servers")
-                    .secret_string(text.as_str())
+                    .name(self.secret_name(name))
+                    .description(description)
+                    .secret_string(text)
                     .send()
                     .await;
                 match created {
-                    Ok(_) => Ok(fresh),
-                    Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => {
-                        let existing = self
-                            .read_secret(tenant_id)
-                            .await?
-                            .ok_or_else(|| fail("the tenant's SSH key secret exists but holds nothing"))?;
-                        parse(&existing)
-                    }
+                    Ok(_) => Ok(text.to_string()),
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => self
+                        .read_secret(name)
+                        .await?
+                        .ok_or_else(|| fail(format!("the secret {} exists but holds nothing", self.secret_name(name)))),
                     Err(e) => Err(fail(format!(
-                        "creating the tenant's SSH key secret: {}",
+                        "creating the secret {}: {}",
+                        self.secret_name(name),
                         aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
                     ))),
                 }
@@ -146,13 +182,14 @@ impl TenantKeys {
         }
     }
 
-    async fn read_secret(&self, tenant_id: Uuid) -> AppResult<Option<String>> {
-        let answer = self.client()?.get_secret_value().secret_id(self.secret_name(tenant_id)).send().await;
+    async fn read_secret(&self, name: &str) -> AppResult<Option<String>> {
+        let answer = self.client()?.get_secret_value().secret_id(self.secret_name(name)).send().await;
         match answer {
             Ok(value) => Ok(value.secret_string().map(str::to_string)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
             Err(e) => Err(fail(format!(
-                "reading the tenant's SSH key secret: {}",
+                "reading the secret {}: {}",
+                self.secret_name(name),
                 aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
             ))),
         }

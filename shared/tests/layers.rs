@@ -9,7 +9,10 @@ use std::path::Path;
 /// From the ground up. The README's architecture section names the same.
 const FLOORS: &[(&str, &[&str])] = &[
     ("ground", &["types", "error", "telemetry"]),
-    ("infrastructure", &["secrets", "tls", "ssh_identity", "config", "db", "kv", "webhooks", "ratelimit", "dispatch"]),
+    (
+        "infrastructure",
+        &["secrets", "sealing", "tls", "ssh_identity", "config", "db", "kv", "webhooks", "ratelimit", "dispatch"],
+    ),
     ("audit log", &["audit_log"]),
     ("identity", &["auth"]),
     ("state", &["state"]),
@@ -24,6 +27,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "users",
             "tenants",
             "audit",
+            "certificates",
             "provision",
             "subscriptions",
             "orders",

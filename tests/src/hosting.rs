@@ -36,7 +36,21 @@ impl Hosting {
     }
 
     pub async fn with_key(host_key: Option<&str>) -> Hosting {
-        let app = app().await;
+        Hosting::set_up(app().await, host_key).await
+    }
+
+    /// With certificates from the stack's Pebble.
+    pub async fn with_certificates() -> Hosting {
+        let app = spawn_app_with(|env| {
+            env.insert("JOB_RETRY_BASE_MS".into(), "1000".into());
+            env.insert("RATE_LIMIT_MAX".into(), "100000".into());
+            crate::with_certificates(env);
+        })
+        .await;
+        Hosting::set_up(app, None).await
+    }
+
+    async fn set_up(app: TestApp, host_key: Option<&str>) -> Hosting {
         let tenant = app.create_tenant("host").await;
         app.catalog_price(tenant, "starter", "SHARED_HOSTING", json!({"emails": 5, "diskMb": 2048}), 999).await;
         let server = app.local_web_server(tenant, host_key).await;

@@ -126,12 +126,21 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Env)) -> TestApp {
     env.insert("DATABASE_URL".into(), database_url(&env, &db_name));
     env.insert("REDIS_KEY_PREFIX".into(), format!("test:{}:", Uuid::new_v4().simple()));
     env.insert("SQS_QUEUE_URL".into(), fresh_queue(&env).await);
+    // Certificates only where a test asks for them (`with_certificates`):
+    // elsewhere a new site's extra ISSUE_CERTIFICATE job is noise.
+    env.insert("ACME_DIRECTORY_URL".into(), "none".into());
     adjust(&mut env);
     let config = Config::load(&env, Needs::ALL).await.expect("test config loads");
     let state = AppState::new(config).expect("test state builds");
     let router = mpanel::app::combined_app(state.clone());
     let sites = SiteCleanup::of(&env);
     TestApp { env, state, router, db_name, sites }
+}
+
+/// Turns certificates on (the stack's Pebble) for a [`spawn_app_with`] env.
+pub fn with_certificates(env: &mut Env) {
+    let pebble = std::env::var("ACME_DIRECTORY_URL").expect("ACME_DIRECTORY_URL from .stack/env");
+    env.insert("ACME_DIRECTORY_URL".into(), pebble);
 }
 
 /// A queue of this test's own in moto, so it reads only its own messages.

@@ -22,6 +22,8 @@ pub enum Permission {
     ManageMail,
     /// Reset a site's SFTP password, add its keys.
     ManageSiteLogins,
+    /// Issue a site's certificate again.
+    ManageCertificates,
     ManageTenants,
 }
 
@@ -35,7 +37,7 @@ impl Permission {
             WriteCatalog => matches!(role, Billing | Admin | SuperAdmin),
             SuspendSubscription => matches!(role, Support | Billing | Admin | SuperAdmin),
             TerminateSubscription => matches!(role, Admin | SuperAdmin),
-            RetryJob | ManageSiteLogins => matches!(role, Support | Admin | SuperAdmin),
+            RetryJob | ManageSiteLogins | ManageCertificates => matches!(role, Support | Admin | SuperAdmin),
             ReadServers => matches!(role, Support | Admin | SuperAdmin),
             WriteServers | ManageUsers | ReadAudit | ManageMail => {
                 matches!(role, Admin | SuperAdmin)
@@ -54,13 +56,14 @@ mod tests {
     /// (READ_ONLY, SUPPORT, BILLING, ADMIN, SUPER_ADMIN).
     #[test]
     fn matches_the_contract() {
-        let table: [(Permission, [bool; 5]); 11] = [
+        let table: [(Permission, [bool; 5]); 12] = [
             (Permission::ReadData, [true, true, true, true, true]),
             (Permission::WriteCatalog, [false, false, true, true, true]),
             (Permission::SuspendSubscription, [false, true, true, true, true]),
             (Permission::TerminateSubscription, [false, false, false, true, true]),
             (Permission::RetryJob, [false, true, false, true, true]),
             (Permission::ManageSiteLogins, [false, true, false, true, true]),
+            (Permission::ManageCertificates, [false, true, false, true, true]),
             (Permission::ReadServers, [false, true, false, true, true]),
             (Permission::WriteServers, [false, false, false, true, true]),
             (Permission::ManageUsers, [false, false, false, true, true]),

@@ -172,7 +172,9 @@ async fn complete(state: &AppState, job: &ClaimedJob, done: Done) -> AppResult<R
     let job_id = job.id;
     let job = job.clone();
     let skipped = matches!(done, Done::Skipped(_));
-    let outcome = crate::db::in_transaction(&state.db, move |tx| {
+    // A hosting site that just went live gets its certificate next.
+    let certificates = state.config.acme.is_some();
+    let (outcome, follow_up) = crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
             let updated = tx
                 .execute_typed(
@@ -183,9 +185,10 @@ async fn complete(state: &AppState, job: &ClaimedJob, done: Done) -> AppResult<R
                 )
                 .await?;
             if updated == 0 {
-                return Ok(RunOutcome::LeaseLost);
+                return Ok((RunOutcome::LeaseLost, None));
             }
             finish_attempt(tx, &job, "SUCCEEDED", None).await?;
+            let mut follow_up = None;
             if let Some(subscription_id) = job.subscription_id {
                 if let Done::Skipped(reason) = &done {
                     audit_log::record(
@@ -198,7 +201,14 @@ async fn complete(state: &AppState, job: &ClaimedJob, done: Done) -> AppResult<R
                     )
                     .await?;
                 } else if job.job_type.is_provisioning() {
-                    crate::subscriptions::activate_if_ready(tx, job.tenant_id, subscription_id).await?;
+                    if crate::subscriptions::activate_if_ready(tx, job.tenant_id, subscription_id).await?
+                        && certificates
+                    {
+                        let reason = crate::certificates::Reason::Activated;
+                        follow_up = crate::certificates::request_in(tx, job.tenant_id, subscription_id, reason)
+                            .await?
+                            .map(|r| r.job_id);
+                    }
                 } else {
                     crate::subscriptions::lifecycle::apply_success(
                         tx,
@@ -210,10 +220,13 @@ async fn complete(state: &AppState, job: &ClaimedJob, done: Done) -> AppResult<R
                     .await?;
                 }
             }
-            Ok(RunOutcome::Succeeded)
+            Ok((RunOutcome::Succeeded, follow_up))
         })
     })
     .await?;
+    if let Some(next) = follow_up {
+        state.dispatcher.dispatch(&state.db, &[next]).await;
+    }
     if outcome == RunOutcome::LeaseLost {
         tracing::warn!(%job_id, "lease lost before completion; result discarded");
     } else if skipped {
@@ -344,6 +357,10 @@ pub struct SweepReport {
     pub terminated: u64,
     pub dispatched: u64,
     pub undelivered: u64,
+    /// Certificate renewals and retries asked for.
+    pub certificates: u64,
+    /// Certificates whose renewal still fails seven days before expiry.
+    pub certificate_alarms: u64,
 }
 
 /// Brings back RUNNING jobs whose lease expired (their worker died): to
@@ -404,6 +421,7 @@ pub async fn rescue_expired(state: &AppState) -> AppResult<(u64, u64)> {
 pub async fn sweep(state: &AppState) -> AppResult<SweepReport> {
     let (rescued, dead) = rescue_expired(state).await?;
     let billing = crate::subscriptions::lifecycle::billing_sweep(state).await?;
+    let certificates = crate::certificates::sweep(state).await?;
     // Keeps the delayed set from growing where no pool runs (only Lambda).
     if let Err(e) = state.dispatcher.promote_due().await {
         tracing::warn!(error = %e, "could not promote due retries");
@@ -416,6 +434,8 @@ pub async fn sweep(state: &AppState) -> AppResult<SweepReport> {
         terminated: billing.terminated,
         dispatched: dispatched.dispatched,
         undelivered: dispatched.undelivered,
+        certificates: certificates.requested,
+        certificate_alarms: certificates.alarms,
     })
 }
 

@@ -23,6 +23,8 @@ crate::types::named_enum! {
         TerminateService,
         /// A new SFTP password or key for a site's login.
         UpdateSftpLogin,
+        /// The site's certificate: ACME DNS-01, then installed on its server.
+        IssueCertificate,
     }
 }
 

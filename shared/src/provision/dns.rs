@@ -137,20 +137,34 @@ impl<'a> PdnsClient<'a> {
     }
 
     pub async fn replace_rrsets(&self, zone: &str, sets: &[RecordSet]) -> Result<(), JobError> {
-        if sets.is_empty() {
-            return Ok(());
-        }
+        self.replace_rrsets_with_ttl(zone, sets, TTL).await
+    }
+
+    pub async fn replace_rrsets_with_ttl(&self, zone: &str, sets: &[RecordSet], ttl: i32) -> Result<(), JobError> {
         let rrsets: Vec<Value> = sets
             .iter()
             .map(|s| {
                 json!({
-                    "name": s.name, "type": s.rtype, "ttl": TTL, "changetype": "REPLACE",
+                    "name": s.name, "type": s.rtype, "ttl": ttl, "changetype": "REPLACE",
                     "records": s.contents.iter().map(|c| json!({"content": c, "disabled": false})).collect::<Vec<_>>(),
                 })
             })
             .collect();
-        self.send(self.http.patch(self.zone_url(zone)).json(&json!({ "rrsets": rrsets })), "update records", &[])
-            .await?;
+        self.patch(zone, rrsets, "update records").await
+    }
+
+    /// Removes these rrsets (by name and type); absent ones are no error.
+    pub async fn delete_rrsets(&self, zone: &str, sets: &[RecordSet]) -> Result<(), JobError> {
+        let rrsets: Vec<Value> =
+            sets.iter().map(|s| json!({ "name": s.name, "type": s.rtype, "changetype": "DELETE" })).collect();
+        self.patch(zone, rrsets, "delete records").await
+    }
+
+    async fn patch(&self, zone: &str, rrsets: Vec<Value>, what: &str) -> Result<(), JobError> {
+        if rrsets.is_empty() {
+            return Ok(());
+        }
+        self.send(self.http.patch(self.zone_url(zone)).json(&json!({ "rrsets": rrsets })), what, &[]).await?;
         Ok(())
     }
 

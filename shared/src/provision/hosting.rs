@@ -131,6 +131,7 @@ pub(crate) enum SiteScript {
     Terminate,
     Password,
     AddKey,
+    InstallCertificate,
 }
 
 impl SiteScript {
@@ -142,6 +143,7 @@ impl SiteScript {
             SiteScript::Terminate => "terminate",
             SiteScript::Password => "passwd",
             SiteScript::AddKey => "add-key",
+            SiteScript::InstallCertificate => "install-cert",
         }
     }
 
@@ -153,6 +155,7 @@ impl SiteScript {
             SiteScript::Terminate => "archiving and removing the site",
             SiteScript::Password => "setting the SFTP password",
             SiteScript::AddKey => "adding an SFTP key",
+            SiteScript::InstallCertificate => "installing the certificate",
         }
     }
 }

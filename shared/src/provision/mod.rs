@@ -2,6 +2,7 @@
 //! check-then-act and safe to repeat.
 
 pub mod api;
+pub mod certificate;
 pub mod dns;
 pub mod hosting;
 pub mod lifecycle;
@@ -14,7 +15,7 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::catalog::ProductType;
-use crate::config::{PdnsConfig, SshKeySource};
+use crate::config::{AcmeConfig, PdnsConfig, SshKeySource};
 use crate::db::DbPool;
 use crate::error::AppResult;
 use crate::jobs::JobType;
@@ -32,8 +33,9 @@ pub struct Provisioner<'a> {
     pub pdns: Option<&'a PdnsConfig>,
     /// The platform key, for servers not yet moved to their tenant's key.
     pub ssh_key: Option<&'a SshKeySource>,
-    /// Each tenant's own SSH identity.
+    /// Each tenant's own SSH identity (and data key).
     pub tenant_keys: Option<&'a crate::ssh_identity::TenantKeys>,
+    pub acme: Option<&'a AcmeConfig>,
 }
 
 impl<'a> Provisioner<'a> {
@@ -44,6 +46,7 @@ impl<'a> Provisioner<'a> {
             pdns: state.config.pdns.as_ref(),
             ssh_key: state.config.ssh_private_key.as_ref(),
             tenant_keys: state.tenant_keys.as_deref(),
+            acme: state.config.acme.as_ref(),
         }
     }
 }
@@ -60,6 +63,7 @@ pub async fn execute(provisioner: Provisioner<'_>, job: &ClaimedJob) -> Result<(
         JobType::UnsuspendService => Box::pin(lifecycle::unsuspend(p, job)).await,
         JobType::TerminateService => Box::pin(lifecycle::terminate(p, job)).await,
         JobType::UpdateSftpLogin => Box::pin(hosting::update_login(p, job)).await,
+        JobType::IssueCertificate => Box::pin(certificate::issue(p, job)).await,
     }
 }
 

@@ -175,11 +175,14 @@ pub(crate) struct SubscriptionDetail {
     #[serde(flatten)]
     subscription: SubscriptionView,
     jobs: Vec<JobView>,
+    /// The site's current certificate, if it has one.
+    certificate: Option<crate::certificates::CertificateView>,
 }
 
 async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<SubscriptionDetail>> {
     let client = state.db.get().await?;
     let subscription = super::load(&**client, principal.tenant_id, id).await?;
     let jobs = crate::jobs::of_subscription(&**client, id, principal.tenant_id).await?;
-    Ok(axum::Json(SubscriptionDetail { subscription, jobs }))
+    let certificate = crate::certificates::current_of_subscription(&**client, principal.tenant_id, id).await?;
+    Ok(axum::Json(SubscriptionDetail { subscription, jobs, certificate }))
 }

@@ -112,7 +112,8 @@ async fn in_flight(tx: &tokio_postgres::Transaction<'_>, subscription_id: Uuid) 
     let rows = tx
         .query_typed(
             "SELECT id, type, status FROM jobs WHERE subscription_id = $1
-               AND status IN ('PENDING', 'RUNNING', 'RETRYING') ORDER BY created_at, id",
+               AND status IN ('PENDING', 'RUNNING', 'RETRYING') AND type <> 'ISSUE_CERTIFICATE'
+             ORDER BY created_at, id",
             &[(&subscription_id, Type::UUID)],
         )
         .await?;
@@ -364,6 +365,8 @@ pub async fn apply_success(
                 &[(&subscription_id, Type::UUID), (&next, Type::TEXT)],
             )
             .await?;
+            // The site script removed its key and certificate files.
+            crate::certificates::mark_deleted(tx, subscription_id).await?;
             "RELEASED"
         }
     };
@@ -414,7 +417,7 @@ pub async fn billing_sweep(state: &AppState) -> AppResult<BillingReport> {
              WHERE s.status = 'ACTIVE' AND s.payment_failed_at IS NOT NULL
                AND s.payment_failed_at + make_interval(days => COALESCE((t.settings->>'paymentGraceDays')::int, 7)) <= now()
                AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.subscription_id = s.id
-                                 AND (j.status IN ('PENDING', 'RUNNING', 'RETRYING')
+                                 AND ((j.status IN ('PENDING', 'RUNNING', 'RETRYING') AND j.type <> 'ISSUE_CERTIFICATE')
                                       OR (j.status = 'DEAD' AND j.type = 'SUSPEND_SERVICE'
                                           AND j.created_at >= s.payment_failed_at)))
              ORDER BY s.payment_failed_at LIMIT 200",
@@ -426,7 +429,7 @@ pub async fn billing_sweep(state: &AppState) -> AppResult<BillingReport> {
             "SELECT s.id, s.tenant_id FROM subscriptions s
              WHERE s.cancel_at_period_end AND s.status IN ('ACTIVE', 'SUSPENDED') AND s.current_period_end <= now()
                AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.subscription_id = s.id
-                                 AND (j.status IN ('PENDING', 'RUNNING', 'RETRYING')
+                                 AND ((j.status IN ('PENDING', 'RUNNING', 'RETRYING') AND j.type <> 'ISSUE_CERTIFICATE')
                                       OR (j.status = 'DEAD' AND j.type = 'TERMINATE_SERVICE')))
              ORDER BY s.current_period_end LIMIT 200",
             &[],

@@ -247,3 +247,44 @@ async fn staff_reissue_needs_admin_or_support_and_reuses_a_job_in_flight() {
     assert_ne!(again, job);
     assert_eq!(h.run(again).await, RunOutcome::Succeeded, "{}", h.app.job_status(again).await);
 }
+
+#[tokio::test]
+async fn a_renewal_still_failing_a_week_before_expiry_raises_one_alarm_and_tries_are_bounded() {
+    let h = Hosting::with_certificates().await;
+    let (subscription, _domain, job) = live_with_certificate_job(&h).await;
+    assert_eq!(h.run(job).await, RunOutcome::Succeeded);
+    let certificate_jobs = |jobs: Vec<(Uuid, String)>| jobs.iter().filter(|(_, t)| t == "ISSUE_CERTIFICATE").count();
+    let set = |sql: &'static str| {
+        let app = &h.app;
+        async move { app.db().await.execute(sql, &[&subscription]).await.expect("update") }
+    };
+
+    // Renewal has failed once and is not due again yet; expiry is 3 days off.
+    set("UPDATE ssl_certificates SET status = 'RENEWING', failures = 1, last_error = 'ACME: rateLimited: slow down',
+            not_before = now() - interval '60 days', not_after = now() + interval '3 days',
+            next_attempt_at = now() + interval '1 hour' WHERE subscription_id = $1")
+    .await;
+    let report = sweep(&h.app.state).await.expect("sweep");
+    assert_eq!((report.certificate_alarms, report.certificates), (1, 0), "{report:?}");
+    let alarms: i64 = h
+        .app
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM audit_logs WHERE action = 'certificate.renewal_failing'", &[])
+        .await
+        .expect("audit")
+        .get(0);
+    assert_eq!(alarms, 1);
+    assert_eq!(sweep(&h.app.state).await.expect("sweep").certificate_alarms, 0, "the alarm is raised once");
+
+    // Due again, but the bound of tries (ACME_MAX_FAILURES, 5) is reached: no new job.
+    set("UPDATE ssl_certificates SET failures = 5, next_attempt_at = now() - interval '1 minute'
+         WHERE subscription_id = $1")
+    .await;
+    assert_eq!(sweep(&h.app.state).await.expect("sweep").certificates, 0);
+    assert_eq!(certificate_jobs(h.app.jobs_of(subscription).await), 1);
+    // One try left: the sweep asks.
+    set("UPDATE ssl_certificates SET failures = 4 WHERE subscription_id = $1").await;
+    assert_eq!(sweep(&h.app.state).await.expect("sweep").certificates, 1);
+    assert_eq!(certificate_jobs(h.app.jobs_of(subscription).await), 2);
+}

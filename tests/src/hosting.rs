@@ -19,7 +19,19 @@ pub struct Hosting {
     pub app: TestApp,
     pub tenant: Uuid,
     pub server: Uuid,
+    /// The tenant's slug, which orders name.
+    pub slug: String,
+    /// Held by tests on the stack's shared database until their cleanup
+    /// (which removes every test site it finds there) has run.
+    _shared_database: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
+
+static SHARED_DATABASE_TURN: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The stack's mail server reads the stack's own database (it cannot
+/// follow each test's): mail tests run there, migrated once per binary.
+static STACK_DATABASE_MIGRATED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 
 /// Fast retries so backoff tests do not wait long.
 pub async fn app() -> TestApp {
@@ -59,13 +71,37 @@ impl Hosting {
 
     /// A hosting tenant on an app of the test's own making.
     pub fn on(app: TestApp, tenant: Uuid, server: Uuid) -> Hosting {
-        Hosting { app, tenant, server }
+        Hosting { app, tenant, server, slug: "host".into(), _shared_database: None }
+    }
+
+    /// On the stack's database, which the stack's Dovecot and Postfix read:
+    /// a tenant of its own (unique slug), a plan with 3 mailboxes of 1 MB.
+    pub async fn with_mail() -> Hosting {
+        let turn = SHARED_DATABASE_TURN.clone().lock_owned().await;
+        let stack_database = std::env::var("DATABASE_URL").expect("DATABASE_URL from .stack/env");
+        let app = spawn_app_with(|env| {
+            env.insert("JOB_RETRY_BASE_MS".into(), "1000".into());
+            env.insert("RATE_LIMIT_MAX".into(), "100000".into());
+            env.insert("DATABASE_URL".into(), stack_database);
+        })
+        .await;
+        STACK_DATABASE_MIGRATED
+            .get_or_init(|| async {
+                mpanel::db::migrate(&app.state.config.database).await.expect("migrate the stack's database");
+            })
+            .await;
+        let slug = format!("mail-{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let tenant = app.create_tenant(&slug).await;
+        let limits = json!({"emails": 3, "diskMb": 2048, "mailboxQuotaMb": 1});
+        app.catalog_price(tenant, "starter", "SHARED_HOSTING", limits, 999).await;
+        let server = app.local_web_server(tenant, None).await;
+        Hosting { app, tenant, server, slug, _shared_database: Some(turn) }
     }
 
     /// Places a signed order; returns (subscription id, jobs by type).
     pub async fn order(&self, domain: &str) -> (Uuid, Vec<(Uuid, String)>) {
         let body = json!({
-            "tenantSlug": "host", "externalOrderId": format!("ext-{domain}"),
+            "tenantSlug": self.slug, "externalOrderId": format!("ext-{domain}"),
             "customer": {"email": "owner@example.org", "fullName": "Site Owner"},
             "priceSlug": "starter-monthly", "totalAmountCents": 999, "currency": "USD", "domain": domain,
         });

@@ -63,7 +63,10 @@ impl SiteCleanup {
                 return Vec::new();
             };
             tokio::spawn(connection);
-            let sql = "SELECT h.id, d.name FROM hosting_accounts h JOIN domains d ON d.id = h.domain_id";
+            // Test domains only: the mail tests share the stack's database
+            // with `./scripts/dev`'s sites.
+            let sql = "SELECT h.id, d.name FROM hosting_accounts h JOIN domains d ON d.id = h.domain_id
+                       WHERE d.name LIKE 'mpt-%'";
             client
                 .query(sql, &[])
                 .await

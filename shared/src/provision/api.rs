@@ -40,6 +40,51 @@ pub fn routes() -> ApiRoutes {
         )
         .route(
             Method::POST,
+            "/api/mail-accounts",
+            Permission::ManageMail,
+            create_mail_account,
+            Doc::new(
+                "createMailAccount",
+                "mail",
+                "A new mailbox (up to the plan's limits.emails); its password is shown once",
+            )
+            .body::<NewMailAccount>()
+            .json::<PasswordReset>(201),
+        )
+        .route(
+            Method::DELETE,
+            "/api/mail-accounts/{id}",
+            Permission::ManageMail,
+            delete_mail_account,
+            Doc::new("deleteMailAccount", "mail", "Remove a mailbox: no more logins or mail"),
+        )
+        .route(
+            Method::GET,
+            "/api/mail-aliases",
+            Permission::ReadData,
+            list_aliases,
+            Doc::new("listMailAliases", "mail", "Aliases and forwarders")
+                .query(&[QueryParam::Text("domain", "Only this domain's aliases")])
+                .page::<MailAlias>(),
+        )
+        .route(
+            Method::POST,
+            "/api/mail-aliases",
+            Permission::ManageMail,
+            create_alias,
+            Doc::new("createMailAlias", "mail", "An address that forwards to others")
+                .body::<NewMailAlias>()
+                .json::<MailAlias>(201),
+        )
+        .route(
+            Method::DELETE,
+            "/api/mail-aliases/{id}",
+            Permission::ManageMail,
+            delete_alias,
+            Doc::new("deleteMailAlias", "mail", "Remove an alias"),
+        )
+        .route(
+            Method::POST,
             "/api/mail-accounts/{id}/reset-password",
             Permission::ManageMail,
             reset_password,
@@ -377,4 +422,330 @@ pub(crate) struct PasswordReset {
     id: Uuid,
     address: String,
     password: String,
+}
+
+/// A local part as mailboxes and aliases take it: lower case letters,
+/// digits and `._+-`, neither starting nor ending with punctuation.
+fn parse_local_part(raw: &str) -> Result<String, String> {
+    let local = raw.trim().to_ascii_lowercase();
+    let inner_ok = local.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._+-".contains(c));
+    let ends_ok = local.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && local.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+    if local.is_empty() || local.len() > 64 || !inner_ok || !ends_ok || local.contains("..") {
+        return Err("must be 1 to 64 of a-z, 0-9 and . _ + - (starting and ending with a letter or digit)".into());
+    }
+    Ok(local)
+}
+
+/// `{subscriptionId, localPart}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct NewMailAccount {
+    #[schema(value_type = String, format = Uuid)]
+    subscription_id: Field<String>,
+    #[schema(value_type = String, max_length = 64)]
+    local_part: Field<String>,
+}
+
+/// The subscription's live domain and its plan's mailbox limit, checked
+/// under the subscription's lock; 404 when it is not this tenant's.
+async fn mail_domain(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant_id: Uuid,
+    subscription_id: Uuid,
+) -> AppResult<(Uuid, String, serde_json::Value)> {
+    let row = tx
+        .query_typed_opt(
+            "SELECT s.status, p.limits FROM subscriptions s JOIN products p ON p.id = s.product_id
+             WHERE s.id = $1 AND s.tenant_id = $2 FOR UPDATE OF s",
+            &[(&subscription_id, Type::UUID), (&tenant_id, Type::UUID)],
+        )
+        .await?
+        // A body naming another tenant's subscription, or none: 422, not 404.
+        .ok_or_else(|| {
+            AppError::Validation(vec![crate::error::FieldError::new(
+                "subscriptionId",
+                "is not a subscription of this tenant",
+            )])
+        })?;
+    let (status, limits): (String, serde_json::Value) = (row.try_get(0)?, row.try_get(1)?);
+    if status == "TERMINATED" {
+        return Err(AppError::Conflict {
+            field: Some("subscriptionId".into()),
+            detail: "The subscription is terminated.".into(),
+        });
+    }
+    let domain = tx
+        .query_typed_opt(
+            "SELECT id, name FROM domains WHERE subscription_id = $1 AND status <> 'RELEASED'",
+            &[(&subscription_id, Type::UUID)],
+        )
+        .await?
+        .ok_or_else(|| AppError::Conflict {
+            field: Some("subscriptionId".into()),
+            detail: "The subscription has no domain to hold mail.".into(),
+        })?;
+    Ok((domain.try_get(0)?, domain.try_get(1)?, limits))
+}
+
+async fn address_taken(tx: &tokio_postgres::Transaction<'_>, local: &str, domain: &str) -> AppResult<bool> {
+    let row = tx
+        .query_typed_opt(
+            "SELECT 1 FROM mail_accounts WHERE lower(local_part || '@' || domain_name) = lower($1 || '@' || $2)
+             UNION ALL
+             SELECT 1 FROM mail_aliases WHERE lower(local_part || '@' || domain_name) = lower($1 || '@' || $2)",
+            &[(&local, Type::TEXT), (&domain, Type::TEXT)],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
+fn address_conflict(address: &str) -> AppError {
+    AppError::Conflict { field: Some("localPart".into()), detail: format!("{address} already exists.") }
+}
+
+async fn create_mail_account(
+    Caller(state, principal): Caller,
+    Json(body): Json<NewMailAccount>,
+) -> AppResult<(StatusCode, axum::Json<PasswordReset>)> {
+    let mut p = Problems::new();
+    let subscription_id = p.required("subscriptionId", body.subscription_id, |s: String| crate::types::parse_uuid(&s));
+    let local = p.required("localPart", body.local_part, |s: String| parse_local_part(&s));
+    let (Some(subscription_id), Some(local)) = (subscription_id, local) else { return Err(p.into_error()) };
+    p.finish()?;
+    let new_password = super::mail::generate_password();
+    let hash = password::hash(new_password.clone()).await?;
+    let (tenant_id, actor) = (principal.tenant_id, Actor::User(principal.user_id));
+    let (id, address) = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let (domain_id, domain, limits) = mail_domain(tx, tenant_id, subscription_id).await?;
+            let address = format!("{local}@{domain}");
+            if address_taken(tx, &local, &domain).await? {
+                return Err(address_conflict(&address));
+            }
+            let allowed = limits.get("emails").and_then(serde_json::Value::as_i64).unwrap_or(0);
+            let used: i64 = tx
+                .query_typed_one(
+                    "SELECT count(*) FROM mail_accounts WHERE subscription_id = $1",
+                    &[(&subscription_id, Type::UUID)],
+                )
+                .await?
+                .try_get(0)?;
+            if used >= allowed {
+                return Err(AppError::Conflict {
+                    field: Some("subscriptionId".into()),
+                    detail: format!("The plan allows {allowed} mailboxes and {used} exist."),
+                });
+            }
+            let quota = super::mail::quota_mb(&limits);
+            let id: Uuid = tx
+                .query_typed_one(
+                    "INSERT INTO mail_accounts (tenant_id, subscription_id, domain_id, local_part, domain_name, password_hash, quota_mb)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                    &[
+                        (&tenant_id, Type::UUID),
+                        (&subscription_id, Type::UUID),
+                        (&domain_id, Type::UUID),
+                        (&local, Type::TEXT),
+                        (&domain, Type::TEXT),
+                        (&hash, Type::TEXT),
+                        (&quota, Type::INT4),
+                    ],
+                )
+                .await?
+                .try_get(0)?;
+            audit_log::record(
+                tx,
+                &AuditEntry::new(Some(tenant_id), actor, "mail_account.created")
+                    .target("mail_account", id)
+                    .details(json!({ "address": address, "subscriptionId": subscription_id })),
+            )
+            .await?;
+            Ok((id, address))
+        })
+    })
+    .await?;
+    // The only time the password is ever shown.
+    Ok((StatusCode::CREATED, axum::Json(PasswordReset { id, address, password: new_password.expose().clone() })))
+}
+
+async fn delete_mail_account(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<StatusCode> {
+    let (tenant_id, actor) = (principal.tenant_id, Actor::User(principal.user_id));
+    crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let row = tx
+                .query_typed_opt(
+                    "DELETE FROM mail_accounts WHERE id = $1 AND tenant_id = $2 RETURNING local_part || '@' || domain_name",
+                    &[(&id, Type::UUID), (&tenant_id, Type::UUID)],
+                )
+                .await?
+                .ok_or(AppError::NotFound)?;
+            let address: String = row.try_get(0)?;
+            audit_log::record(
+                tx,
+                &AuditEntry::new(Some(tenant_id), actor, "mail_account.deleted")
+                    .target("mail_account", id)
+                    .details(json!({ "address": address })),
+            )
+            .await
+        })
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An address that forwards to others.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MailAlias {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    pub address: String,
+    pub domain: String,
+    pub destinations: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+const ALIAS_COLUMNS: &str =
+    "id, subscription_id, local_part || '@' || domain_name AS address, domain_name, destinations, created_at";
+
+impl MailAlias {
+    fn from_row(row: &Row) -> AppResult<MailAlias> {
+        Ok(MailAlias {
+            id: row.try_get("id")?,
+            subscription_id: row.try_get("subscription_id")?,
+            address: row.try_get("address")?,
+            domain: row.try_get("domain_name")?,
+            destinations: row.try_get("destinations")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// `{subscriptionId, localPart, destinations: [...]}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct NewMailAlias {
+    #[schema(value_type = String, format = Uuid)]
+    subscription_id: Field<String>,
+    #[schema(value_type = String, max_length = 64)]
+    local_part: Field<String>,
+    /// 1 to 50 addresses. (Read as JSON and checked here: `Field` takes no lists.)
+    #[serde(default)]
+    #[schema(value_type = Vec<String>, min_items = 1, max_items = 50)]
+    destinations: Option<serde_json::Value>,
+}
+
+fn parse_destinations(raw: serde_json::Value) -> Result<Vec<String>, String> {
+    let list = raw.as_array().ok_or("must be a list of email addresses")?;
+    if list.is_empty() || list.len() > 50 {
+        return Err("must hold 1 to 50 addresses".into());
+    }
+    list.iter()
+        .map(|d| d.as_str().ok_or_else(|| "must be a list of email addresses".to_string()))
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .map(|d| crate::types::EmailAddress::parse(d).map(|e| e.as_str().to_ascii_lowercase()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("each {e}"))
+}
+
+async fn list_aliases(
+    Caller(state, principal): Caller,
+    Listing { filters, page, mut problems }: Listing<Filters>,
+) -> AppResult<axum::Json<Page<MailAlias>>> {
+    let domain = problems.param("domain", filters.domain, DomainName::parse);
+    problems.finish()?;
+    tenant_page(
+        &state.db,
+        principal.tenant_id,
+        &format!(
+            "SELECT {ALIAS_COLUMNS} FROM mail_aliases WHERE tenant_id = $1 AND ($2::text IS NULL OR domain_name = $2)"
+        ),
+        ("created_at", "id"),
+        &[(&domain.as_ref().map(DomainName::as_str), Type::TEXT)],
+        &page,
+        MailAlias::from_row,
+    )
+    .await
+}
+
+async fn create_alias(
+    Caller(state, principal): Caller,
+    Json(body): Json<NewMailAlias>,
+) -> AppResult<(StatusCode, axum::Json<MailAlias>)> {
+    let mut p = Problems::new();
+    let subscription_id = p.required("subscriptionId", body.subscription_id, |s: String| crate::types::parse_uuid(&s));
+    let local = p.required("localPart", body.local_part, |s: String| parse_local_part(&s));
+    let destinations = match body.destinations {
+        None => Field::Absent,
+        Some(serde_json::Value::Null) => Field::Null,
+        Some(value) => Field::Given(value),
+    };
+    let destinations = p.required("destinations", destinations, parse_destinations);
+    let (Some(subscription_id), Some(local), Some(destinations)) = (subscription_id, local, destinations) else {
+        return Err(p.into_error());
+    };
+    p.finish()?;
+    let (tenant_id, actor) = (principal.tenant_id, Actor::User(principal.user_id));
+    let alias = crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let (domain_id, domain, _) = mail_domain(tx, tenant_id, subscription_id).await?;
+            if address_taken(tx, &local, &domain).await? {
+                return Err(address_conflict(&format!("{local}@{domain}")));
+            }
+            let row = tx
+                .query_typed_one(
+                    &format!(
+                        "INSERT INTO mail_aliases (tenant_id, subscription_id, domain_id, local_part, domain_name, destinations)
+                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ALIAS_COLUMNS}"
+                    ),
+                    &[
+                        (&tenant_id, Type::UUID),
+                        (&subscription_id, Type::UUID),
+                        (&domain_id, Type::UUID),
+                        (&local, Type::TEXT),
+                        (&domain, Type::TEXT),
+                        (&destinations, Type::TEXT_ARRAY),
+                    ],
+                )
+                .await?;
+            let alias = MailAlias::from_row(&row)?;
+            audit_log::record(
+                tx,
+                &AuditEntry::new(Some(tenant_id), actor, "mail_alias.created")
+                    .target("mail_alias", alias.id)
+                    .details(json!({ "address": alias.address, "destinations": alias.destinations })),
+            )
+            .await?;
+            Ok(alias)
+        })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(alias)))
+}
+
+async fn delete_alias(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<StatusCode> {
+    let (tenant_id, actor) = (principal.tenant_id, Actor::User(principal.user_id));
+    crate::db::in_transaction(&state.db, move |tx| {
+        Box::pin(async move {
+            let row = tx
+                .query_typed_opt(
+                    "DELETE FROM mail_aliases WHERE id = $1 AND tenant_id = $2 RETURNING local_part || '@' || domain_name",
+                    &[(&id, Type::UUID), (&tenant_id, Type::UUID)],
+                )
+                .await?
+                .ok_or(AppError::NotFound)?;
+            let address: String = row.try_get(0)?;
+            audit_log::record(
+                tx,
+                &AuditEntry::new(Some(tenant_id), actor, "mail_alias.deleted")
+                    .target("mail_alias", id)
+                    .details(json!({ "address": address })),
+            )
+            .await
+        })
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

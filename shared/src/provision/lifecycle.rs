@@ -196,10 +196,36 @@ pub async fn terminate(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
             .await?;
     }
 
+    // The domain's mail and DKIM key on its mail server (only ours: a key
+    // without our marker is left), when the subscription had mail.
     let client = p.db.get().await?;
-    client
-        .query_typed("DELETE FROM mail_accounts WHERE subscription_id = $1", &[(&target.subscription_id, Type::UUID)])
-        .await?;
+    let had_mail = client
+        .query_typed_opt(
+            "SELECT 1 FROM mail_accounts WHERE subscription_id = $1 UNION ALL SELECT 1 FROM mail_aliases WHERE subscription_id = $1",
+            &[(&target.subscription_id, Type::UUID)],
+        )
+        .await?
+        .is_some();
+    if had_mail && let Some(server) = super::mail::mail_host(p, &target, false).await? {
+        job.lease.check()?;
+        let session = super::hosting::connect(p, &server).await?;
+        let removed = super::mail::mail_command(&session, &server, &["remove-domain", target.domain.as_str()]).await;
+        let _ = session.close().await;
+        match removed {
+            Ok(_) => {}
+            Err(e) if !e.retryable => tracing::warn!(domain = target.domain.as_str(), error = %e.message,
+                "the domain's mail on its server is not ours: left as it is"),
+            Err(e) => return Err(e),
+        }
+    }
+    for table in ["mail_accounts", "mail_aliases"] {
+        client
+            .query_typed(
+                &format!("DELETE FROM {table} WHERE subscription_id = $1"),
+                &[(&target.subscription_id, Type::UUID)],
+            )
+            .await?;
+    }
 
     // DNS last: a job that dies before this point leaves the site's name
     // resolving, never a live subscription without DNS. Only our own zone goes.

@@ -1,18 +1,28 @@
 //! PROVISION_MAIL: the `postmaster@<domain>` mailbox, its password stored
-//! only as an Argon2id PHC hash (read by Dovecot through `dovecot_users`).
+//! only as an Argon2id PHC hash (read by Dovecot through `dovecot_users`),
+//! and the domain's DKIM key: made on the mail server by `mpanel-mail
+//! dkim-key` (the private half never leaves it), its public half published
+//! as `<selector>._domainkey.<domain>` TXT through PowerDNS.
 
 use base64::Engine;
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
-use super::Provisioner;
-use super::load_target;
+use std::process::Output;
+
+use openssh::Session;
+
+use super::dns::{PdnsClient, RecordSet, zone_owner};
+use super::hosting::{classify_ssh_error, connect, error_chain};
+use super::{Provisioner, Server, Target, assign_server, load_server, load_target};
 use crate::auth::password;
 use crate::error::AppError;
 use crate::jobs::{ClaimedJob, JobError};
 use crate::secrets::Secret;
 
 pub const POSTMASTER: &str = "postmaster";
+/// The DKIM selector of every domain's key.
+pub const DKIM_SELECTOR: &str = "mpanel";
 const DEFAULT_QUOTA_MB: i64 = 1024;
 
 /// Mailbox quota: `limits.mailboxQuotaMb`, else the plan's `diskMb`, else 1 GiB.
@@ -36,39 +46,134 @@ pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
         )
         .await?
         .is_some();
-    if exists {
-        return Ok(());
+    if !exists {
+        // Nobody knows this password: an admin sets one with reset-password.
+        let hash = password::hash(generate_password()).await?;
+        let quota = quota_mb(&target.limits);
+        let inserted = client
+            .query_typed(
+                "INSERT INTO mail_accounts (tenant_id, subscription_id, domain_id, local_part, domain_name, password_hash, quota_mb)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    (&target.tenant_id, Type::UUID),
+                    (&target.subscription_id, Type::UUID),
+                    (&target.domain_id, Type::UUID),
+                    (&POSTMASTER, Type::TEXT),
+                    (&target.domain.as_str(), Type::TEXT),
+                    (&hash, Type::TEXT),
+                    (&quota, Type::INT4),
+                ],
+            )
+            .await;
+        match inserted.map_err(AppError::from) {
+            // A concurrent attempt created it first: same end state.
+            Ok(_) | Err(AppError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    // Nobody knows this password: an admin sets one with reset-password.
-    let hash = password::hash(generate_password()).await?;
-    let quota = quota_mb(&target.limits);
-    let inserted = client
-        .query_typed(
-            "INSERT INTO mail_accounts (tenant_id, subscription_id, domain_id, local_part, domain_name, password_hash, quota_mb)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                (&target.tenant_id, Type::UUID),
-                (&target.subscription_id, Type::UUID),
-                (&target.domain_id, Type::UUID),
-                (&POSTMASTER, Type::TEXT),
-                (&target.domain.as_str(), Type::TEXT),
-                (&hash, Type::TEXT),
-                (&quota, Type::INT4),
-            ],
+    drop(client);
+    job.lease.check()?;
+    publish_dkim_key(p, &target).await
+}
+
+/// The server that holds a domain's mail: the tenant's active MAIL server,
+/// else the site's own server.
+pub async fn mail_host(p: Provisioner<'_>, target: &Target, assign: bool) -> Result<Option<Server>, JobError> {
+    let client = p.db.get().await?;
+    let mail_server = client
+        .query_typed_opt(
+            "SELECT id FROM servers WHERE tenant_id = $1 AND role = 'MAIL' AND status = 'ACTIVE'
+             ORDER BY created_at, id LIMIT 1",
+            &[(&target.tenant_id, Type::UUID)],
         )
-        .await;
-    match inserted.map_err(AppError::from) {
-        Ok(_) => Ok(()),
-        // A concurrent attempt created it first: same end state.
-        Err(AppError::Conflict { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
+        .await?;
+    if let Some(row) = mail_server {
+        return Ok(Some(load_server(p.db, row.try_get(0)?).await?));
     }
+    if assign {
+        return Ok(Some(assign_server(p.db, target).await?));
+    }
+    let site = client
+        .query_typed_opt(
+            "SELECT server_id FROM hosting_accounts WHERE subscription_id = $1 ORDER BY created_at DESC LIMIT 1",
+            &[(&target.subscription_id, Type::UUID)],
+        )
+        .await?;
+    match site {
+        Some(row) => Ok(Some(load_server(p.db, row.try_get(0)?).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Runs `sudo -n mpanel-mail <args>`; exit 3 (not ours) and 2 (refused
+/// arguments) are permanent, anything else is worth retrying.
+pub async fn mail_command(session: &Session, server: &Server, args: &[&str]) -> Result<Output, JobError> {
+    let output = session
+        .command("sudo")
+        .arg("-n")
+        .arg("mpanel-mail")
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| classify_ssh_error(&error_chain(&e)))?;
+    let stderr: String = String::from_utf8_lossy(&output.stderr).chars().take(500).collect();
+    match output.status.code() {
+        Some(0) => Ok(output),
+        Some(3) => Err(JobError::permanent(format!("mail server {}: {}", server.id, stderr.trim()))),
+        Some(2) => Err(JobError::permanent(format!(
+            "mail server {}: mpanel-mail refused the arguments (is the mail server setup installed and current?): {}",
+            server.id,
+            stderr.trim()
+        ))),
+        code => {
+            tracing::warn!(server_id = %server.id, status = ?code, stderr = %stderr.trim(), "mpanel-mail failed");
+            Err(JobError::retryable(format!("mail server {}: mpanel-mail exited {code:?}", server.id)))
+        }
+    }
+}
+
+/// A TXT value as DNS strings of at most 255 characters each.
+pub fn txt_strings(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    chars.chunks(255).map(|chunk| format!("\"{}\"", chunk.iter().collect::<String>())).collect::<Vec<_>>().join(" ")
+}
+
+async fn publish_dkim_key(p: Provisioner<'_>, target: &Target) -> Result<(), JobError> {
+    let server = mail_host(p, target, true).await?.ok_or_else(|| JobError::retryable("no mail server"))?;
+    let session = connect(p, &server).await?;
+    let result = mail_command(&session, &server, &["dkim-key", target.domain.as_str(), DKIM_SELECTOR]).await;
+    let _ = session.close().await;
+    let value = String::from_utf8_lossy(&result?.stdout).trim().to_string();
+    let valid = value.starts_with("v=DKIM1;")
+        && value.contains("p=")
+        && value.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+    if !valid || value.len() > 2000 {
+        return Err(JobError::permanent(format!("mail server {}: mpanel-mail gave no DKIM record", server.id)));
+    }
+    let pdns = PdnsClient::new(p)?;
+    let zone = target.domain.fqdn();
+    // The DNS job may not have run yet: the zone is made the same way (ours).
+    pdns.ensure_zone(&zone, &zone_owner(target)).await?;
+    let record = RecordSet {
+        name: format!("{DKIM_SELECTOR}._domainkey.{zone}"),
+        rtype: "TXT",
+        contents: vec![txt_strings(&value)],
+    };
+    pdns.replace_rrsets(&zone, &[record]).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn long_txt_values_are_split_into_dns_strings() {
+        let value = "v=DKIM1; k=rsa; p=".to_string() + &"A".repeat(400);
+        let strings = txt_strings(&value);
+        assert_eq!(strings.matches('"').count(), 4, "{strings}");
+        assert_eq!(strings.replace("\" \"", "").trim_matches('"'), value);
+    }
 
     #[test]
     fn quotas() {

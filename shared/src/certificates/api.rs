@@ -3,7 +3,6 @@
 //! site's certificate again.
 
 use axum::http::{Method, StatusCode};
-use serde::Deserialize;
 use tokio_postgres::types::Type;
 
 use super::{CERTIFICATE_SELECT, CertificateRequested, CertificateView, Reason};
@@ -11,10 +10,9 @@ use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Permission;
 use crate::db::one_in_tenant;
 use crate::error::{AppError, AppResult};
-use crate::http::extract::{Caller, IdPath, Listing};
-use crate::http::pagination::{Page, tenant_page};
+use crate::http::extract::{Caller, DomainFilter, IdPath, Listing};
+use crate::http::pagination::{DomainList, Page, domain_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
-use crate::types::DomainName;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
@@ -44,27 +42,17 @@ pub fn routes() -> ApiRoutes {
         )
 }
 
-#[derive(Debug, Deserialize)]
-struct Filters {
-    domain: Option<String>,
-}
-
 async fn list(
     Caller(state, principal): Caller,
-    Listing { filters, page, mut problems }: Listing<Filters>,
+    listing: Listing<DomainFilter>,
 ) -> AppResult<axum::Json<Page<CertificateView>>> {
-    let domain = problems.param("domain", filters.domain, DomainName::parse);
-    problems.finish()?;
-    tenant_page(
-        &state.db,
-        principal.tenant_id,
-        &format!("{CERTIFICATE_SELECT} WHERE c.tenant_id = $1 AND ($2::text IS NULL OR d.name = $2)"),
-        ("c.created_at", "c.id"),
-        &[(&domain.as_ref().map(DomainName::as_str), Type::TEXT)],
-        &page,
-        CertificateView::from_row,
-    )
-    .await
+    let list = DomainList {
+        select: CERTIFICATE_SELECT,
+        tenant: "c.tenant_id",
+        domain: "d.name",
+        key: ("c.created_at", "c.id"),
+    };
+    domain_page(&state.db, principal.tenant_id, listing, list, CertificateView::from_row).await
 }
 
 async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<CertificateView>> {

@@ -144,6 +144,12 @@ pub struct Listing<F> {
 #[derive(serde::Deserialize)]
 pub struct NoFilters {}
 
+/// `?domain=`: the one filter of every list kept per domain.
+#[derive(Debug, serde::Deserialize)]
+pub struct DomainFilter {
+    pub domain: Option<String>,
+}
+
 impl<F: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Listing<F> {
     type Rejection = AppError;
 

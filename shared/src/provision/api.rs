@@ -15,10 +15,9 @@ use crate::auth::{Permission, password};
 use crate::db::one_in_tenant;
 use crate::error::{AppError, AppResult};
 use crate::http::body::{Field, Problems};
-use crate::http::extract::{Caller, IdPath, Json, Listing};
-use crate::http::pagination::{Page, tenant_page};
+use crate::http::extract::{Caller, DomainFilter, IdPath, Json, Listing};
+use crate::http::pagination::{DomainList, Page, domain_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
-use crate::types::DomainName;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
@@ -168,20 +167,11 @@ impl HostingAccount {
 
 async fn list_hosting_accounts(
     Caller(state, principal): Caller,
-    Listing { filters, page, mut problems }: Listing<Filters>,
+    listing: Listing<DomainFilter>,
 ) -> AppResult<axum::Json<Page<HostingAccount>>> {
-    let domain = problems.param("domain", filters.domain, DomainName::parse);
-    problems.finish()?;
-    tenant_page(
-        &state.db,
-        principal.tenant_id,
-        &format!("SELECT {HOSTING_COLUMNS} WHERE h.tenant_id = $1 AND ($2::text IS NULL OR d.name = $2)"),
-        ("h.created_at", "h.id"),
-        &[(&domain.as_ref().map(DomainName::as_str), Type::TEXT)],
-        &page,
-        HostingAccount::from_row,
-    )
-    .await
+    let select = format!("SELECT {HOSTING_COLUMNS}");
+    let list = DomainList { select: &select, tenant: "h.tenant_id", domain: "d.name", key: ("h.created_at", "h.id") };
+    domain_page(&state.db, principal.tenant_id, listing, list, HostingAccount::from_row).await
 }
 
 async fn get_hosting_account(
@@ -356,27 +346,13 @@ impl MailAccount {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct Filters {
-    domain: Option<String>,
-}
-
 async fn list(
     Caller(state, principal): Caller,
-    Listing { filters, page, mut problems }: Listing<Filters>,
+    listing: Listing<DomainFilter>,
 ) -> AppResult<axum::Json<Page<MailAccount>>> {
-    let domain = problems.param("domain", filters.domain, DomainName::parse);
-    problems.finish()?;
-    tenant_page(
-        &state.db,
-        principal.tenant_id,
-        &format!("SELECT {COLUMNS} FROM mail_accounts WHERE tenant_id = $1 AND ($2::text IS NULL OR domain_name = $2)"),
-        ("created_at", "id"),
-        &[(&domain.as_ref().map(DomainName::as_str), Type::TEXT)],
-        &page,
-        MailAccount::from_row,
-    )
-    .await
+    let select = format!("SELECT {COLUMNS} FROM mail_accounts");
+    let list = DomainList { select: &select, tenant: "tenant_id", domain: "domain_name", key: ("created_at", "id") };
+    domain_page(&state.db, principal.tenant_id, listing, list, MailAccount::from_row).await
 }
 
 async fn get(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<axum::Json<MailAccount>> {
@@ -570,12 +546,35 @@ async fn create_mail_account(
 }
 
 async fn delete_mail_account(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<StatusCode> {
-    let (tenant_id, actor) = (principal.tenant_id, Actor::User(principal.user_id));
-    crate::db::in_transaction(&state.db, move |tx| {
+    delete_address(&state.db, principal.tenant_id, Actor::User(principal.user_id), id, Address::Mailbox).await
+}
+
+/// What a mail address of the tenant's is.
+#[derive(Clone, Copy)]
+enum Address {
+    Mailbox,
+    Alias,
+}
+
+/// Deletes one of the tenant's mailboxes or aliases, audited with its address.
+async fn delete_address(
+    db: &crate::db::DbPool,
+    tenant_id: Uuid,
+    actor: Actor,
+    id: Uuid,
+    address: Address,
+) -> AppResult<StatusCode> {
+    let (table, target, action) = match address {
+        Address::Mailbox => ("mail_accounts", "mail_account", "mail_account.deleted"),
+        Address::Alias => ("mail_aliases", "mail_alias", "mail_alias.deleted"),
+    };
+    crate::db::in_transaction(db, move |tx| {
         Box::pin(async move {
             let row = tx
                 .query_typed_opt(
-                    "DELETE FROM mail_accounts WHERE id = $1 AND tenant_id = $2 RETURNING local_part || '@' || domain_name",
+                    &format!(
+                        "DELETE FROM {table} WHERE id = $1 AND tenant_id = $2 RETURNING local_part || '@' || domain_name"
+                    ),
                     &[(&id, Type::UUID), (&tenant_id, Type::UUID)],
                 )
                 .await?
@@ -583,9 +582,7 @@ async fn delete_mail_account(Caller(state, principal): Caller, IdPath(id): IdPat
             let address: String = row.try_get(0)?;
             audit_log::record(
                 tx,
-                &AuditEntry::new(Some(tenant_id), actor, "mail_account.deleted")
-                    .target("mail_account", id)
-                    .details(json!({ "address": address })),
+                &AuditEntry::new(Some(tenant_id), actor, action).target(target, id).details(json!({ "address": address })),
             )
             .await
         })
@@ -652,22 +649,11 @@ fn parse_destinations(raw: serde_json::Value) -> Result<Vec<String>, String> {
 
 async fn list_aliases(
     Caller(state, principal): Caller,
-    Listing { filters, page, mut problems }: Listing<Filters>,
+    listing: Listing<DomainFilter>,
 ) -> AppResult<axum::Json<Page<MailAlias>>> {
-    let domain = problems.param("domain", filters.domain, DomainName::parse);
-    problems.finish()?;
-    tenant_page(
-        &state.db,
-        principal.tenant_id,
-        &format!(
-            "SELECT {ALIAS_COLUMNS} FROM mail_aliases WHERE tenant_id = $1 AND ($2::text IS NULL OR domain_name = $2)"
-        ),
-        ("created_at", "id"),
-        &[(&domain.as_ref().map(DomainName::as_str), Type::TEXT)],
-        &page,
-        MailAlias::from_row,
-    )
-    .await
+    let select = format!("SELECT {ALIAS_COLUMNS} FROM mail_aliases");
+    let list = DomainList { select: &select, tenant: "tenant_id", domain: "domain_name", key: ("created_at", "id") };
+    domain_page(&state.db, principal.tenant_id, listing, list, MailAlias::from_row).await
 }
 
 async fn create_alias(
@@ -726,26 +712,5 @@ async fn create_alias(
 }
 
 async fn delete_alias(Caller(state, principal): Caller, IdPath(id): IdPath) -> AppResult<StatusCode> {
-    let (tenant_id, actor) = (principal.tenant_id, Actor::User(principal.user_id));
-    crate::db::in_transaction(&state.db, move |tx| {
-        Box::pin(async move {
-            let row = tx
-                .query_typed_opt(
-                    "DELETE FROM mail_aliases WHERE id = $1 AND tenant_id = $2 RETURNING local_part || '@' || domain_name",
-                    &[(&id, Type::UUID), (&tenant_id, Type::UUID)],
-                )
-                .await?
-                .ok_or(AppError::NotFound)?;
-            let address: String = row.try_get(0)?;
-            audit_log::record(
-                tx,
-                &AuditEntry::new(Some(tenant_id), actor, "mail_alias.deleted")
-                    .target("mail_alias", id)
-                    .details(json!({ "address": address })),
-            )
-            .await
-        })
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    delete_address(&state.db, principal.tenant_id, Actor::User(principal.user_id), id, Address::Alias).await
 }

@@ -70,8 +70,34 @@ impl<'a> PdnsClient<'a> {
     }
 
     /// 2xx (and the statuses in `also_ok`) pass; other 4xx are permanent
-    /// (our request is wrong and will stay wrong); 5xx and network errors retry.
+    /// (our request is wrong and will stay wrong); 5xx and network errors
+    /// are tried again here a few times, a short random while apart (a
+    /// PowerDNS on SQLite answers 500 while another writer holds its lock),
+    /// before the job's own retry with its backoff of seconds.
     async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+        also_ok: &[StatusCode],
+    ) -> Result<StatusCode, JobError> {
+        const TRIES: u32 = 5;
+        let mut tried = 1;
+        loop {
+            let Some(this_try) = request.try_clone().filter(|_| tried < TRIES) else {
+                return self.send_once(request, what, also_ok).await;
+            };
+            match self.send_once(this_try, what, also_ok).await {
+                Err(e) if e.retryable => {
+                    let pause = 50 * u64::from(tried) + rand::random::<u64>() % 150;
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    tried += 1;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    async fn send_once(
         &self,
         request: reqwest::RequestBuilder,
         what: &str,

@@ -10,8 +10,8 @@ use crate::audit_log::{self, Actor, AuditEntry};
 use crate::auth::Permission;
 use crate::db::one_in_tenant;
 use crate::error::{AppError, AppResult};
-use crate::http::extract::{Caller, DomainFilter, IdPath, Listing};
-use crate::http::pagination::{DomainList, Page, domain_page};
+use crate::http::extract::{Caller, DomainFilter, DomainList, IdPath, Listing, domain_page};
+use crate::http::pagination::Page;
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 
 pub fn routes() -> ApiRoutes {

@@ -150,6 +150,42 @@ pub struct DomainFilter {
     pub domain: Option<String>,
 }
 
+/// A list kept per domain: `select` is `SELECT <columns> FROM ...` (no
+/// WHERE); `tenant` and `domain` name its tenant id and domain name columns,
+/// `key` its `created_at` and `id` columns, as the query sees them.
+pub struct DomainList<'a> {
+    pub select: &'a str,
+    pub tenant: &'a str,
+    pub domain: &'a str,
+    pub key: (&'a str, &'a str),
+}
+
+/// One page of the tenant's rows of `list`, only `?domain=`'s when given.
+pub async fn domain_page<T>(
+    db: &crate::db::DbPool,
+    tenant_id: Uuid,
+    listing: Listing<DomainFilter>,
+    list: DomainList<'_>,
+    from_row: impl Fn(&tokio_postgres::Row) -> Result<T, AppError>,
+) -> Result<axum::Json<super::pagination::Page<T>>, AppError> {
+    let Listing { filters, page, mut problems } = listing;
+    let domain = problems.param("domain", filters.domain, crate::types::DomainName::parse);
+    problems.finish()?;
+    let DomainList { select, tenant, domain: domain_column, key } = list;
+    let filtered = format!("{select} WHERE {tenant} = $1 AND ($2::text IS NULL OR {domain_column} = $2)");
+    let domain = domain.as_ref().map(crate::types::DomainName::as_str);
+    super::pagination::tenant_page(
+        db,
+        tenant_id,
+        &filtered,
+        key,
+        &[(&domain, tokio_postgres::types::Type::TEXT)],
+        &page,
+        from_row,
+    )
+    .await
+}
+
 impl<F: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Listing<F> {
     type Rejection = AppError;
 

@@ -138,33 +138,6 @@ pub async fn tenant_page<T>(
     fetch_page(&**client, filtered, key, &all, page, from_row).await.map(axum::Json)
 }
 
-/// A list kept per domain: `select` is `SELECT <columns> FROM ...` (no
-/// WHERE); `tenant` and `domain` name its tenant id and domain name columns,
-/// `key` its `created_at` and `id` columns, as the query sees them.
-pub struct DomainList<'a> {
-    pub select: &'a str,
-    pub tenant: &'a str,
-    pub domain: &'a str,
-    pub key: (&'a str, &'a str),
-}
-
-/// One page of the tenant's rows of `list`, only `?domain=`'s when given.
-pub async fn domain_page<T>(
-    db: &DbPool,
-    tenant_id: Uuid,
-    listing: super::extract::Listing<super::extract::DomainFilter>,
-    list: DomainList<'_>,
-    from_row: impl Fn(&Row) -> AppResult<T>,
-) -> AppResult<axum::Json<Page<T>>> {
-    let super::extract::Listing { filters, page, mut problems } = listing;
-    let domain = problems.param("domain", filters.domain, crate::types::DomainName::parse);
-    problems.finish()?;
-    let DomainList { select, tenant, domain: domain_column, key } = list;
-    let filtered = format!("{select} WHERE {tenant} = $1 AND ($2::text IS NULL OR {domain_column} = $2)");
-    let domain = domain.as_ref().map(crate::types::DomainName::as_str);
-    tenant_page(db, tenant_id, &filtered, key, &[(&domain, Type::TEXT)], &page, from_row).await
-}
-
 /// One page of a list query. `filtered` is `SELECT <columns> FROM ... WHERE
 /// <filters>` over the caller's `params` ($1...); the page's position, order
 /// and limit are added after them. `key` names the `created_at` and `id`

@@ -15,8 +15,8 @@ use crate::auth::{Permission, password};
 use crate::db::one_in_tenant;
 use crate::error::{AppError, AppResult};
 use crate::http::body::{Field, Problems};
-use crate::http::extract::{Caller, DomainFilter, IdPath, Json, Listing};
-use crate::http::pagination::{DomainList, Page, domain_page};
+use crate::http::extract::{Caller, DomainFilter, DomainList, IdPath, Json, Listing, domain_page};
+use crate::http::pagination::Page;
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 
 pub fn routes() -> ApiRoutes {

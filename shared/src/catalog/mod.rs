@@ -179,6 +179,45 @@ impl Product {
     }
 }
 
+/// A subscription locked (`FOR UPDATE`) for the rest of the transaction,
+/// with its plan and its live domain: what the actions on one site check
+/// before they change it.
+pub struct LockedPlan {
+    pub status: String,
+    pub product_type: String,
+    pub limits: Value,
+    /// The domain not yet released: its id and name.
+    pub domain: Option<(Uuid, String)>,
+}
+
+/// `None` when the subscription is not this tenant's.
+pub async fn lock_plan(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant_id: Uuid,
+    subscription_id: Uuid,
+) -> AppResult<Option<LockedPlan>> {
+    use tokio_postgres::types::Type;
+    let Some(row) = tx
+        .query_typed_opt(
+            "SELECT s.status, p.type, p.limits FROM subscriptions s JOIN products p ON p.id = s.product_id
+             WHERE s.id = $1 AND s.tenant_id = $2 FOR UPDATE OF s",
+            &[(&subscription_id, Type::UUID), (&tenant_id, Type::UUID)],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let domain = tx
+        .query_typed_opt(
+            "SELECT id, name FROM domains WHERE subscription_id = $1 AND status <> 'RELEASED'",
+            &[(&subscription_id, Type::UUID)],
+        )
+        .await?
+        .map(|domain| Ok::<_, tokio_postgres::Error>((domain.try_get(0)?, domain.try_get(1)?)))
+        .transpose()?;
+    Ok(Some(LockedPlan { status: row.try_get(0)?, product_type: row.try_get(1)?, limits: row.try_get(2)?, domain }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

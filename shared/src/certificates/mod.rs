@@ -139,25 +139,11 @@ pub async fn request_in(
     subscription_id: Uuid,
     reason: Reason,
 ) -> AppResult<Option<CertificateRequested>> {
-    let row = tx
-        .query_typed_opt(
-            "SELECT s.status, p.type FROM subscriptions s JOIN products p ON p.id = s.product_id
-             WHERE s.id = $1 AND s.tenant_id = $2 FOR UPDATE OF s",
-            &[(&subscription_id, Type::UUID), (&tenant_id, Type::UUID)],
-        )
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let (status, product_type): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-    let has_domain = tx
-        .query_typed_opt(
-            "SELECT 1 FROM domains WHERE subscription_id = $1 AND status <> 'RELEASED'",
-            &[(&subscription_id, Type::UUID)],
-        )
-        .await?
-        .is_some();
-    if product_type != "SHARED_HOSTING" || !has_domain {
+    let plan = crate::catalog::lock_plan(tx, tenant_id, subscription_id).await?.ok_or(AppError::NotFound)?;
+    if plan.product_type != "SHARED_HOSTING" || plan.domain.is_none() {
         return Ok(None);
     }
+    let status = plan.status;
     if !matches!(status.as_str(), "ACTIVE" | "SUSPENDED") {
         return Err(AppError::Conflict {
             field: Some("status".into()),

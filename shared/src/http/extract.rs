@@ -144,6 +144,30 @@ pub struct Listing<F> {
 #[derive(serde::Deserialize)]
 pub struct NoFilters {}
 
+/// `?status=&customerId=`: the filters of the lists kept per customer
+/// (orders, subscriptions).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusCustomerFilter {
+    pub status: Option<String>,
+    pub customer_id: Option<String>,
+}
+
+impl StatusCustomerFilter {
+    /// The status (read by `status`) and the customer id, each problem
+    /// reported under its parameter's name.
+    pub fn read<S>(
+        self,
+        problems: &mut Problems,
+        status: impl for<'a> super::body::Parse<&'a str, S>,
+    ) -> (Option<S>, Option<Uuid>) {
+        (
+            problems.param("status", self.status, status),
+            problems.param("customerId", self.customer_id, crate::types::parse_uuid),
+        )
+    }
+}
+
 /// `?domain=`: the one filter of every list kept per domain.
 #[derive(Debug, serde::Deserialize)]
 pub struct DomainFilter {

@@ -17,14 +17,14 @@ use crate::auth::Permission;
 use crate::customers::{CUSTOMER_COLUMNS, Customer};
 use crate::db::{all_in_tenant, one_in_tenant};
 use crate::error::AppResult;
-use crate::http::extract::{Caller, IdPath, Listing};
+use crate::http::extract::{Caller, IdPath, Listing, StatusCustomerFilter};
 use crate::http::pagination::{Page, PeriodParams, tenant_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::http::webhook;
 use crate::jobs::JobView;
 use crate::state::AppState;
 use crate::subscriptions::{SUBSCRIPTION_COLUMNS, SubscriptionView};
-use crate::types::{Named, parse_uuid};
+use crate::types::Named;
 
 pub fn routes() -> ApiRoutes {
     // Authenticated by its signature, not a session; exempt from the
@@ -97,8 +97,8 @@ impl OrderView {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Filters {
-    status: Option<String>,
-    customer_id: Option<String>,
+    #[serde(flatten)]
+    owner: StatusCustomerFilter,
     #[serde(flatten)]
     period: PeriodParams,
 }
@@ -107,8 +107,7 @@ async fn list(
     Caller(state, principal): Caller,
     Listing { filters, page, mut problems }: Listing<Filters>,
 ) -> AppResult<axum::Json<Page<OrderView>>> {
-    let status = problems.param("status", filters.status, OrderStatus::from_name);
-    let customer_id = problems.param("customerId", filters.customer_id, parse_uuid);
+    let (status, customer_id) = filters.owner.read(&mut problems, OrderStatus::from_name);
     let (from, to) = problems.period(filters.period);
     problems.finish()?;
     tenant_page(

@@ -430,12 +430,7 @@ async fn mail_domain(
     tenant_id: Uuid,
     subscription_id: Uuid,
 ) -> AppResult<(Uuid, String, serde_json::Value)> {
-    let row = tx
-        .query_typed_opt(
-            "SELECT s.status, p.limits FROM subscriptions s JOIN products p ON p.id = s.product_id
-             WHERE s.id = $1 AND s.tenant_id = $2 FOR UPDATE OF s",
-            &[(&subscription_id, Type::UUID), (&tenant_id, Type::UUID)],
-        )
+    let plan = crate::catalog::lock_plan(tx, tenant_id, subscription_id)
         .await?
         // A body naming another tenant's subscription, or none: 422, not 404.
         .ok_or_else(|| {
@@ -444,24 +439,17 @@ async fn mail_domain(
                 "is not a subscription of this tenant",
             )])
         })?;
-    let (status, limits): (String, serde_json::Value) = (row.try_get(0)?, row.try_get(1)?);
-    if status == "TERMINATED" {
+    if plan.status == "TERMINATED" {
         return Err(AppError::Conflict {
             field: Some("subscriptionId".into()),
             detail: "The subscription is terminated.".into(),
         });
     }
-    let domain = tx
-        .query_typed_opt(
-            "SELECT id, name FROM domains WHERE subscription_id = $1 AND status <> 'RELEASED'",
-            &[(&subscription_id, Type::UUID)],
-        )
-        .await?
-        .ok_or_else(|| AppError::Conflict {
-            field: Some("subscriptionId".into()),
-            detail: "The subscription has no domain to hold mail.".into(),
-        })?;
-    Ok((domain.try_get(0)?, domain.try_get(1)?, limits))
+    let (domain_id, domain) = plan.domain.ok_or_else(|| AppError::Conflict {
+        field: Some("subscriptionId".into()),
+        detail: "The subscription has no domain to hold mail.".into(),
+    })?;
+    Ok((domain_id, domain, plan.limits))
 }
 
 async fn address_taken(tx: &tokio_postgres::Transaction<'_>, local: &str, domain: &str) -> AppResult<bool> {

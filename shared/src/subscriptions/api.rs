@@ -11,12 +11,12 @@ use crate::auth::Permission;
 use crate::auth::principal::Principal;
 use crate::error::AppResult;
 use crate::http::body::{Field, Problems};
-use crate::http::extract::{Caller, IdPath, Json, Listing};
+use crate::http::extract::{Caller, IdPath, Json, Listing, StatusCustomerFilter};
 use crate::http::pagination::{Page, tenant_page};
 use crate::http::routes::{ApiRoutes, Doc, QueryParam};
 use crate::jobs::JobView;
 use crate::state::AppState;
-use crate::types::{Named, parse_uuid};
+use crate::types::Named;
 
 pub fn routes() -> ApiRoutes {
     ApiRoutes::new()
@@ -140,19 +140,11 @@ async fn terminate(
     act(&state, &principal, id, Action::Terminate, None).await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Filters {
-    status: Option<String>,
-    customer_id: Option<String>,
-}
-
 async fn list(
     Caller(state, principal): Caller,
-    Listing { filters, page, mut problems }: Listing<Filters>,
+    Listing { filters, page, mut problems }: Listing<StatusCustomerFilter>,
 ) -> AppResult<axum::Json<Page<SubscriptionView>>> {
-    let status = problems.param("status", filters.status, SubscriptionStatus::from_name);
-    let customer_id = problems.param("customerId", filters.customer_id, parse_uuid);
+    let (status, customer_id) = filters.read(&mut problems, SubscriptionStatus::from_name);
     problems.finish()?;
     tenant_page(
         &state.db,

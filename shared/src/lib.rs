@@ -31,6 +31,7 @@ pub mod sealing;
 pub mod secrets;
 pub mod servers;
 pub mod ssh_identity;
+pub mod ssh_masters;
 pub mod state;
 pub mod subscriptions;
 pub mod telemetry;

@@ -28,6 +28,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Each tenant's SSH identity, where a key store is configured.
     pub tenant_keys: Option<Arc<crate::ssh_identity::TenantKeys>>,
+    /// The SSH masters of this process's jobs, one per hosting server.
+    pub ssh_masters: Arc<crate::ssh_masters::SshMasters>,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
             .map(|store| Arc::new(crate::ssh_identity::TenantKeys::new(store, config.aws.as_ref())));
         Ok(AppState {
             tenant_keys,
+            ssh_masters: Arc::new(crate::ssh_masters::SshMasters::new()),
             http,
             config: Arc::new(config),
             db,

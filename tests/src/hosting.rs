@@ -122,6 +122,19 @@ impl Hosting {
         (subscription, domain)
     }
 
+    /// Sets a new password for postmaster@`domain` through the API (a new
+    /// mailbox has none) and returns it.
+    pub async fn reset_postmaster(&self, domain: &str) -> String {
+        let admin = self.app.token(&self.app.create_user(self.tenant, mpanel::auth::Role::Admin).await).await;
+        let accounts =
+            self.app.authed(http::Method::GET, &format!("/api/mail-accounts?domain={domain}"), &admin, None).await;
+        let id = accounts.json()["items"][0]["id"].as_str().expect("postmaster").to_string();
+        let reset =
+            self.app.authed(http::Method::POST, &format!("/api/mail-accounts/{id}/reset-password"), &admin, None).await;
+        assert_eq!(reset.status, StatusCode::OK, "{}", reset.json());
+        reset.json()["password"].as_str().expect("password").to_string()
+    }
+
     /// The id of the subscription's hosting account.
     pub async fn account_of(&self, subscription: Uuid) -> Uuid {
         self.app

@@ -39,6 +39,8 @@ async fn run_all(h: &Hosting, ids: &[Uuid]) {
 async fn suspend_then_unsuspend_restores_the_site_byte_for_byte() {
     let h = Hosting::new().await;
     let (subscription, domain) = h.live().await;
+    // A mailbox in use (a new one has no password, so no login to disable).
+    h.reset_postmaster(&domain).await;
     let token = h.app.token(&h.app.create_user(h.tenant, Role::Support).await).await;
     let public = site(&h.app.env, &domain).join("public");
     let original: Vec<u8> = b"<h1>Jo's bakery</h1>\n\x00\xff binary-safe".to_vec();

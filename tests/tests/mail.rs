@@ -139,15 +139,6 @@ fn message(from: &str, to: &str, subject: &str, body: &str) -> String {
     )
 }
 
-async fn reset_postmaster(h: &Hosting, domain: &str) -> String {
-    let admin = h.app.token(&h.app.create_user(h.tenant, Role::Admin).await).await;
-    let accounts = h.app.authed(Method::GET, &format!("/api/mail-accounts?domain={domain}"), &admin, None).await;
-    let id = accounts.json()["items"][0]["id"].as_str().expect("postmaster").to_string();
-    let reset = h.app.authed(Method::POST, &format!("/api/mail-accounts/{id}/reset-password"), &admin, None).await;
-    assert_eq!(reset.status, StatusCode::OK, "{}", reset.json());
-    reset.json()["password"].as_str().expect("password").to_string()
-}
-
 async fn act(h: &Hosting, subscription: Uuid, action: &str) {
     let admin = h.app.token(&h.app.create_user(h.tenant, Role::Admin).await).await;
     let body = (action == "suspend").then(|| json!({"reason": "test"}));
@@ -163,13 +154,25 @@ async fn postmaster_logs_in_receives_mail_and_suspend_terminate_reach_the_mail_s
     let (subscription, domain) = h.live().await;
     let env = &h.app.env;
     let postmaster = format!("postmaster@{domain}");
-    let password = reset_postmaster(&h, &domain).await;
 
-    assert!(Imap::login(env, &postmaster, "not the password").is_err(), "a wrong password logged in");
-    Imap::login(env, &postmaster, &password).expect("the password from the API logs in");
-
+    // A new mailbox has no password (none was made, nor hashed, for nobody
+    // to see): nothing logs in, yet it receives mail.
+    let unset: i64 = h
+        .app
+        .count(&format!(
+            "mail_accounts WHERE local_part = 'postmaster' AND domain_name = '{domain}' AND password_hash IS NULL"
+        ))
+        .await;
+    assert_eq!(unset, 1, "the new postmaster mailbox has a password hash");
+    for guess in ["", "x", "{ARGON2ID}"] {
+        assert!(Imap::login(env, &postmaster, guess).is_err(), "a mailbox without a password logged in with {guess:?}");
+    }
     let hello = message("friend@example.org", &postmaster, "hello", "first message");
     smtp_send(env, "friend@example.org", &postmaster, &hello).expect("Postfix accepts mail for the domain");
+
+    let password = h.reset_postmaster(&domain).await;
+    assert!(Imap::login(env, &postmaster, "not the password").is_err(), "a wrong password logged in");
+    Imap::login(env, &postmaster, &password).expect("the password from the API logs in");
     let received = wait_for(env, &postmaster, &password, "first message");
     assert!(received.contains("Subject: hello"), "{received}");
 
@@ -279,7 +282,7 @@ async fn mail_from_the_domain_is_dkim_signed_with_the_published_key() {
     let (_subscription, domain) = h.live().await;
     let env = &h.app.env;
     let postmaster = format!("postmaster@{domain}");
-    let password = reset_postmaster(&h, &domain).await;
+    let password = h.reset_postmaster(&domain).await;
 
     // The public half is in DNS (PowerDNS), the private half nowhere in Postgres.
     let record = std::process::Command::new("dig")

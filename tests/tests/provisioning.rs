@@ -42,18 +42,20 @@ async fn a_hosting_order_goes_live_and_running_it_again_changes_nothing() {
     assert!(page.contains(&domain), "{page}");
     assert_eq!(h.app.count("hosting_accounts WHERE status = 'ACTIVE'").await, 1);
 
-    // The mailbox, hashed, as Dovecot reads it.
+    // The mailbox as Dovecot reads it: it receives mail at once, and logs
+    // in only once staff have set a password (stored only hashed).
     let db = h.app.db().await;
-    let row = db
-        .query_one(
-            "SELECT password, home, quota_rule FROM dovecot_users WHERE \"user\" = $1",
-            &[&format!("postmaster@{domain}")],
-        )
+    let postmaster = format!("postmaster@{domain}");
+    let mailbox = db
+        .query_one("SELECT home, quota_rule FROM dovecot_mailboxes WHERE \"user\" = $1", &[&postmaster])
         .await
-        .expect("dovecot row");
-    let password: String = row.get(0);
+        .expect("dovecot mailbox row");
+    assert_eq!(mailbox.get::<_, String>(1), "*:storage=2048M");
+    let login = "SELECT password FROM dovecot_users WHERE \"user\" = $1";
+    assert!(db.query_opt(login, &[&postmaster]).await.expect("query").is_none(), "a login without a password");
+    h.reset_postmaster(&domain).await;
+    let password: String = db.query_one(login, &[&postmaster]).await.expect("dovecot login row").get(0);
     assert!(password.starts_with("{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$"), "{password}");
-    assert_eq!(row.get::<_, String>(2), "*:storage=2048M");
 
     // Every executor again: nothing changes, and the customer's page survives.
     std::fs::write(&index, "customer content").expect("write page");
@@ -395,5 +397,39 @@ async fn the_lambda_worker_hands_back_what_it_has_no_time_for() {
     for job in &dns_jobs[1..] {
         let row = db.query_one("SELECT status, attempts FROM jobs WHERE id = $1", &[job]).await.expect("job");
         assert_eq!(status(row), ("PENDING".to_string(), 0), "a job was started without time for it");
+    }
+}
+
+#[tokio::test]
+async fn jobs_on_one_server_share_one_ssh_master_and_a_dead_one_is_replaced() {
+    let h = Hosting::new().await;
+    let masters = &h.app.state.ssh_masters;
+    // Two sites, each a hosting job and a mail job (DKIM key) on the server.
+    h.live().await;
+    h.live().await;
+    assert_eq!(masters.opened(), 1, "each job made its own SSH connection");
+
+    // The master dies behind the process's back (as in a frozen Lambda
+    // container or an sshd restart): the next job connects again once.
+    let sockets = masters.control_sockets().await;
+    assert_eq!(sockets.len(), 1);
+    for socket in &sockets {
+        let exited = std::process::Command::new("ssh")
+            .arg("-S")
+            .arg(socket)
+            .args(["-O", "exit", "none"])
+            .output()
+            .expect("ssh -O exit");
+        assert!(exited.status.success(), "{}", String::from_utf8_lossy(&exited.stderr));
+    }
+    let (subscription, domain) = h.live().await;
+    assert_eq!(masters.opened(), 2);
+    assert!(site(&h.app.env, &domain).join("public/index.html").exists());
+    assert_eq!(h.app.subscription_status(subscription).await, "ACTIVE");
+
+    masters.close().await;
+    assert!(masters.control_sockets().await.is_empty());
+    for socket in &sockets {
+        assert!(!socket.exists(), "{} outlived close", socket.display());
     }
 }

@@ -47,6 +47,12 @@ pub async fn run_pool(state: AppState, concurrency: usize, shutdown: Cancellatio
     tracing::info!("worker pool stopping: no new jobs; waiting for in-flight jobs");
     let grace = state.config.jobs.worker_grace;
     let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tasks.abort_all();
+    }
+    // The kept SSH masters end with the pool (they would otherwise linger
+    // until ssh's ControlPersist ran out).
+    state.ssh_masters.close().await;
     match drained {
         Ok(()) => {
             tracing::info!("worker pool stopped");
@@ -55,7 +61,6 @@ pub async fn run_pool(state: AppState, concurrency: usize, shutdown: Cancellatio
         Err(_) => {
             // Their leases expire and the sweep gives the jobs to another worker.
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight jobs outlived the grace period");
-            tasks.abort_all();
             false
         }
     }

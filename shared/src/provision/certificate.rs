@@ -24,7 +24,7 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::dns::{PdnsClient, RecordSet};
-use super::hosting::{Site, SiteScript, connect, load_account, site_script};
+use super::hosting::{Site, SiteScript, load_account, over_ssh, site_script};
 use super::{Provisioner, Target, load_target};
 use crate::catalog::ProductType;
 use crate::certificates::acme::{self, AcmeError};
@@ -569,12 +569,13 @@ async fn install(p: Provisioner<'_>, target: &Target, issued: &Issued) -> Result
     let account = load_account(p, target.subscription_id)
         .await?
         .ok_or_else(|| JobError::retryable("the site has no hosting account yet"))?;
-    let session = connect(p, &account.server).await?;
-    let site = Site { server: &account.server, domain: &target.domain, account_id: account.id };
-    let input = format!("{}\n{}", issued.key_pem.trim_end(), issued.chain_pem);
-    let result = site_script(&session, &site, SiteScript::InstallCertificate, &[], &input).await;
-    let _ = session.close().await;
-    result.map(drop)
+    let site = &Site { server: &account.server, domain: &target.domain, account_id: account.id };
+    let input = &format!("{}\n{}", issued.key_pem.trim_end(), issued.chain_pem);
+    over_ssh(p, &account.server, |session| async move {
+        site_script(&session, site, SiteScript::InstallCertificate, &[], input).await
+    })
+    .await
+    .map(drop)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! PROVISION_DNS: the zone and its records in PowerDNS (HTTP API), mirrored
-//! in `dns_zones` / `dns_records`. Create the zone (409 = it exists), then
-//! PATCH every rrset with REPLACE: the same request converges any state.
+//! in `dns_zones` / `dns_records`. The zone is created with its rrsets in
+//! one request; when it exists already (409: an earlier attempt, or the
+//! mail job's DKIM record), every rrset is PATCHed with REPLACE, which
+//! converges any state.
 
 use std::net::IpAddr;
 
@@ -121,14 +123,20 @@ impl<'a> PdnsClient<'a> {
     /// already exists is ours to reconcile only when it carries that mark;
     /// any other is someone else's, and the job fails without touching it.
     pub async fn ensure_zone(&self, zone: &str, owner: &str) -> Result<(), JobError> {
-        let body = json!({ "name": zone, "kind": "Native", "nameservers": self.config.nameservers, "account": owner });
+        self.ensure_zone_with(zone, owner, &[]).await
+    }
+
+    /// `ensure_zone` holding `sets` (TTL [`TTL`]): a new zone gets them in the
+    /// request that creates it, an existing one of ours by one PATCH.
+    pub async fn ensure_zone_with(&self, zone: &str, owner: &str, sets: &[RecordSet]) -> Result<(), JobError> {
+        let body = new_zone_body(zone, owner, &self.config.nameservers, sets);
         let created =
             self.send(self.http.post(self.zones_url()).json(&body), "create zone", &[StatusCode::CONFLICT]).await?;
         if created != StatusCode::CONFLICT {
             return Ok(());
         }
         match self.zone_account(zone).await? {
-            Some(account) if account == owner => Ok(()),
+            Some(account) if account == owner => self.replace_rrsets(zone, sets).await,
             Some(account) => Err(JobError::permanent(format!(
                 "PowerDNS already serves {zone} and it is not ours (account {account:?}): nothing was changed"
             ))),
@@ -167,15 +175,7 @@ impl<'a> PdnsClient<'a> {
     }
 
     pub async fn replace_rrsets_with_ttl(&self, zone: &str, sets: &[RecordSet], ttl: i32) -> Result<(), JobError> {
-        let rrsets: Vec<Value> = sets
-            .iter()
-            .map(|s| {
-                json!({
-                    "name": s.name, "type": s.rtype, "ttl": ttl, "changetype": "REPLACE",
-                    "records": s.contents.iter().map(|c| json!({"content": c, "disabled": false})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
+        let rrsets: Vec<Value> = sets.iter().map(|s| rrset_json(s, ttl, Some("REPLACE"))).collect();
         self.patch(zone, rrsets, "update records").await
     }
 
@@ -209,6 +209,26 @@ impl<'a> PdnsClient<'a> {
             }
         }
     }
+}
+
+/// One rrset as the PowerDNS API takes it; a zone's creation carries no
+/// `changetype`.
+fn rrset_json(set: &RecordSet, ttl: i32, changetype: Option<&str>) -> Value {
+    let mut rrset = json!({
+        "name": set.name, "type": set.rtype, "ttl": ttl,
+        "records": set.contents.iter().map(|c| json!({"content": c, "disabled": false})).collect::<Vec<_>>(),
+    });
+    if let Some(change) = changetype {
+        rrset["changetype"] = json!(change);
+    }
+    rrset
+}
+
+/// The body of `POST .../zones`: the zone marked as `owner`'s, with its
+/// nameservers and `sets`.
+fn new_zone_body(zone: &str, owner: &str, nameservers: &[String], sets: &[RecordSet]) -> Value {
+    let rrsets: Vec<Value> = sets.iter().map(|s| rrset_json(s, TTL, None)).collect();
+    json!({ "name": zone, "kind": "Native", "nameservers": nameservers, "account": owner, "rrsets": rrsets })
 }
 
 /// reqwest errors print the URL; keep only the cause.
@@ -251,8 +271,7 @@ pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
     let sets = records_for(&target.domain, web, mail);
     let pdns = PdnsClient::new(p)?;
     let zone = target.domain.fqdn();
-    pdns.ensure_zone(&zone, &zone_owner(&target)).await?;
-    pdns.replace_rrsets(&zone, &sets).await?;
+    pdns.ensure_zone_with(&zone, &zone_owner(&target), &sets).await?;
     mirror(p, &target, &zone, &sets).await.map_err(JobError::from)
 }
 
@@ -280,22 +299,28 @@ async fn mirror(p: Provisioner<'_>, target: &Target, zone: &str, sets: &[RecordS
                     .try_get(0)?,
             };
             tx.query_typed("DELETE FROM dns_records WHERE zone_id = $1", &[(&zone_id, Type::UUID)]).await?;
+            // Every record in one statement, as arrays unnested.
+            let (mut names, mut types, mut contents) = (Vec::new(), Vec::new(), Vec::new());
             for set in &sets {
                 for content in &set.contents {
-                    tx.query_typed(
-                        "INSERT INTO dns_records (tenant_id, zone_id, name, type, content, ttl) VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[
-                            (&target.tenant_id, Type::UUID),
-                            (&zone_id, Type::UUID),
-                            (&set.name, Type::TEXT),
-                            (&set.rtype, Type::TEXT),
-                            (content, Type::TEXT),
-                            (&TTL, Type::INT4),
-                        ],
-                    )
-                    .await?;
+                    names.push(set.name.as_str());
+                    types.push(set.rtype);
+                    contents.push(content.as_str());
                 }
             }
+            tx.query_typed(
+                "INSERT INTO dns_records (tenant_id, zone_id, name, type, content, ttl)
+                 SELECT $1, $2, r.name, r.type, r.content, $6 FROM unnest($3::text[], $4::text[], $5::text[]) AS r(name, type, content)",
+                &[
+                    (&target.tenant_id, Type::UUID),
+                    (&zone_id, Type::UUID),
+                    (&names, Type::TEXT_ARRAY),
+                    (&types, Type::TEXT_ARRAY),
+                    (&contents, Type::TEXT_ARRAY),
+                    (&TTL, Type::INT4),
+                ],
+            )
+            .await?;
             tx.query_typed("UPDATE dns_zones SET updated_at = now() WHERE id = $1", &[(&zone_id, Type::UUID)]).await?;
             Ok(())
         })
@@ -329,5 +354,26 @@ mod tests {
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         assert_eq!(records_for(&d, Some(v6), None)[0].rtype, "AAAA");
         assert!(records_for(&d, None, None).is_empty());
+    }
+
+    #[test]
+    fn a_new_zone_is_created_with_its_rrsets_in_one_body() {
+        let d = DomainName::parse("example.com").unwrap();
+        let ip: IpAddr = "192.0.2.10".parse().unwrap();
+        let sets = records_for(&d, Some(ip), Some(ip));
+        let body = new_zone_body("example.com.", "mpanel:t:d", &["ns1.example.net.".into()], &sets);
+        assert_eq!(body["account"], "mpanel:t:d");
+        assert_eq!(body["nameservers"], json!(["ns1.example.net."]));
+        let rrsets = body["rrsets"].as_array().unwrap();
+        assert_eq!(rrsets.len(), sets.len());
+        assert_eq!(
+            rrsets[2],
+            json!({"name": "example.com.", "type": "MX", "ttl": TTL,
+            "records": [{"content": "10 mail.example.com.", "disabled": false}]})
+        );
+        assert!(rrsets.iter().all(|r| r.get("changetype").is_none()), "creation takes no changetype");
+        let patch = rrset_json(&sets[0], 60, Some("REPLACE"));
+        assert_eq!(patch["changetype"], "REPLACE");
+        assert_eq!(patch["ttl"], 60);
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -71,8 +71,51 @@ fn ssh_files(server: &Server) -> std::io::Result<(PathBuf, PathBuf)> {
     Ok((known_hosts, config))
 }
 
+/// Runs `work` over the server's SSH master, which this process keeps
+/// across jobs ([`crate::ssh_masters`]). When the work fails and the master
+/// turns out dead (a frozen Lambda container, a restarted sshd), the master
+/// is dropped; work that met a reused master is tried once more over a new
+/// one (every remote step is safe to repeat).
+pub async fn over_ssh<T, F, Fut>(p: Provisioner<'_>, server: &Server, work: F) -> Result<T, JobError>
+where
+    F: Fn(std::sync::Arc<Session>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, JobError>>,
+{
+    let key = key_for(p, server).await?;
+    let fingerprint = format!(
+        "{}@{}:{} {} {}",
+        server.ssh_user,
+        server.ssh_host,
+        server.ssh_port,
+        server.host_key.trim(),
+        key.display()
+    );
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let lease = p.ssh_masters.lease(server.id, &fingerprint, || connect_with(server, &key)).await?;
+        let failed = match work(lease.session.clone()).await {
+            Ok(done) => return Ok(done),
+            Err(e) => e,
+        };
+        if lease.session.check().await.is_ok() {
+            return Err(failed);
+        }
+        p.ssh_masters.forget(&lease).await;
+        if lease.fresh || tries > 1 {
+            return Err(failed);
+        }
+        tracing::info!(server_id = %server.id, "the kept SSH master was dead; connecting again");
+    }
+}
+
+/// A new master connection to `server` (see [`over_ssh`], which keeps it).
 pub async fn connect(p: Provisioner<'_>, server: &Server) -> Result<Session, JobError> {
     let key = key_for(p, server).await?;
+    connect_with(server, &key).await
+}
+
+async fn connect_with(server: &Server, key: &std::path::Path) -> Result<Session, JobError> {
     let (known_hosts, config) =
         ssh_files(server).map_err(|e| JobError::retryable(format!("cannot prepare SSH files: {e}")))?;
     let control = private_dir().map_err(|e| JobError::retryable(format!("control dir: {e}")))?;
@@ -80,12 +123,13 @@ pub async fn connect(p: Provisioner<'_>, server: &Server) -> Result<Session, Job
     builder
         .user(server.ssh_user.clone())
         .port(server.ssh_port)
-        .keyfile(&key)
+        .keyfile(key)
         .config_file(&config)
         .known_hosts_check(KnownHosts::Strict)
         .user_known_hosts_file(&known_hosts)
         .connect_timeout(CONNECT_TIMEOUT)
         .server_alive_interval(Duration::from_secs(15))
+        .control_persist(ControlPersist::IdleFor(crate::ssh_masters::PERSIST))
         .control_directory(control);
     builder.connect(&server.ssh_host).await.map_err(|e| classify_ssh_error(&error_chain(&e)))
 }
@@ -335,10 +379,8 @@ pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
     }
     let account = row.on(server);
     job.lease.check()?;
-    let session = connect(p, &account.server).await?;
-    let created = create_site(&session, &account, &target.domain).await;
-    let _ = session.close().await;
-    created?;
+    let (account, domain) = (&account, &target.domain);
+    over_ssh(p, &account.server, |session| async move { create_site(&session, account, domain).await }).await?;
     let client = p.db.get().await?;
     client
         .query_typed(
@@ -373,11 +415,11 @@ pub async fn update_login(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), Jo
     };
     let input = input.ok_or_else(|| JobError::permanent("the job carries neither a password hash nor a key"))?;
     job.lease.check()?;
-    let session = connect(p, &account.server).await?;
-    let site = Site { server: &account.server, domain: &target.domain, account_id: account.id };
-    let result = site_script(&session, &site, script, &[], &format!("{input}\n")).await;
-    let _ = session.close().await;
-    result.map(drop)
+    let site = &Site { server: &account.server, domain: &target.domain, account_id: account.id };
+    let input = &format!("{input}\n");
+    over_ssh(p, &account.server, |session| async move { site_script(&session, site, script, &[], input).await })
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::Provisioner;
-use super::hosting::{Account, Site, SiteScript, connect, load_account, site_script};
+use super::hosting::{Account, Site, SiteScript, load_account, over_ssh, site_script};
 use super::{Target, find_target};
 use crate::db::DbPool;
 use crate::jobs::{ClaimedJob, JobError};
@@ -72,12 +72,12 @@ async fn on_site(
     stdin: &str,
 ) -> Result<std::process::Output, JobError> {
     job.lease.check()?;
-    let session = connect(p, &account.server).await?;
-    job.lease.check()?;
-    let site = Site { server: &account.server, domain, account_id: account.id };
-    let result = site_script(&session, &site, script, extra, stdin).await;
-    let _ = session.close().await;
-    result
+    let site = &Site { server: &account.server, domain, account_id: account.id };
+    over_ssh(p, &account.server, |session| async move {
+        job.lease.check()?;
+        site_script(&session, site, script, extra, stdin).await
+    })
+    .await
 }
 
 /// A recorded held name, checked before it goes to the server (where
@@ -208,9 +208,9 @@ pub async fn terminate(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
         .is_some();
     if had_mail && let Some(server) = super::mail::mail_host(p, &target, false).await? {
         job.lease.check()?;
-        let session = super::hosting::connect(p, &server).await?;
-        let removed = super::mail::mail_command(&session, &server, &["remove-domain", target.domain.as_str()]).await;
-        let _ = session.close().await;
+        let (on, args) = (&server, &["remove-domain", target.domain.as_str()]);
+        let removed =
+            over_ssh(p, &server, |session| async move { super::mail::mail_command(&session, on, args).await }).await;
         match removed {
             Ok(_) => {}
             Err(e) if !e.retryable => tracing::warn!(domain = target.domain.as_str(), error = %e.message,

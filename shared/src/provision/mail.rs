@@ -1,5 +1,6 @@
-//! PROVISION_MAIL: the `postmaster@<domain>` mailbox, its password stored
-//! only as an Argon2id PHC hash (read by Dovecot through `dovecot_users`),
+//! PROVISION_MAIL: the `postmaster@<domain>` mailbox, without a password
+//! until staff set one (reset-password shows it once and stores only its
+//! Argon2id hash, which Dovecot reads through `dovecot_users`),
 //! and the domain's DKIM key: made on the mail server by `mpanel-mail
 //! dkim-key` (the private half never leaves it), its public half published
 //! as `<selector>._domainkey.<domain>` TXT through PowerDNS.
@@ -13,9 +14,8 @@ use std::process::Output;
 use openssh::Session;
 
 use super::dns::{PdnsClient, RecordSet, zone_owner};
-use super::hosting::{classify_ssh_error, connect, error_chain};
+use super::hosting::{classify_ssh_error, error_chain, over_ssh};
 use super::{Provisioner, Server, Target, assign_server, load_server, load_target};
-use crate::auth::password;
 use crate::error::AppError;
 use crate::jobs::{ClaimedJob, JobError};
 use crate::secrets::Secret;
@@ -47,20 +47,19 @@ pub async fn provision(p: Provisioner<'_>, job: &ClaimedJob) -> Result<(), JobEr
         .await?
         .is_some();
     if !exists {
-        // Nobody knows this password: an admin sets one with reset-password.
-        let hash = password::hash(generate_password()).await?;
+        // No password yet (so no login): an admin sets one with
+        // reset-password. Hashing one nobody would see cost an Argon2id run.
         let quota = quota_mb(&target.limits);
         let inserted = client
             .query_typed(
-                "INSERT INTO mail_accounts (tenant_id, subscription_id, domain_id, local_part, domain_name, password_hash, quota_mb)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO mail_accounts (tenant_id, subscription_id, domain_id, local_part, domain_name, quota_mb)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     (&target.tenant_id, Type::UUID),
                     (&target.subscription_id, Type::UUID),
                     (&target.domain_id, Type::UUID),
                     (&POSTMASTER, Type::TEXT),
                     (&target.domain.as_str(), Type::TEXT),
-                    (&hash, Type::TEXT),
                     (&quota, Type::INT4),
                 ],
             )
@@ -140,10 +139,9 @@ pub fn txt_strings(value: &str) -> String {
 
 async fn publish_dkim_key(p: Provisioner<'_>, target: &Target) -> Result<(), JobError> {
     let server = mail_host(p, target, true).await?.ok_or_else(|| JobError::retryable("no mail server"))?;
-    let session = connect(p, &server).await?;
-    let result = mail_command(&session, &server, &["dkim-key", target.domain.as_str(), DKIM_SELECTOR]).await;
-    let _ = session.close().await;
-    let value = String::from_utf8_lossy(&result?.stdout).trim().to_string();
+    let (on, args) = (&server, &["dkim-key", target.domain.as_str(), DKIM_SELECTOR]);
+    let output = over_ssh(p, &server, |session| async move { mail_command(&session, on, args).await }).await?;
+    let value = String::from_utf8_lossy(&output.stdout).trim().to_string();
     let valid = value.starts_with("v=DKIM1;")
         && value.contains("p=")
         && value.chars().all(|c| c.is_ascii_graphic() || c == ' ');
@@ -152,14 +150,13 @@ async fn publish_dkim_key(p: Provisioner<'_>, target: &Target) -> Result<(), Job
     }
     let pdns = PdnsClient::new(p)?;
     let zone = target.domain.fqdn();
-    // The DNS job may not have run yet: the zone is made the same way (ours).
-    pdns.ensure_zone(&zone, &zone_owner(target)).await?;
     let record = RecordSet {
         name: format!("{DKIM_SELECTOR}._domainkey.{zone}"),
         rtype: "TXT",
         contents: vec![txt_strings(&value)],
     };
-    pdns.replace_rrsets(&zone, &[record]).await
+    // The DNS job may not have run yet: the zone is made the same way (ours).
+    pdns.ensure_zone_with(&zone, &zone_owner(target), &[record]).await
 }
 
 #[cfg(test)]

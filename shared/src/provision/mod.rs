@@ -36,6 +36,8 @@ pub struct Provisioner<'a> {
     /// Each tenant's own SSH identity (and data key).
     pub tenant_keys: Option<&'a crate::ssh_identity::TenantKeys>,
     pub acme: Option<&'a AcmeConfig>,
+    /// The SSH masters this process keeps, one per server.
+    pub ssh_masters: &'a crate::ssh_masters::SshMasters,
 }
 
 impl<'a> Provisioner<'a> {
@@ -47,6 +49,7 @@ impl<'a> Provisioner<'a> {
             ssh_key: state.config.ssh_private_key.as_ref(),
             tenant_keys: state.tenant_keys.as_deref(),
             acme: state.config.acme.as_ref(),
+            ssh_masters: &state.ssh_masters,
         }
     }
 }

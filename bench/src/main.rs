@@ -40,13 +40,23 @@ struct Args {
     intake_orders: usize,
     #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 32])]
     intake_concurrency: Vec<usize>,
-    #[arg(long, default_value_t = 500)]
+    /// Orders of one mPanel provisioning round.
+    #[arg(long, default_value_t = 300)]
     provision_orders: usize,
     #[arg(long, value_delimiter = ',', default_values_t = [3, 16])]
     worker_concurrency: Vec<usize>,
-    /// Orders of the curl + ssh floor per concurrency level.
-    #[arg(long, default_value_t = 200)]
+    /// Orders of one floor round.
+    #[arg(long, default_value_t = 150)]
     floor_orders: usize,
+    /// Interleaved rounds (floor, mPanel) per worker count.
+    #[arg(long, default_value_t = 3)]
+    provision_rounds: usize,
+    /// Fixed arrival rates, as shares of the first worker count's saturation.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.25, 0.5, 0.8])]
+    arrival_shares: Vec<f64>,
+    /// Seconds of the steady window at each arrival rate.
+    #[arg(long, default_value_t = 60)]
+    steady_secs: u64,
     #[arg(long, default_value_t = 10)]
     cold_start_runs: usize,
     #[arg(long, default_value_t = 30)]
@@ -68,9 +78,15 @@ async fn main() -> Result<()> {
     provision::clean_remote(&stack).await.context("cleaning earlier benchmark zones and sites")?;
 
     let intake = intake::measure(&stack, args.intake_orders, &args.intake_concurrency).await.context("intake")?;
-    let provision = provision::measure(&stack, args.provision_orders, &args.worker_concurrency, args.floor_orders)
-        .await
-        .context("provisioning")?;
+    let plan = provision::Plan {
+        burst_orders: args.provision_orders,
+        floor_orders: args.floor_orders,
+        levels: args.worker_concurrency.clone(),
+        rounds: args.provision_rounds,
+        shares: args.arrival_shares.clone(),
+        steady: std::time::Duration::from_secs(args.steady_secs),
+    };
+    let provision = provision::measure(&stack, &plan).await.context("provisioning")?;
 
     // Cold start, login and growth share one database and server.
     let db = stack.fresh_db("mpanel_bench_api").await?;

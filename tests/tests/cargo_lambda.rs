@@ -3,8 +3,8 @@
 //! cargo-lambda) and `cargo lambda invoke --data-file` sends every event of
 //! `events/` to the function it belongs to, against the real services.
 //! Needs cargo-lambda on PATH (`./scripts/stack up` installs it into the
-//! stack's venv; `./scripts/test` puts that on PATH and pre-builds the
-//! functions into the target dir used here).
+//! stack's venv; `./scripts/test` puts that on PATH and builds the
+//! functions before the tests, in the target dir they share).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,11 +23,12 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// Beside the test target dir: `cargo test` holds the lock on its own.
+/// The tests' own target dir: `cargo test` holds its lock only while it
+/// builds, and `cargo build --workspace --bins` has built the functions
+/// there, so the watch finds them fresh instead of building them again.
 fn watch_target_dir() -> PathBuf {
     let mpanel = mpanel_tests::mpanel_binary();
-    let target = mpanel.parent().and_then(Path::parent).expect("target dir");
-    target.with_file_name("watch-target")
+    mpanel.parent().and_then(Path::parent).expect("target dir").to_path_buf()
 }
 
 async fn wait_for_port(port: u16) {

@@ -12,6 +12,7 @@ mod login;
 mod provision;
 mod report;
 mod stack;
+mod sweep;
 
 use std::path::PathBuf;
 
@@ -65,6 +66,11 @@ struct Args {
     growth_sizes: Vec<i64>,
     #[arg(long, default_value_t = 100)]
     page_runs: usize,
+    /// Finished jobs of each sweep history (subscriptions: a tenth of them).
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 1_000_000])]
+    sweep_jobs: Vec<i64>,
+    #[arg(long, default_value_t = 20)]
+    sweep_runs: usize,
 }
 
 #[tokio::main]
@@ -98,6 +104,8 @@ async fn main() -> Result<()> {
     let (server, base) = stack.serve(&stack.env_for(&db), "api-serve.log").await?;
     let login = login::measure(&db, &base, args.login_runs).await.context("login")?;
     let growth = growth::measure(&db, &base, &args.growth_sizes, args.page_runs).await.context("growth")?;
+    let sweep_sizes: Vec<(i64, i64)> = args.sweep_jobs.iter().map(|&jobs| (jobs, (jobs / 10).max(1))).collect();
+    let sweep = sweep::measure(&stack.env_for(&db), &db.url, &sweep_sizes, args.sweep_runs).await.context("sweep")?;
     stack::stop(server).await;
     stack.drop_db(&db).await?;
     stack::delete_queue(&stack.base_env, &stack.queue_url).await?;
@@ -109,6 +117,7 @@ async fn main() -> Result<()> {
         cold,
         login,
         growth,
+        sweep,
         total: started.elapsed(),
     };
     std::fs::write(&args.out, report.render()?)?;

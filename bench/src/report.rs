@@ -19,6 +19,7 @@ pub struct Report {
     pub cold: Vec<ColdStartRow>,
     pub login: LoginRow,
     pub growth: Vec<GrowthRow>,
+    pub sweep: Vec<crate::sweep::SweepRow>,
     pub total: Duration,
 }
 
@@ -88,6 +89,7 @@ impl Report {
         self.render_cold(&mut md)?;
         self.render_login(&mut md)?;
         self.render_growth(&mut md)?;
+        crate::sweep::render(&self.sweep, &mut md)?;
         Ok(md)
     }
 

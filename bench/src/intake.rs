@@ -65,18 +65,57 @@ impl OrderPoster {
     }
 }
 
-pub struct IntakeRow {
-    pub concurrency: usize,
+/// One round at one concurrency: mPanel's orders, then pgbench's.
+pub struct IntakeRound {
     pub mpanel: Sample,
     pub pgbench_tps: f64,
     pub pgbench_latency_ms: f64,
+}
+
+impl IntakeRound {
+    /// mPanel orders/s over pgbench tps (the way round: 1 = as fast).
+    pub fn share(&self) -> f64 {
+        self.mpanel.rate() / self.pgbench_tps.max(f64::EPSILON)
+    }
+}
+
+pub struct IntakeRow {
+    pub concurrency: usize,
+    /// Interleaved: mPanel, pgbench, mPanel, pgbench, ...
+    pub rounds: Vec<IntakeRound>,
     pub pgbench_command: String,
     /// What the Lambda deployment adds per order: one SendMessage of three
     /// job ids, here to the local emulator, same clients.
     pub send_message: Sample,
 }
 
-pub async fn measure(stack: &Stack, orders: usize, levels: &[usize]) -> Result<Vec<IntakeRow>> {
+impl IntakeRow {
+    fn median_of(&self, of: impl Fn(&IntakeRound) -> f64) -> f64 {
+        crate::provision::median(self.rounds.iter().map(of).collect())
+    }
+    pub fn median_share(&self) -> f64 {
+        self.median_of(IntakeRound::share)
+    }
+    pub fn share_spread(&self) -> (f64, f64) {
+        let shares: Vec<f64> = self.rounds.iter().map(IntakeRound::share).collect();
+        (shares.iter().copied().fold(f64::INFINITY, f64::min), shares.iter().copied().fold(0.0, f64::max))
+    }
+    pub fn median_rate(&self) -> f64 {
+        self.median_of(|r| r.mpanel.rate())
+    }
+    pub fn median_ms(&self, percentile: f64) -> f64 {
+        self.median_of(|r| r.mpanel.percentile(percentile).as_secs_f64() * 1000.0)
+    }
+    pub fn median_tps(&self) -> f64 {
+        self.median_of(|r| r.pgbench_tps)
+    }
+    pub fn median_pgbench_ms(&self) -> f64 {
+        self.median_of(|r| r.pgbench_latency_ms)
+    }
+}
+
+/// `orders` per concurrency level, split over `rounds` interleaved rounds.
+pub async fn measure(stack: &Stack, orders: usize, levels: &[usize], rounds: usize) -> Result<Vec<IntakeRow>> {
     let db = stack.fresh_db("mpanel_bench_intake").await?;
     let env = stack.env_for(&db);
     let (server, base) = stack.serve(&env, "intake-serve.log").await?;
@@ -97,33 +136,32 @@ pub async fn measure(stack: &Stack, orders: usize, levels: &[usize]) -> Result<V
     }
 
     let mut rows = Vec::new();
+    let per_round = orders.div_ceil(rounds.max(1));
     for &concurrency in levels {
-        let poster = OrderPoster::new(stack, &base, &format!("c{concurrency}"))?;
-        let sample = load::run(orders, concurrency, move |i| {
-            let poster = poster.clone();
-            async move { poster.post(i).await }
-        })
-        .await;
-        if sample.errors > 0 {
-            bail!("{} of {orders} orders failed at c={concurrency}: {:?}", sample.errors, sample.first_error);
+        let mut measured = Vec::new();
+        let mut command = String::new();
+        for round in 0..rounds.max(1) {
+            let poster = OrderPoster::new(stack, &base, &format!("c{concurrency}r{round}"))?;
+            let sample = load::run(per_round, concurrency, move |i| {
+                let poster = poster.clone();
+                async move { poster.post(i).await }
+            })
+            .await;
+            if sample.errors > 0 {
+                bail!("{} of {per_round} orders failed at c={concurrency}: {:?}", sample.errors, sample.first_error);
+            }
+            let (tps, latency, shown) = pgbench(&db, &script, per_round, concurrency).await?;
+            command = shown;
+            println!(
+                "intake c={concurrency} round {round}: mPanel {:.0}/s p50 {} ms p99 {} ms; pgbench {tps:.0}/s",
+                sample.rate(),
+                load::ms(sample.percentile(50.0)),
+                load::ms(sample.percentile(99.0)),
+            );
+            measured.push(IntakeRound { mpanel: sample, pgbench_tps: tps, pgbench_latency_ms: latency });
         }
-        let (tps, latency, command) = pgbench(&db, &script, orders, concurrency).await?;
         let send_message = send_messages(stack, orders.min(300), concurrency).await?;
-        println!(
-            "intake c={concurrency}: mPanel {:.0}/s p50 {} ms p99 {} ms; pgbench {tps:.0}/s; SendMessage {:.0}/s",
-            sample.rate(),
-            load::ms(sample.percentile(50.0)),
-            load::ms(sample.percentile(99.0)),
-            send_message.rate(),
-        );
-        rows.push(IntakeRow {
-            concurrency,
-            mpanel: sample,
-            pgbench_tps: tps,
-            pgbench_latency_ms: latency,
-            pgbench_command: command,
-            send_message,
-        });
+        rows.push(IntakeRow { concurrency, rounds: measured, pgbench_command: command, send_message });
     }
     crate::stack::stop(server).await;
     stack.drop_db(&db).await?;

@@ -41,6 +41,10 @@ struct Args {
     intake_orders: usize,
     #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 32])]
     intake_concurrency: Vec<usize>,
+    /// Interleaved rounds (mPanel, pgbench) per intake level; the orders of
+    /// a level are split over them.
+    #[arg(long, default_value_t = 3)]
+    intake_rounds: usize,
     /// Orders of one mPanel provisioning round.
     #[arg(long, default_value_t = 300)]
     provision_orders: usize,
@@ -83,7 +87,9 @@ async fn main() -> Result<()> {
     let started = std::time::Instant::now();
     provision::clean_remote(&stack).await.context("cleaning earlier benchmark zones and sites")?;
 
-    let intake = intake::measure(&stack, args.intake_orders, &args.intake_concurrency).await.context("intake")?;
+    let intake = intake::measure(&stack, args.intake_orders, &args.intake_concurrency, args.intake_rounds)
+        .await
+        .context("intake")?;
     let plan = provision::Plan {
         burst_orders: args.provision_orders,
         floor_orders: args.floor_orders,

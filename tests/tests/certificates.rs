@@ -74,7 +74,7 @@ fn hex_serial(serial: &Value) -> String {
 async fn a_new_site_gets_a_certificate_served_over_https_and_http_redirects() {
     let h = Hosting::with_certificates().await;
     let (subscription, domain, job) = live_with_certificate_job(&h).await;
-    assert_eq!(h.run(job).await, RunOutcome::Succeeded, "{}", h.app.job_status(job).await);
+    assert_eq!(h.run_acme(job).await, RunOutcome::Succeeded, "{}", h.app.job_status(job).await);
 
     let reader = h.app.token(&h.app.create_user(h.tenant, Role::ReadOnly).await).await;
     let certificate = certificate_of(&h, &reader, &domain).await;
@@ -154,7 +154,7 @@ async fn a_new_site_gets_a_certificate_served_over_https_and_http_redirects() {
 async fn the_sweep_renews_a_certificate_near_expiry_and_nginx_serves_the_new_one() {
     let h = Hosting::with_certificates().await;
     let (subscription, domain, job) = live_with_certificate_job(&h).await;
-    assert_eq!(h.run(job).await, RunOutcome::Succeeded);
+    assert_eq!(h.run_acme(job).await, RunOutcome::Succeeded);
     let reader = h.app.token(&h.app.create_user(h.tenant, Role::ReadOnly).await).await;
     let first = certificate_of(&h, &reader, &domain).await;
 
@@ -178,7 +178,7 @@ async fn the_sweep_renews_a_certificate_near_expiry_and_nginx_serves_the_new_one
     let renewal = h.app.jobs_of(subscription).await.into_iter().filter(|(_, t)| t == "ISSUE_CERTIFICATE").nth(1);
     let (renewal, _) = renewal.expect("a renewal job");
     assert_eq!(certificate_of(&h, &reader, &domain).await["status"], "RENEWING");
-    assert_eq!(h.run(renewal).await, RunOutcome::Succeeded, "{}", h.app.job_status(renewal).await);
+    assert_eq!(h.run_acme(renewal).await, RunOutcome::Succeeded, "{}", h.app.job_status(renewal).await);
 
     let second = certificate_of(&h, &reader, &domain).await;
     assert_eq!(second["id"], first["id"], "renewed in place");
@@ -239,20 +239,20 @@ async fn staff_reissue_needs_admin_or_support_and_reuses_a_job_in_flight() {
     assert_eq!(answer.json()["jobId"], json!(job.to_string()), "the job in flight is the answer");
     assert_eq!(answer.json()["created"], json!(false));
 
-    assert_eq!(h.run(job).await, RunOutcome::Succeeded);
+    assert_eq!(h.run_acme(job).await, RunOutcome::Succeeded);
     let answer = h.app.authed(Method::POST, &path, &support, None).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED);
     assert_eq!(answer.json()["created"], json!(true));
     let again = Uuid::parse_str(answer.json()["jobId"].as_str().expect("job")).expect("uuid");
     assert_ne!(again, job);
-    assert_eq!(h.run(again).await, RunOutcome::Succeeded, "{}", h.app.job_status(again).await);
+    assert_eq!(h.run_acme(again).await, RunOutcome::Succeeded, "{}", h.app.job_status(again).await);
 }
 
 #[tokio::test]
 async fn a_renewal_still_failing_a_week_before_expiry_raises_one_alarm_and_tries_are_bounded() {
     let h = Hosting::with_certificates().await;
     let (subscription, _domain, job) = live_with_certificate_job(&h).await;
-    assert_eq!(h.run(job).await, RunOutcome::Succeeded);
+    assert_eq!(h.run_acme(job).await, RunOutcome::Succeeded);
     let certificate_jobs = |jobs: Vec<(Uuid, String)>| jobs.iter().filter(|(_, t)| t == "ISSUE_CERTIFICATE").count();
     let set = |sql: &'static str| {
         let app = &h.app;

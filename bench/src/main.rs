@@ -73,7 +73,7 @@ struct Args {
     /// Finished jobs of each sweep history (subscriptions: a tenth of them).
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 1_000_000])]
     sweep_jobs: Vec<i64>,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 50)]
     sweep_runs: usize,
 }
 

@@ -21,14 +21,7 @@ pub struct GrowthRow {
 /// Grows the demo tenant's orders to each size in turn and times both pages.
 pub async fn measure(db: &BenchDb, base: &str, sizes: &[i64], runs: usize) -> Result<Vec<GrowthRow>> {
     let client = Stack::connect(&db.url).await?;
-    let ids = client
-        .query_one(
-            "SELECT t.id, pr.id FROM tenants t JOIN prices pr ON pr.tenant_id = t.id AND pr.slug = 'starter-monthly'
-             WHERE t.slug = $1",
-            &[&mpanel::demo::DEMO_TENANT],
-        )
-        .await?;
-    let (tenant, price): (Uuid, Uuid) = (ids.get(0), ids.get(1));
+    let crate::stack::DemoPlan { tenant, price, .. } = Stack::demo_plan(&client).await?;
     let customer: Uuid = client
         .query_one(
             "INSERT INTO customers (tenant_id, email, full_name) VALUES ($1, 'growth@example.org', 'Growth Customer')

@@ -91,14 +91,13 @@ pub struct IntakeRow {
 
 impl IntakeRow {
     fn median_of(&self, of: impl Fn(&IntakeRound) -> f64) -> f64 {
-        crate::provision::median(self.rounds.iter().map(of).collect())
+        load::median(self.rounds.iter().map(of).collect())
     }
     pub fn median_share(&self) -> f64 {
         self.median_of(IntakeRound::share)
     }
     pub fn share_spread(&self) -> (f64, f64) {
-        let shares: Vec<f64> = self.rounds.iter().map(IntakeRound::share).collect();
-        (shares.iter().copied().fold(f64::INFINITY, f64::min), shares.iter().copied().fold(0.0, f64::max))
+        load::spread(&self.rounds.iter().map(IntakeRound::share).collect::<Vec<_>>())
     }
     pub fn median_rate(&self) -> f64 {
         self.median_of(|r| r.mpanel.rate())
@@ -234,14 +233,7 @@ async fn pgbench(db: &BenchDb, script: &std::path::Path, orders: usize, clients:
 /// jobs, the audit entry and the delivery record); then the dispatch
 /// bookkeeping. Each transaction uses a new key from a sequence.
 async fn pgbench_script(client: &tokio_postgres::Client) -> Result<String> {
-    let row = client
-        .query_one(
-            "SELECT t.id, pr.id, p.id FROM tenants t JOIN prices pr ON pr.tenant_id = t.id AND pr.slug = 'starter-monthly'
-             JOIN products p ON p.id = pr.product_id WHERE t.slug = $1",
-            &[&mpanel::demo::DEMO_TENANT],
-        )
-        .await?;
-    let (tenant, price, product): (Uuid, Uuid, Uuid) = (row.get(0), row.get(1), row.get(2));
+    let crate::stack::DemoPlan { tenant, price, product } = Stack::demo_plan(client).await?;
     let response = json!({"orderId": Uuid::nil(), "subscriptionId": Uuid::nil(), "customerId": Uuid::nil(),
         "status": "PENDING", "orderStatus": "PAID", "jobs": [
             {"id": Uuid::nil(), "type": "PROVISION_DNS", "status": "PENDING"},

@@ -82,6 +82,20 @@ where
     sample
 }
 
+/// The middle value (the upper one of an even count; 0 when empty).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The lowest and the highest value.
+pub fn spread(values: &[f64]) -> (f64, f64) {
+    (values.iter().copied().fold(f64::INFINITY, f64::min), values.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+}
+
 pub fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
@@ -98,5 +112,13 @@ mod tests {
         assert_eq!(percentile(&sorted, 100.0), Duration::from_millis(100));
         assert_eq!(percentile(&sorted[..1], 99.0), Duration::from_millis(1));
         assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn median_and_spread() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0]), 4.0);
+        assert_eq!(median(Vec::new()), 0.0);
+        assert_eq!(spread(&[1.5, 0.5, 1.0]), (0.5, 1.5));
     }
 }

@@ -65,21 +65,20 @@ pub struct Level {
 
 impl Level {
     pub fn median_ratio(&self) -> f64 {
-        median(self.rounds.iter().map(Round::ratio).collect())
+        load::median(self.rounds.iter().map(Round::ratio).collect())
     }
     pub fn median_orders_per_sec(&self) -> f64 {
-        median(self.rounds.iter().map(|r| r.mpanel.orders_per_sec()).collect())
+        load::median(self.rounds.iter().map(|r| r.mpanel.orders_per_sec()).collect())
     }
     pub fn median_jobs_per_sec(&self) -> f64 {
-        median(self.rounds.iter().map(|r| r.mpanel.jobs_per_sec()).collect())
+        load::median(self.rounds.iter().map(|r| r.mpanel.jobs_per_sec()).collect())
     }
     pub fn median_floor_rate(&self) -> f64 {
-        median(self.rounds.iter().map(|r| floor_orders_per_sec(&r.floor)).collect())
+        load::median(self.rounds.iter().map(|r| floor_orders_per_sec(&r.floor)).collect())
     }
     /// Lowest and highest ratio of the rounds.
     pub fn ratio_spread(&self) -> (f64, f64) {
-        let ratios: Vec<f64> = self.rounds.iter().map(Round::ratio).collect();
-        (ratios.iter().copied().fold(f64::INFINITY, f64::min), ratios.iter().copied().fold(0.0, f64::max))
+        load::spread(&self.rounds.iter().map(Round::ratio).collect::<Vec<_>>())
     }
 }
 
@@ -100,14 +99,6 @@ pub struct Provisioning {
     pub floor_service: Sample,
     pub burst_orders: usize,
     pub floor_orders: usize,
-}
-
-pub fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 pub struct Plan {

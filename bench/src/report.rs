@@ -194,7 +194,7 @@ impl Report {
         for level in &p.levels {
             let (low, high) = level.ratio_spread();
             let millis = |of: fn(&crate::provision::Burst) -> Duration| {
-                crate::provision::median(level.rounds.iter().map(|r| of(&r.mpanel).as_secs_f64() * 1000.0).collect())
+                crate::load::median(level.rounds.iter().map(|r| of(&r.mpanel).as_secs_f64() * 1000.0).collect())
             };
             let (p50, p99) = (millis(|b| b.order_to_active_p50), millis(|b| b.order_to_active_p99));
             writeln!(

@@ -29,6 +29,12 @@ pub struct BenchDb {
     pub admin_password: String,
 }
 
+pub struct DemoPlan {
+    pub tenant: uuid::Uuid,
+    pub price: uuid::Uuid,
+    pub product: uuid::Uuid,
+}
+
 impl Stack {
     /// The env for `mpanel serve` / `mpanel worker` in one measurement: its
     /// own database and Redis prefix, the general rate limit lifted so the
@@ -62,6 +68,18 @@ impl Stack {
         let base = self.base_env.get("DATABASE_URL").context("DATABASE_URL is not set: source .stack/env")?;
         let (server, _) = base.rsplit_once('/').context("DATABASE_URL has no database name")?;
         Ok(format!("{server}/{name}"))
+    }
+
+    /// The demo tenant's id and its starter price's and product's ids.
+    pub async fn demo_plan(client: &tokio_postgres::Client) -> Result<DemoPlan> {
+        let row = client
+            .query_one(
+                "SELECT t.id, pr.id, pr.product_id FROM tenants t
+                 JOIN prices pr ON pr.tenant_id = t.id AND pr.slug = 'starter-monthly' WHERE t.slug = $1",
+                &[&mpanel::demo::DEMO_TENANT],
+            )
+            .await?;
+        Ok(DemoPlan { tenant: row.get(0), price: row.get(1), product: row.get(2) })
     }
 
     pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {

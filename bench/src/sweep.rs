@@ -55,14 +55,7 @@ const QUERIES: &[(&str, &str)] = &[
 /// size in turn and times `runs` sweep passes at each.
 pub async fn measure(env: &Env, db_url: &str, sizes: &[(i64, i64)], runs: usize) -> Result<Vec<SweepRow>> {
     let client = Stack::connect(db_url).await?;
-    let ids = client
-        .query_one(
-            "SELECT t.id, pr.id, pr.product_id FROM tenants t
-             JOIN prices pr ON pr.tenant_id = t.id AND pr.slug = 'starter-monthly' WHERE t.slug = $1",
-            &[&mpanel::demo::DEMO_TENANT],
-        )
-        .await?;
-    let (tenant, price, product): (Uuid, Uuid, Uuid) = (ids.get(0), ids.get(1), ids.get(2));
+    let crate::stack::DemoPlan { tenant, price, product } = Stack::demo_plan(&client).await?;
     let customer: Uuid = client
         .query_one(
             "INSERT INTO customers (tenant_id, email, full_name) VALUES ($1, 'sweep@example.org', 'Sweep Customer')

@@ -128,47 +128,65 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 fn event_for(function: &str, events_dir: &Path) -> Result<String> {
     Ok(match function {
         "worker" => r#"{"Records":[]}"#.to_string(),
-        "scheduler" => std::fs::read_to_string(events_dir.join("scheduler/scheduled-event.ok.json"))?,
+        "scheduler" | "sweep-floor" => std::fs::read_to_string(events_dir.join("scheduler/scheduled-event.ok.json"))?,
         "hello-lambda" => r#"{"hello":"world"}"#.to_string(),
         http => std::fs::read_to_string(events_dir.join(http).join("health.200.json"))?,
     })
 }
 
+/// One line of the table: a bootstrap started with one environment.
+pub struct Variant {
+    /// What the table calls it: the function, or the function and how it is configured.
+    pub label: String,
+    /// The folder under the lambda dir (and the event it gets).
+    pub function: String,
+    pub env: Env,
+}
+
+/// `runs` cold starts of every variant, interleaved (each round starts every
+/// variant once, in order), so drift on a shared machine touches all alike.
 pub async fn measure(
-    functions: &[&str],
+    variants: &[Variant],
     lambda_dir: &Path,
     events_dir: &Path,
-    env: &Env,
     runs: usize,
 ) -> Result<Vec<ColdStartRow>> {
-    let mut rows = Vec::new();
-    for &function in functions {
-        let bootstrap: PathBuf = lambda_dir.join(function).join("bootstrap");
+    let mut bootstraps = Vec::new();
+    for variant in variants {
+        let bootstrap: PathBuf = lambda_dir.join(&variant.function).join("bootstrap");
         if !bootstrap.exists() {
             bail!("{} is missing: cargo lambda build --release first (scripts/bench does)", bootstrap.display());
         }
-        let event = event_for(function, events_dir)?;
-        let mut requests = Vec::new();
-        let mut responses = Vec::new();
-        let mut rss = Vec::new();
-        for _ in 0..runs {
-            let (request, response, peak) = once(&bootstrap, env, &event).await?;
-            requests.push(request);
-            responses.push(response);
-            rss.push(peak);
+        bootstraps.push((bootstrap, event_for(&variant.function, events_dir)?));
+    }
+    let mut samples: Vec<(Vec<Duration>, Vec<Duration>, Vec<u64>)> = vec![Default::default(); variants.len()];
+    for _ in 0..runs {
+        for (i, variant) in variants.iter().enumerate() {
+            let (bootstrap, event) = &bootstraps[i];
+            let (request, response, peak) =
+                once(bootstrap, &variant.env, event).await.with_context(|| variant.label.clone())?;
+            samples[i].0.push(request);
+            samples[i].1.push(response);
+            samples[i].2.push(peak);
         }
+    }
+    let mut rows = Vec::new();
+    for ((variant, (bootstrap, _)), (mut requests, mut responses, mut rss)) in
+        variants.iter().zip(&bootstraps).zip(samples)
+    {
         requests.sort();
         responses.sort();
         rss.sort_unstable();
         let row = ColdStartRow {
-            function: function.to_string(),
-            size: crate::stack::file_size(&bootstrap),
+            function: variant.label.clone(),
+            size: crate::stack::file_size(bootstrap),
             to_first_request: crate::load::percentile(&requests, 50.0),
             to_first_response: crate::load::percentile(&responses, 50.0),
             peak_rss_kib: rss.get(rss.len() / 2).copied().unwrap_or(0),
         };
         println!(
-            "cold start {function}: {} ms to first request, {} ms to first response, {} KiB peak RSS",
+            "cold start {}: {} ms to first request, {} ms to first response, {} KiB peak RSS",
+            row.function,
             crate::load::ms(row.to_first_request),
             crate::load::ms(row.to_first_response),
             row.peak_rss_kib

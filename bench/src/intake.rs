@@ -260,16 +260,17 @@ INSERT INTO subscriptions (tenant_id, customer_id, order_id, product_id, price_i
   VALUES ('{tenant}', :customer_id, :order_id, '{product}', '{price}', 'PENDING', now(), now() + interval '1 month', NULL)
   RETURNING id AS subscription_id \gset
 INSERT INTO domains (tenant_id, subscription_id, name, status) VALUES ('{tenant}', :subscription_id, 'pgb-' || :k || '.com', 'PENDING');
-INSERT INTO jobs (tenant_id, subscription_id, type, payload) VALUES ('{tenant}', :subscription_id, 'PROVISION_DNS', jsonb_build_object('domain', 'pgb-' || :k || '.com')) RETURNING id AS job1 \gset
-INSERT INTO jobs (tenant_id, subscription_id, type, payload) VALUES ('{tenant}', :subscription_id, 'PROVISION_HOSTING', jsonb_build_object('domain', 'pgb-' || :k || '.com')) RETURNING id AS job2 \gset
-INSERT INTO jobs (tenant_id, subscription_id, type, payload) VALUES ('{tenant}', :subscription_id, 'PROVISION_MAIL', jsonb_build_object('domain', 'pgb-' || :k || '.com')) RETURNING id AS job3 \gset
+WITH inserted AS (INSERT INTO jobs (tenant_id, subscription_id, type, payload)
+  SELECT '{tenant}', :subscription_id, job_type, jsonb_build_object('domain', 'pgb-' || :k || '.com')
+  FROM unnest(ARRAY['PROVISION_DNS', 'PROVISION_HOSTING', 'PROVISION_MAIL']) AS job_type RETURNING id, type)
+  SELECT array_agg(id) AS job_ids FROM inserted \gset
 INSERT INTO audit_logs (tenant_id, actor_type, actor_user_id, action, target_type, target_id, ip, user_agent, details)
   VALUES ('{tenant}', 'WEBHOOK', NULL, 'order.created', 'order', :order_id, NULL, NULL,
           jsonb_build_object('externalOrderId', 'pgb-' || :k, 'webhookId', 'pgb_' || :k, 'subscriptionId', :subscription_id::text, 'domain', 'pgb-' || :k || '.com'));
 INSERT INTO webhook_deliveries (tenant_id, source, webhook_id, request_hash, response_status, response_body, order_id)
   VALUES ('{tenant}', 'ORDERS', 'pgb_' || :k, sha256(('pgb-' || :k)::bytea), 201, '{response}', :order_id);
 COMMIT;
-UPDATE jobs SET dispatched_at = now() WHERE id = ANY(ARRAY[:job1, :job2, :job3]::uuid[]) AND status IN ('PENDING', 'RETRYING');
+UPDATE jobs SET dispatched_at = now() WHERE id = ANY(:job_ids::uuid[]) AND status IN ('PENDING', 'RETRYING');
 "#,
         slug = mpanel::demo::DEMO_TENANT,
     ))

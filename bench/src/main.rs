@@ -75,6 +75,10 @@ struct Args {
     sweep_jobs: Vec<i64>,
     #[arg(long, default_value_t = 50)]
     sweep_runs: usize,
+    /// Run only these sections (intake, provision, cold, api) and print
+    /// their figures; the report is written only by a whole run.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 #[tokio::main]
@@ -86,10 +90,16 @@ async fn main() -> Result<()> {
     let stack = stack::Stack { base_env, mpanel: args.mpanel.clone(), work_dir: args.work_dir.clone(), queue_url };
     let started = std::time::Instant::now();
     provision::clean_remote(&stack).await.context("cleaning earlier benchmark zones and sites")?;
+    let wanted = |section: &str| args.only.is_empty() || args.only.iter().any(|s| s == section);
 
-    let intake = intake::measure(&stack, args.intake_orders, &args.intake_concurrency, args.intake_rounds)
-        .await
-        .context("intake")?;
+    let intake = match wanted("intake") {
+        true => Some(
+            intake::measure(&stack, args.intake_orders, &args.intake_concurrency, args.intake_rounds)
+                .await
+                .context("intake")?,
+        ),
+        false => None,
+    };
     let plan = provision::Plan {
         burst_orders: args.provision_orders,
         floor_orders: args.floor_orders,
@@ -98,24 +108,55 @@ async fn main() -> Result<()> {
         shares: args.arrival_shares.clone(),
         steady: std::time::Duration::from_secs(args.steady_secs),
     };
-    let provision = provision::measure(&stack, &plan).await.context("provisioning")?;
+    let provision = match wanted("provision") {
+        true => Some(provision::measure(&stack, &plan).await.context("provisioning")?),
+        false => None,
+    };
 
     // Cold start, login and growth share one database and server.
     let db = stack.fresh_db("mpanel_bench_api").await?;
     let env = stack.lambda_env_for(&db);
-    let functions = ["auth", "products", "orders", "admin", "worker", "scheduler", "hello-lambda"];
-    let cold = coldstart::measure(&functions, &args.lambda_dir, &args.events, &env, args.cold_start_runs)
-        .await
-        .context("cold start")?;
-    let (server, base) = stack.serve(&stack.env_for(&db), "api-serve.log").await?;
-    let login = login::measure(&db, &base, args.login_runs).await.context("login")?;
-    let growth = growth::measure(&db, &base, &args.growth_sizes, args.page_runs).await.context("growth")?;
-    let sweep_sizes: Vec<(i64, i64)> = args.sweep_jobs.iter().map(|&jobs| (jobs, (jobs / 10).max(1))).collect();
-    let sweep = sweep::measure(&stack.env_for(&db), &db.url, &sweep_sizes, args.sweep_runs).await.context("sweep")?;
-    stack::stop(server).await;
+    // Each function configured from the environment, hello-world, and each
+    // again reading its secrets by ARN from Secrets Manager (moto).
+    let (arn_env, secret_arns) = stack::secrets_by_arn(&env).await.context("secrets in moto")?;
+    let functions = ["auth", "products", "orders", "admin", "worker", "scheduler"];
+    let variant = |label: String, function: &str, env: &stack::Env| coldstart::Variant {
+        label,
+        function: function.into(),
+        env: env.clone(),
+    };
+    let mut variants: Vec<coldstart::Variant> = functions.iter().map(|f| variant(f.to_string(), f, &env)).collect();
+    variants.push(variant("hello-lambda".into(), "hello-lambda", &env));
+    variants.push(variant("sweep-floor".into(), "sweep-floor", &env));
+    variants.extend(functions.iter().map(|f| variant(format!("{f} (secrets by ARN)"), f, &arn_env)));
+    let cold = match wanted("cold") {
+        true => Some(
+            coldstart::measure(&variants, &args.lambda_dir, &args.events, args.cold_start_runs)
+                .await
+                .context("cold start")?,
+        ),
+        false => None,
+    };
+    stack::delete_secrets(&stack.base_env, &secret_arns).await?;
+    let mut api = None;
+    if wanted("api") {
+        let (server, base) = stack.serve(&stack.env_for(&db), "api-serve.log").await?;
+        let login = login::measure(&db, &base, args.login_runs).await.context("login")?;
+        let growth = growth::measure(&db, &base, &args.growth_sizes, args.page_runs).await.context("growth")?;
+        let sweep_sizes: Vec<(i64, i64)> = args.sweep_jobs.iter().map(|&jobs| (jobs, (jobs / 10).max(1))).collect();
+        let sweep =
+            sweep::measure(&stack.env_for(&db), &db.url, &sweep_sizes, args.sweep_runs).await.context("sweep")?;
+        stack::stop(server).await;
+        api = Some((login, growth, sweep));
+    }
     stack.drop_db(&db).await?;
     stack::delete_queue(&stack.base_env, &stack.queue_url).await?;
 
+    let (Some(intake), Some(provision), Some(cold), Some((login, growth, sweep))) = (intake, provision, cold, api)
+    else {
+        println!("a partial run (--only): {} is left as it was", args.out.display());
+        return Ok(());
+    };
     let report = report::Report {
         intake,
         intake_orders: args.intake_orders,

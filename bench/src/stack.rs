@@ -165,9 +165,48 @@ impl Stack {
 
 /// An SQS client configured as mPanel configures its own.
 pub async fn sqs_client(env: &Env) -> Result<aws_sdk_sqs::Client> {
+    Ok(aws_sdk_sqs::Client::new(&aws_config_of(env).await?))
+}
+
+/// The variables a function may read by ARN instead (`NAME_ARN`).
+const SECRET_VARIABLES: [&str; 5] =
+    ["DATABASE_URL", "REDIS_URL", "JWT_SECRET", "MARKETING_WEBHOOK_SECRET", "PDNS_API_KEY"];
+
+/// `env` with each secret it holds moved into Secrets Manager (moto) and
+/// named by ARN instead; and the ARNs, to delete afterwards.
+pub async fn secrets_by_arn(env: &Env) -> Result<(Env, Vec<String>)> {
+    let aws = aws_config_of(env).await?;
+    let client = aws_sdk_secretsmanager::Client::new(&aws);
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut by_arn = env.clone();
+    let mut arns = Vec::new();
+    for name in SECRET_VARIABLES {
+        let Some(value) = by_arn.remove(name) else { continue };
+        let created = client
+            .create_secret()
+            .name(format!("bench-{run}-{name}"))
+            .secret_string(value)
+            .send()
+            .await
+            .with_context(|| format!("creating the {name} secret"))?;
+        let arn = created.arn().context("moto returned no ARN")?.to_string();
+        by_arn.insert(format!("{name}_ARN"), arn.clone());
+        arns.push(arn);
+    }
+    Ok((by_arn, arns))
+}
+
+pub async fn delete_secrets(env: &Env, arns: &[String]) -> Result<()> {
+    let client = aws_sdk_secretsmanager::Client::new(&aws_config_of(env).await?);
+    for arn in arns {
+        client.delete_secret().secret_id(arn).force_delete_without_recovery(true).send().await?;
+    }
+    Ok(())
+}
+
+async fn aws_config_of(env: &Env) -> Result<aws_config::SdkConfig> {
     let env: mpanel::config::Env = env.clone().into_iter().collect();
-    let aws = mpanel::config::aws_sdk_config(&env).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(aws_sdk_sqs::Client::new(&aws))
+    mpanel::config::aws_sdk_config(&env).await.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Creates the benchmark's queue in the local SQS emulator.

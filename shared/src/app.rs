@@ -52,20 +52,40 @@ impl Function {
     /// The function's own routes, without the shared health routes.
     pub fn routes(self) -> ApiRoutes {
         match self {
-            Function::Auth => crate::login::api::routes(),
-            Function::Products => crate::catalog::api::public_routes().merge(crate::catalog::api::routes()),
-            Function::Orders => crate::orders::api::routes().merge(crate::subscriptions::events::routes()),
-            Function::Admin => crate::users::api::routes()
-                .merge(crate::customers::api::routes())
-                .merge(crate::subscriptions::api::routes())
-                .merge(crate::engine::api::routes())
-                .merge(crate::servers::api::routes())
-                .merge(crate::provision::api::routes())
-                .merge(crate::certificates::api::routes())
-                .merge(crate::tenants::api::routes())
-                .merge(crate::audit::api::routes()),
+            Function::Auth => auth_routes(),
+            Function::Products => products_routes(),
+            Function::Orders => orders_routes(),
+            Function::Admin => admin_routes(),
         }
     }
+}
+
+// One function per Lambda function's routes, each called by name from its
+// `main`: the binary then links only its own handlers (a `Function` chosen at
+// run time would keep every handler of every function alive).
+
+pub fn auth_routes() -> ApiRoutes {
+    crate::login::api::routes()
+}
+
+pub fn products_routes() -> ApiRoutes {
+    crate::catalog::api::public_routes().merge(crate::catalog::api::routes())
+}
+
+pub fn orders_routes() -> ApiRoutes {
+    crate::orders::api::routes().merge(crate::subscriptions::events::routes())
+}
+
+pub fn admin_routes() -> ApiRoutes {
+    crate::users::api::routes()
+        .merge(crate::customers::api::routes())
+        .merge(crate::subscriptions::api::routes())
+        .merge(crate::engine::api::routes())
+        .merge(crate::servers::api::routes())
+        .merge(crate::provision::api::routes())
+        .merge(crate::certificates::api::routes())
+        .merge(crate::tenants::api::routes())
+        .merge(crate::audit::api::routes())
 }
 
 /// Routes every HTTP function serves: health checks and the OpenAPI document.
@@ -84,7 +104,13 @@ pub fn all_routes() -> ApiRoutes {
 
 /// The router one Lambda function serves.
 pub fn function_app(function: Function, state: AppState) -> Router {
-    finish(common_routes().merge(function.routes()), state)
+    function_router(function.routes(), state)
+}
+
+/// The router of a function's own routes (`auth_routes()`, ...) plus the
+/// common ones: what each Lambda function's `main` serves.
+pub fn function_router(routes: ApiRoutes, state: AppState) -> Router {
+    finish(common_routes().merge(routes), state)
 }
 
 /// Every function's routes merged: what `mpanel serve` serves.
@@ -92,15 +118,15 @@ pub fn combined_app(state: AppState) -> Router {
     finish(all_routes(), state)
 }
 
-/// The OpenAPI document of every route, built once per process.
+/// The OpenAPI document of every route, built from the declarations (tests
+/// hold it against the served, precomputed [`openapi::DOCUMENT`]).
 pub fn openapi_document() -> &'static utoipa::openapi::OpenApi {
     static DOCUMENT: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
     DOCUMENT.get_or_init(|| openapi::build(all_routes().specs()))
 }
 
-/// `GET /api/openapi.json`.
+/// `GET /api/openapi.json`: the precomputed document, so a function does not
+/// link every other function's handlers and schemas to describe them.
 async fn serve_openapi() -> Response {
-    static BODY: OnceLock<Vec<u8>> = OnceLock::new();
-    let body = BODY.get_or_init(|| serde_json::to_vec(openapi_document()).unwrap_or_default());
-    ([(header::CONTENT_TYPE, "application/json")], body.as_slice()).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], openapi::DOCUMENT).into_response()
 }

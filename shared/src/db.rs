@@ -51,11 +51,14 @@ impl DbConfig {
         DbConfig { connect, tls: DbTls { mode: SslMode::Disable, roots: Vec::new() } }
     }
 
-    /// The connector for this configuration's TLS (unused when disabled:
-    /// the driver then never starts TLS).
-    fn connector(&self) -> anyhow::Result<MakeRustlsConnect> {
+    /// The connector for this configuration's TLS; none when disabled (a
+    /// database on loopback), which spares every cold start the root store.
+    fn connector(&self) -> anyhow::Result<Option<MakeRustlsConnect>> {
+        if self.tls.mode == SslMode::Disable {
+            return Ok(None);
+        }
         let client = crate::tls::client_config(self.tls.mode, &self.tls.roots).map_err(anyhow::Error::msg)?;
-        Ok(MakeRustlsConnect::new(client))
+        Ok(Some(MakeRustlsConnect::new(client)))
     }
 }
 
@@ -69,7 +72,8 @@ pub trait PasswordSource: Send + Sync {
 /// 28P01, as after a rotation), it reads the secret again once and retries;
 /// a password that worked is kept for the connections after it.
 struct RotatingConnect {
-    tls: MakeRustlsConnect,
+    /// None: plaintext (`sslmode=disable`).
+    tls: Option<MakeRustlsConnect>,
     source: Option<std::sync::Arc<dyn PasswordSource>>,
     rotated: std::sync::RwLock<Option<String>>,
 }
@@ -91,15 +95,30 @@ type Connected = (tokio_postgres::Client, tokio::task::JoinHandle<()>);
 
 async fn connect_once(
     config: &tokio_postgres::Config,
-    tls: MakeRustlsConnect,
+    tls: Option<&MakeRustlsConnect>,
 ) -> Result<Connected, tokio_postgres::Error> {
-    let (client, connection) = config.connect(tls).await?;
-    let task = tokio::spawn(async move {
+    let task = match tls {
+        Some(tls) => {
+            let (client, connection) = config.connect(tls.clone()).await?;
+            (client, spawn_connection(connection))
+        }
+        None => {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            (client, spawn_connection(connection))
+        }
+    };
+    Ok(task)
+}
+
+fn spawn_connection<F>(connection: F) -> tokio::task::JoinHandle<()>
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "database connection ended");
         }
-    });
-    Ok((client, task))
+    })
 }
 
 impl deadpool_postgres::Connect for RotatingConnect {
@@ -109,7 +128,7 @@ impl deadpool_postgres::Connect for RotatingConnect {
             if let Some(password) = self.latest_password() {
                 config.password(password);
             }
-            let refused = match connect_once(&config, self.tls.clone()).await {
+            let refused = match connect_once(&config, self.tls.as_ref()).await {
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) => e,
                 other => return other,
             };
@@ -122,7 +141,7 @@ impl deadpool_postgres::Connect for RotatingConnect {
                 }
             };
             config.password(fresh.clone());
-            let connected = connect_once(&config, self.tls.clone()).await?;
+            let connected = connect_once(&config, self.tls.as_ref()).await?;
             tracing::info!("the database password was rotated: connected with the secret read again");
             self.keep(fresh);
             Ok(connected)
@@ -141,9 +160,11 @@ pub fn pool(
         config.connect.clone(),
         connect,
         ManagerConfig {
-            // A cheap liveness check before handing out a recycled connection,
-            // so a Postgres restart costs failed requests, not a dead pool.
-            recycling_method: RecyclingMethod::Verified,
+            // A recycled connection is handed out unless its connection task
+            // has seen the socket close (a Postgres restart ends every one):
+            // no round trip per checkout. A restart still costs only the
+            // requests in flight, not a dead pool (the fault suite restarts it).
+            recycling_method: RecyclingMethod::Fast,
         },
     );
     Ok(Pool::builder(manager)
@@ -169,8 +190,7 @@ pub async fn migrate_with(
 ) -> anyhow::Result<refinery::Report> {
     const MIGRATION_LOCK: i64 = 0x6d70_616e_656c; // "mpanel"
     let config = config.expose();
-    let (mut client, connection) = config.connect.connect(config.connector()?).await?;
-    let conn_task = tokio::spawn(connection);
+    let (mut client, conn_task) = connect_once(&config.connect, config.connector()?.as_ref()).await?;
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
     let result = refinery::Runner::new(migrations)
         .set_abort_divergent(true)

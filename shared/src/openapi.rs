@@ -21,6 +21,16 @@ use crate::http::routes::{Doc, Limited, QueryParam, Reply, RouteSpec};
 
 pub const PATH: &str = "/api/openapi.json";
 
+/// The document as served: `openapi::build` over every route, written to
+/// `shared/openapi.json` by `UPDATE_OPENAPI=1 cargo test -p mpanel openapi`.
+/// A test fails when it no longer matches the route declarations.
+pub const DOCUMENT: &str = include_str!("../openapi.json");
+
+/// The document's text as it is stored: pretty JSON, one trailing newline.
+pub fn render(document: &utoipa::openapi::OpenApi) -> Result<String, serde_json::Error> {
+    Ok(serde_json::to_string_pretty(document)? + "\n")
+}
+
 /// This document: any OpenAPI object, described loosely on purpose.
 pub struct OpenApiDocument;
 
@@ -289,6 +299,21 @@ mod tests {
 
     fn document_json() -> Value {
         serde_json::to_value(crate::app::openapi_document()).unwrap()
+    }
+
+    /// The served document is the one the declarations build; with
+    /// UPDATE_OPENAPI=1 this rewrites it instead.
+    #[test]
+    fn the_served_document_matches_the_routes() {
+        let built = render(crate::app::openapi_document()).unwrap();
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json"), &built).unwrap();
+            return;
+        }
+        assert!(
+            built == DOCUMENT,
+            "shared/openapi.json is not what the routes declare; run UPDATE_OPENAPI=1 cargo test -p mpanel openapi"
+        );
     }
 
     #[test]

@@ -24,8 +24,9 @@ pub struct AppState {
     pub dispatcher: Dispatcher,
     /// Present when the process has a JWT secret (every HTTP function does).
     pub tokens: Option<Arc<TokenKeys>>,
-    /// For PowerDNS; built once, it pools connections.
-    pub http: reqwest::Client,
+    /// For PowerDNS; built once, it pools connections. Only a process that
+    /// talks to PowerDNS (the worker, `mpanel serve`) builds one.
+    pub http: Option<reqwest::Client>,
     /// Each tenant's SSH identity, where a key store is configured.
     pub tenant_keys: Option<Arc<crate::ssh_identity::TenantKeys>>,
     /// The SSH masters of this process's jobs, one per hosting server.
@@ -41,13 +42,19 @@ impl AppState {
         let kv = Kv::new(&config.redis_url, &config.redis_key_prefix, &config.tls_ca_files, redis_url)?;
         let tokens = config.jwt_secret.as_ref().map(|s| Arc::new(TokenKeys::new(s)));
         let dispatcher = Dispatcher::new(kv.clone(), config.aws.as_ref(), config.sqs_queue_url.clone());
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(
-                crate::tls::client_config(SslMode::VerifyFull, &config.tls_ca_files).map_err(anyhow::Error::msg)?,
-            )
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(15))
-            .build()?;
+        let http = match config.pdns {
+            Some(_) => Some(
+                reqwest::Client::builder()
+                    .use_preconfigured_tls(
+                        crate::tls::client_config(SslMode::VerifyFull, &config.tls_ca_files)
+                            .map_err(anyhow::Error::msg)?,
+                    )
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .timeout(std::time::Duration::from_secs(15))
+                    .build()?,
+            ),
+            None => None,
+        };
         let tenant_keys = config
             .tenant_keys
             .clone()

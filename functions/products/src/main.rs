@@ -1,9 +1,9 @@
 //! The `products` Lambda function: serves mPanel's products routes (and health checks).
 
-use mpanel::app::{Function, function_app};
+use mpanel::app::{Function, function_router};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     let state = mpanel::init_function(Function::Products.needs()).await;
-    lambda_http::run(function_app(Function::Products, state)).await
+    lambda_http::run(function_router(mpanel::app::products_routes(), state)).await
 }

@@ -43,50 +43,43 @@ pub async fn claim(state: &AppState, job_id: Uuid, worker: &str) -> AppResult<Op
     let lease_secs = state.config.jobs.lease.as_secs_f64();
     let claimable = statuses(JobEvent::Claim);
     let worker_name = worker.to_string();
-    crate::db::in_transaction(&state.db, move |tx| {
-        Box::pin(async move {
-            let Some(row) = tx
-                .query_typed_opt(
-                    "UPDATE jobs SET status = 'RUNNING', attempts = attempts + 1,
-                            locked_until = now() + make_interval(secs => $2), locked_by = $3, updated_at = now()
-                     WHERE id = $1 AND status = ANY($4) AND run_after <= now()
-                     RETURNING tenant_id, subscription_id, type, payload, attempts, max_attempts",
-                    &[
-                        (&job_id, Type::UUID),
-                        (&lease_secs, Type::FLOAT8),
-                        (&worker_name, Type::TEXT),
-                        (&claimable, Type::TEXT_ARRAY),
-                    ],
-                )
-                .await?
-            else {
-                return Ok(None);
-            };
-            let job = ClaimedJob {
-                id: job_id,
-                tenant_id: row.try_get(0)?,
-                subscription_id: row.try_get(1)?,
-                job_type: row.try_get(2)?,
-                payload: row.try_get(3)?,
-                attempt: row.try_get(4)?,
-                max_attempts: row.try_get(5)?,
-                worker: worker_name,
-                lease: crate::jobs::Lease::default(),
-            };
-            tx.query_typed(
-                "INSERT INTO job_attempts (tenant_id, job_id, attempt, worker) VALUES ($1, $2, $3, $4)",
-                &[
-                    (&job.tenant_id, Type::UUID),
-                    (&job.id, Type::UUID),
-                    (&job.attempt, Type::INT4),
-                    (&job.worker, Type::TEXT),
-                ],
-            )
-            .await?;
-            Ok(Some(job))
-        })
-    })
-    .await
+    // One statement, so one round trip and one commit: the row taken and
+    // its attempt recorded together, or neither.
+    let client = state.db.get().await?;
+    let Some(row) = client
+        .query_typed_opt(
+            "WITH claimed AS (
+                 UPDATE jobs SET status = 'RUNNING', attempts = attempts + 1,
+                        locked_until = now() + make_interval(secs => $2), locked_by = $3, updated_at = now()
+                 WHERE id = $1 AND status = ANY($4) AND run_after <= now()
+                 RETURNING id, tenant_id, subscription_id, type, payload, attempts, max_attempts
+             ), attempt AS (
+                 INSERT INTO job_attempts (tenant_id, job_id, attempt, worker)
+                 SELECT tenant_id, id, attempts, $3 FROM claimed
+             )
+             SELECT tenant_id, subscription_id, type, payload, attempts, max_attempts FROM claimed",
+            &[
+                (&job_id, Type::UUID),
+                (&lease_secs, Type::FLOAT8),
+                (&worker_name, Type::TEXT),
+                (&claimable, Type::TEXT_ARRAY),
+            ],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(ClaimedJob {
+        id: job_id,
+        tenant_id: row.try_get(0)?,
+        subscription_id: row.try_get(1)?,
+        job_type: row.try_get(2)?,
+        payload: row.try_get(3)?,
+        attempt: row.try_get(4)?,
+        max_attempts: row.try_get(5)?,
+        worker: worker_name,
+        lease: crate::jobs::Lease::default(),
+    }))
 }
 
 /// How long one job may run (`JOB_TIME_LIMIT_SECS`); the heartbeat keeps
@@ -176,18 +169,26 @@ async fn complete(state: &AppState, job: &ClaimedJob, done: Done) -> AppResult<R
     let certificates = state.config.acme.is_some();
     let (outcome, follow_up) = crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
-            let updated = tx
-                .execute_typed(
-                    "UPDATE jobs SET status = 'SUCCEEDED', locked_until = NULL, locked_by = NULL, last_error = NULL,
-                            finished_at = now(), updated_at = now()
-                     WHERE id = $1 AND status = 'RUNNING' AND locked_by = $2 AND attempts = $3",
+            // The job and its attempt in one statement (one round trip).
+            let updated: i64 = tx
+                .query_typed_one(
+                    "WITH done AS (
+                         UPDATE jobs SET status = 'SUCCEEDED', locked_until = NULL, locked_by = NULL,
+                                last_error = NULL, finished_at = now(), updated_at = now()
+                         WHERE id = $1 AND status = 'RUNNING' AND locked_by = $2 AND attempts = $3
+                         RETURNING id, attempts
+                     ), attempt AS (
+                         UPDATE job_attempts a SET finished_at = now(), outcome = 'SUCCEEDED', error = NULL
+                         FROM done WHERE a.job_id = done.id AND a.attempt = done.attempts
+                     )
+                     SELECT count(*) FROM done",
                     &[(&job.id, Type::UUID), (&job.worker, Type::TEXT), (&job.attempt, Type::INT4)],
                 )
-                .await?;
+                .await?
+                .try_get(0)?;
             if updated == 0 {
                 return Ok((RunOutcome::LeaseLost, None));
             }
-            finish_attempt(tx, &job, "SUCCEEDED", None).await?;
             let mut follow_up = None;
             if let Some(subscription_id) = job.subscription_id {
                 if let Done::Skipped(reason) = &done {
@@ -255,12 +256,20 @@ async fn fail(state: &AppState, job: &ClaimedJob, error: JobError) -> AppResult<
     let tx_message = message.clone();
     let outcome = crate::db::in_transaction(&state.db, move |tx| {
         Box::pin(async move {
-            let updated = tx
-                .execute_typed(
-                    "UPDATE jobs SET status = $4, run_after = $5, locked_until = NULL, locked_by = NULL,
-                            dispatched_at = NULL, last_error = $6, updated_at = now(),
-                            finished_at = CASE WHEN $4 = 'DEAD' THEN now() END
-                     WHERE id = $1 AND status = 'RUNNING' AND locked_by = $2 AND attempts = $3",
+            // The job and its attempt in one statement (one round trip).
+            let updated: i64 = tx
+                .query_typed_one(
+                    "WITH failed AS (
+                         UPDATE jobs SET status = $4, run_after = $5, locked_until = NULL, locked_by = NULL,
+                                dispatched_at = NULL, last_error = $6, updated_at = now(),
+                                finished_at = CASE WHEN $4 = 'DEAD' THEN now() END
+                         WHERE id = $1 AND status = 'RUNNING' AND locked_by = $2 AND attempts = $3
+                         RETURNING id, attempts
+                     ), attempt AS (
+                         UPDATE job_attempts a SET finished_at = now(), outcome = 'FAILED', error = $6
+                         FROM failed WHERE a.job_id = failed.id AND a.attempt = failed.attempts
+                     )
+                     SELECT count(*) FROM failed",
                     &[
                         (&job.id, Type::UUID),
                         (&job.worker, Type::TEXT),
@@ -270,11 +279,11 @@ async fn fail(state: &AppState, job: &ClaimedJob, error: JobError) -> AppResult<
                         (&tx_message, Type::TEXT),
                     ],
                 )
-                .await?;
+                .await?
+                .try_get(0)?;
             if updated == 0 {
                 return Ok(RunOutcome::LeaseLost);
             }
-            finish_attempt(tx, &job, "FAILED", Some(&tx_message)).await?;
             if next == JobStatus::Dead {
                 on_dead(tx, &job.id, job.tenant_id, job.subscription_id, job.job_type, &tx_message).await?;
                 Ok(RunOutcome::Dead)
@@ -294,20 +303,6 @@ async fn fail(state: &AppState, job: &ClaimedJob, error: JobError) -> AppResult<
         _ => {}
     }
     Ok(outcome)
-}
-
-async fn finish_attempt(
-    tx: &tokio_postgres::Transaction<'_>,
-    job: &ClaimedJob,
-    outcome: &str,
-    error: Option<&str>,
-) -> AppResult<()> {
-    tx.query_typed(
-        "UPDATE job_attempts SET finished_at = now(), outcome = $3, error = $4 WHERE job_id = $1 AND attempt = $2",
-        &[(&job.id, Type::UUID), (&job.attempt, Type::INT4), (&outcome, Type::TEXT), (&error, Type::TEXT)],
-    )
-    .await?;
-    Ok(())
 }
 
 /// A dead provisioning job fails its subscription; both are audited.

@@ -26,10 +26,16 @@ use routes::ApiRoutes;
 /// fallbacks, body limit, timeout, CORS, security headers, request ids,
 /// access logs and authentication.
 pub fn finish(routes: ApiRoutes, state: AppState) -> Router {
-    let mut router = routes
+    let routed = routes
         .into_router()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone());
+    // The middleware wraps the routed service once: `Router::layer` wraps
+    // every route apart, which made building the admin router (70 routes,
+    // a dozen layers) most of a cold start's work.
+    let mut router = Router::new()
+        .fallback_service(routed)
         .layer(axum::extract::DefaultBodyLimit::max(guards::BODY_LIMIT))
         .layer(axum::middleware::from_fn({
             let limit = state.config.request_timeout;
@@ -40,23 +46,21 @@ pub fn finish(routes: ApiRoutes, state: AppState) -> Router {
     for header in guards::security_headers() {
         router = router.layer(header);
     }
-    router
-        .layer(
-            ServiceBuilder::new()
-                // Outermost first: the id exists before the span opens, so
-                // every log line of the request carries it.
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(request_span)
-                        // One access-log line per request; 5xx are logged as errors.
-                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-                )
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(axum::middleware::from_fn_with_state(state.authenticator(), authenticate))
-                .layer(axum::middleware::from_fn_with_state(state.clone(), provide_state)),
-        )
-        .with_state(state)
+    router.layer(
+        ServiceBuilder::new()
+            // Outermost first: the id exists before the span opens, so
+            // every log line of the request carries it.
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(request_span)
+                    // One access-log line per request; 5xx are logged as errors.
+                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+            )
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(axum::middleware::from_fn_with_state(state.authenticator(), authenticate))
+            .layer(axum::middleware::from_fn_with_state(state, provide_state)),
+    )
 }
 
 /// Makes the state reachable to the per-route guard (its rate limiter).

@@ -427,26 +427,45 @@ async fn claim_domain(
 }
 
 /// The provisioning jobs, PENDING; dispatched once the transaction commits.
+/// One statement for all of them (one round trip, not one per job).
 async fn insert_jobs(new: &NewOrder<'_>, subscription_id: Uuid, job_types: Vec<JobType>) -> AppResult<Vec<IntakeJob>> {
-    let payload = json!({ "domain": new.order.domain.as_ref().map(DomainName::as_str) });
-    let mut jobs = Vec::new();
-    for job_type in job_types {
-        let id: Uuid = new
-            .tx
-            .query_typed_one(
-                "INSERT INTO jobs (tenant_id, subscription_id, type, payload) VALUES ($1, $2, $3, $4) RETURNING id",
-                &[
-                    (&new.tenant_id, Type::UUID),
-                    (&subscription_id, Type::UUID),
-                    (&job_type, Type::TEXT),
-                    (&payload, Type::JSONB),
-                ],
-            )
-            .await?
-            .try_get(0)?;
-        jobs.push(IntakeJob { id, job_type: job_type.as_str().into(), status: "PENDING".into() });
+    if job_types.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(jobs)
+    let payload = json!({ "domain": new.order.domain.as_ref().map(DomainName::as_str) });
+    let types: Vec<&str> = job_types.iter().map(|t| t.as_str()).collect();
+    let rows = new
+        .tx
+        .query_typed(
+            "INSERT INTO jobs (tenant_id, subscription_id, type, payload)
+             SELECT $1, $2, job_type, $4 FROM unnest($3::text[]) AS job_type
+             RETURNING id, type",
+            &[
+                (&new.tenant_id, Type::UUID),
+                (&subscription_id, Type::UUID),
+                (&types, Type::TEXT_ARRAY),
+                (&payload, Type::JSONB),
+            ],
+        )
+        .await?;
+    let mut inserted = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: Uuid = row.try_get(0)?;
+        let job_type: JobType = row.try_get(1)?;
+        inserted.push((job_type, id));
+    }
+    // In the order the types were asked for (each type once per order).
+    job_types
+        .into_iter()
+        .map(|job_type| {
+            let id = inserted
+                .iter()
+                .find(|(t, _)| *t == job_type)
+                .map(|(_, id)| *id)
+                .ok_or_else(|| AppError::internal(anyhow::anyhow!("job {} was not inserted", job_type.as_str())))?;
+            Ok(IntakeJob { id, job_type: job_type.as_str().into(), status: "PENDING".into() })
+        })
+        .collect()
 }
 
 async fn find_or_create_customer(

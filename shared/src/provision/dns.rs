@@ -59,8 +59,9 @@ pub struct PdnsClient<'a> {
 
 impl<'a> PdnsClient<'a> {
     pub fn new(p: Provisioner<'a>) -> Result<PdnsClient<'a>, JobError> {
-        let config = p.pdns.ok_or_else(|| JobError::permanent("PowerDNS is not configured in this process"))?;
-        Ok(PdnsClient { http: p.http, config })
+        let (config, http) =
+            p.pdns.zip(p.http).ok_or_else(|| JobError::permanent("PowerDNS is not configured in this process"))?;
+        Ok(PdnsClient { http, config })
     }
 
     fn zones_url(&self) -> String {

@@ -29,7 +29,7 @@ use crate::types::DomainName;
 pub struct Provisioner<'a> {
     pub db: &'a DbPool,
     /// For PowerDNS; built once per process, it pools connections.
-    pub http: &'a reqwest::Client,
+    pub http: Option<&'a reqwest::Client>,
     pub pdns: Option<&'a PdnsConfig>,
     /// The platform key, for servers not yet moved to their tenant's key.
     pub ssh_key: Option<&'a SshKeySource>,
@@ -44,7 +44,7 @@ impl<'a> Provisioner<'a> {
     pub fn of(state: &'a AppState) -> Provisioner<'a> {
         Provisioner {
             db: &state.db,
-            http: &state.http,
+            http: state.http.as_ref(),
             pdns: state.config.pdns.as_ref(),
             ssh_key: state.config.ssh_private_key.as_ref(),
             tenant_keys: state.tenant_keys.as_deref(),

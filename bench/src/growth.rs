@@ -22,14 +22,7 @@ pub struct GrowthRow {
 pub async fn measure(db: &BenchDb, base: &str, sizes: &[i64], runs: usize) -> Result<Vec<GrowthRow>> {
     let client = Stack::connect(&db.url).await?;
     let crate::stack::DemoPlan { tenant, price, .. } = Stack::demo_plan(&client).await?;
-    let customer: Uuid = client
-        .query_one(
-            "INSERT INTO customers (tenant_id, email, full_name) VALUES ($1, 'growth@example.org', 'Growth Customer')
-             RETURNING id",
-            &[&tenant],
-        )
-        .await?
-        .get(0);
+    let customer = Stack::customer(&client, tenant, "growth").await?;
     let http = reqwest::Client::new();
     let token = login(&http, base, db).await?;
     let mut rows = Vec::new();

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
+use mpanel::provision::dns::{self, RecordSet};
+
 use crate::intake::OrderPoster;
 use crate::load::{self, Sample};
 use crate::stack::{Env, Stack};
@@ -373,9 +375,7 @@ impl Floor {
             0 => {
                 let ip: std::net::IpAddr = [127, 0, 0, 1].into();
                 let sets = mpanel::provision::dns::records_for(&name, Some(ip), Some(ip));
-                let rrsets: Vec<(String, &str, Vec<String>)> =
-                    sets.into_iter().map(|set| (set.name, set.rtype, set.contents)).collect();
-                self.zone_with(&zone, &owner, &rrsets).await
+                self.zone_with(&zone, &owner, &sets).await
             }
             1 => {
                 let account = Uuid::new_v4().simple().to_string();
@@ -394,23 +394,22 @@ impl Floor {
                     .map_err(|e| e.to_string())?;
                 let dkim = self.ssh.run(&["sudo", "-n", "mpanel-mail", "dkim-key", domain, "mpanel"], "").await?;
                 let txt = mpanel::provision::mail::txt_strings(dkim.trim());
-                self.zone_with(&zone, &owner, &[(format!("mpanel._domainkey.{zone}"), "TXT", vec![txt])]).await
+                let dkim = RecordSet { name: format!("mpanel._domainkey.{zone}"), rtype: "TXT", contents: vec![txt] };
+                self.zone_with(&zone, &owner, &[dkim]).await
             }
         }
     }
 
     /// The zone created holding `sets`, or, when it exists, `sets` put in by
     /// one PATCH.
-    async fn zone_with(&self, zone: &str, owner: &str, sets: &[(String, &str, Vec<String>)]) -> Result<(), String> {
-        let rrsets: Vec<Value> =
-            sets.iter().map(|(name, rtype, contents)| rrset(name, rtype, contents, None)).collect();
-        let create = json!({"name": zone, "kind": "Native", "nameservers": self.nameservers,
-                            "account": owner, "rrsets": rrsets});
+    /// The request bodies are mPanel's own (`provision::dns`), so the floor
+    /// sends exactly what a DNS job sends.
+    async fn zone_with(&self, zone: &str, owner: &str, sets: &[RecordSet]) -> Result<(), String> {
+        let create = dns::new_zone_body(zone, owner, &self.nameservers, sets);
         if self.pdns(self.http.post(&self.zones).json(&create)).await? != reqwest::StatusCode::CONFLICT {
             return Ok(());
         }
-        let rrsets: Vec<Value> =
-            sets.iter().map(|(name, rtype, contents)| rrset(name, rtype, contents, Some("REPLACE"))).collect();
+        let rrsets: Vec<Value> = sets.iter().map(|set| dns::rrset_json(set, dns::TTL, Some("REPLACE"))).collect();
         self.pdns(self.http.patch(format!("{}/{zone}", self.zones)).json(&json!({ "rrsets": rrsets }))).await.map(drop)
     }
 
@@ -439,15 +438,6 @@ impl Floor {
         self.ssh.close().await;
         let _ = self.db.batch_execute("DROP TABLE IF EXISTS bench_floor_mailboxes").await;
     }
-}
-
-fn rrset(name: &str, rtype: &str, contents: &[String], changetype: Option<&str>) -> Value {
-    let mut set = json!({"name": name, "type": rtype, "ttl": 3600,
-        "records": contents.iter().map(|c| json!({"content": c, "disabled": false})).collect::<Vec<_>>()});
-    if let Some(change) = changetype {
-        set["changetype"] = json!(change);
-    }
-    set
 }
 
 /// One ssh master to the stack's sshd (the platform key, the pinned host

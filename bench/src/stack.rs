@@ -82,6 +82,18 @@ impl Stack {
         Ok(DemoPlan { tenant: row.get(0), price: row.get(1), product: row.get(2) })
     }
 
+    /// A customer of `tenant` named after what seeds it (`<label>@example.org`).
+    pub async fn customer(client: &tokio_postgres::Client, tenant: uuid::Uuid, label: &str) -> Result<uuid::Uuid> {
+        let row = client
+            .query_one(
+                "INSERT INTO customers (tenant_id, email, full_name) VALUES ($1, $2::text || '@example.org', initcap($2::text) || ' Customer')
+                 RETURNING id",
+                &[&tenant, &label],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
     pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
         tokio::spawn(connection);

@@ -56,14 +56,7 @@ const QUERIES: &[(&str, &str)] = &[
 pub async fn measure(env: &Env, db_url: &str, sizes: &[(i64, i64)], runs: usize) -> Result<Vec<SweepRow>> {
     let client = Stack::connect(db_url).await?;
     let crate::stack::DemoPlan { tenant, price, product } = Stack::demo_plan(&client).await?;
-    let customer: Uuid = client
-        .query_one(
-            "INSERT INTO customers (tenant_id, email, full_name) VALUES ($1, 'sweep@example.org', 'Sweep Customer')
-             RETURNING id",
-            &[&tenant],
-        )
-        .await?
-        .get(0);
+    let customer = Stack::customer(&client, tenant, "sweep").await?;
     let order: Uuid = client
         .query_one(
             "INSERT INTO orders (tenant_id, customer_id, price_id, external_order_id, status, total_amount_cents,

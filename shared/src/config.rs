@@ -152,9 +152,9 @@ impl Config {
         // The AWS SDK is only set up when something needs it, so a process
         // that uses no AWS service never looks for credentials or a region.
         let uses_aws = needs.sqs || env.iter().any(|(k, v)| k.ends_with("_ARN") && !v.is_empty());
-        let aws = if uses_aws { Some(aws_sdk_config(env).await?) } else { None };
-        let secrets = SecretSource::new(env, aws.as_ref());
         let tls_ca_files = load_tls_ca_files(env)?;
+        let aws = if uses_aws { Some(aws_sdk_config_with(env, &tls_ca_files).await?) } else { None };
+        let secrets = SecretSource::new(env, aws.as_ref());
         // Every secret is fetched at once (a cold start waits for the slowest
         // GetSecretValue, not their sum); the results are then taken in the
         // order a reader fixes them, so the first missing or bad one is named.
@@ -577,6 +577,11 @@ fn load_jobs(env: &Env) -> Result<JobSettings, ConfigError> {
 /// The region is required (Lambda always sets it): looking it up from
 /// instance metadata would be slow and wrong outside AWS.
 pub async fn aws_sdk_config(env: &Env) -> Result<aws_config::SdkConfig, ConfigError> {
+    aws_sdk_config_with(env, &load_tls_ca_files(env)?).await
+}
+
+/// As [`aws_sdk_config`], with `TLS_CA_FILE` already read and checked.
+async fn aws_sdk_config_with(env: &Env, ca_files: &[PathBuf]) -> Result<aws_config::SdkConfig, ConfigError> {
     let region = env
         .get("AWS_REGION")
         .or_else(|| env.get("AWS_DEFAULT_REGION"))
@@ -596,7 +601,7 @@ pub async fn aws_sdk_config(env: &Env) -> Result<aws_config::SdkConfig, ConfigEr
     if let Some(endpoint) = env.get("AWS_ENDPOINT_URL") {
         loader = loader.endpoint_url(endpoint.clone());
     }
-    loader = loader.http_client(aws_http_client(&load_tls_ca_files(env)?)?);
+    loader = loader.http_client(aws_http_client(ca_files)?);
     if let (Some(id), Some(key)) = (env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")) {
         let creds = aws_sdk_secretsmanager::config::Credentials::new(
             id.clone(),

@@ -214,7 +214,7 @@ impl<'a> PdnsClient<'a> {
 
 /// One rrset as the PowerDNS API takes it; a zone's creation carries no
 /// `changetype`.
-fn rrset_json(set: &RecordSet, ttl: i32, changetype: Option<&str>) -> Value {
+pub fn rrset_json(set: &RecordSet, ttl: i32, changetype: Option<&str>) -> Value {
     let mut rrset = json!({
         "name": set.name, "type": set.rtype, "ttl": ttl,
         "records": set.contents.iter().map(|c| json!({"content": c, "disabled": false})).collect::<Vec<_>>(),
@@ -227,7 +227,7 @@ fn rrset_json(set: &RecordSet, ttl: i32, changetype: Option<&str>) -> Value {
 
 /// The body of `POST .../zones`: the zone marked as `owner`'s, with its
 /// nameservers and `sets`.
-fn new_zone_body(zone: &str, owner: &str, nameservers: &[String], sets: &[RecordSet]) -> Value {
+pub fn new_zone_body(zone: &str, owner: &str, nameservers: &[String], sets: &[RecordSet]) -> Value {
     let rrsets: Vec<Value> = sets.iter().map(|s| rrset_json(s, TTL, None)).collect();
     json!({ "name": zone, "kind": "Native", "nameservers": nameservers, "account": owner, "rrsets": rrsets })
 }

@@ -71,8 +71,9 @@ impl Report {
         writeln!(md, "- Machine: {}", machine())?;
         writeln!(
             md,
-            "- Command: `./scripts/stack up && ./scripts/bench` (`scripts/release-build --reuse`: the release \
-             `bootstrap` of every function, `hello-lambda`, `mpanel` and `mpanel-bench`, built with \
+            "- Command: `./scripts/stack up && ./scripts/bench` (`scripts/release-build --reuse`, then with `--bench`: the \
+             release `bootstrap` of every function, then of `hello-lambda`, `sweep-floor`, `mpanel` and \
+             `mpanel-bench`, built with \
              `cargo lambda build --release` or reused from `./scripts/test`'s build of the same build inputs; then \
              `mpanel-bench`, whose source is in `bench/`)."
         )?;

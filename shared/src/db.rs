@@ -233,25 +233,67 @@ pub async fn one_in_tenant<T>(
     row.as_ref().map(from_row).ok_or(AppError::NotFound)?
 }
 
+/// Fresh connections tried when a pooled one turns out dead at its first
+/// statement. With `RecyclingMethod::Fast` a connection whose session ended
+/// while it sat idle (a restart, a terminated backend, a rotated password)
+/// is handed out until its connection task has seen the close; nothing has
+/// run on it yet, so another connection may take the work over.
+const STALE_RETRIES: usize = 3;
+
+/// The session behind this connection is gone (not a statement's error).
+fn session_ended(err: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    if let Some(db) = err.as_db_error() {
+        return db.code().code().starts_with("08")
+            || [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN].contains(db.code());
+    }
+    err.is_closed() || std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>())
+}
+
 /// Runs `work` in one transaction: commit on `Ok`, roll back on `Err` (the
-/// transaction is dropped unfinished, which rolls it back).
+/// transaction is dropped unfinished, which rolls it back). A connection
+/// whose session ended while idle fails its `BEGIN` and is replaced.
 pub async fn in_transaction<T, F>(pool: &Pool, work: F) -> AppResult<T>
 where
     T: Send,
     F: for<'t> FnOnce(&'t tokio_postgres::Transaction<'_>) -> BoxFuture<'t, AppResult<T>> + Send,
 {
     let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let value = work(&tx).await?;
-    tx.commit().await?;
-    Ok(value)
+    let mut retries = STALE_RETRIES;
+    loop {
+        let failed = match client.transaction().await {
+            Ok(tx) => {
+                let value = work(&tx).await?;
+                tx.commit().await?;
+                return Ok(value);
+            }
+            Err(e) => e,
+        };
+        if retries == 0 || !session_ended(&failed) {
+            return Err(failed.into());
+        }
+        retries -= 1;
+        // Out of the pool for good, not back into it.
+        drop(deadpool_postgres::Object::take(client));
+        client = pool.get().await?;
+    }
 }
 
-/// Cheap readiness probe.
+/// Cheap readiness probe; a connection whose session ended while idle is
+/// replaced, as in [`in_transaction`].
 pub async fn ping(pool: &Pool) -> AppResult<()> {
-    let client = pool.get().await?;
-    client.query_typed("SELECT 1", &[]).await?;
-    Ok(())
+    let mut retries = STALE_RETRIES;
+    loop {
+        let client = pool.get().await?;
+        match client.query_typed("SELECT 1", &[]).await {
+            Ok(_) => return Ok(()),
+            Err(e) if retries > 0 && session_ended(&e) => {
+                retries -= 1;
+                drop(deadpool_postgres::Object::take(client));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Maps a unique constraint (or unique index) name to the API field it

@@ -1,6 +1,7 @@
 //! A database password rotated in Secrets Manager while `mpanel serve`
 //! runs: new connections are refused with the old one (28P01), the pool
-//! reads the secret again, and requests keep working.
+//! reads the secret again, and requests keep working: a pooled connection
+//! of an ended session is replaced at its first statement, so none fails.
 
 use mpanel_tests::{Serve, admin_client, host_and_port, put_secret, rotate_secret, spawn_app, spawn_serve};
 use uuid::Uuid;
@@ -56,9 +57,9 @@ async fn a_rotated_database_password_is_read_again_without_a_restart() {
     let _ = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", &[&role]).await;
     let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).await;
 
-    assert!(statuses.iter().filter(|s| **s == 503).count() <= 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
-    assert_eq!(statuses[2..], [200, 200, 200], "{statuses:?}");
+    // A pooled connection of the ended sessions fails its first statement;
+    // the probe then takes a fresh one, which signs in with the new password.
+    assert_eq!(statuses, [200; 5], "{statuses:?}\n{logs}");
     assert!(logs.contains("password was rotated"), "the pool read the secret again:\n{logs}");
 }
 

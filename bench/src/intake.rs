@@ -133,6 +133,14 @@ pub async fn measure(stack: &Stack, orders: usize, levels: &[usize], rounds: usi
     if sample.errors > 0 {
         bail!("warm-up orders failed: {:?}", sample.first_error);
     }
+    // Statistics, as a database in use has them. Without them the pool's
+    // connections keep the plans they made for nearly empty tables: the
+    // foreign-key check on subscriptions (tenant_id, id) ties on cost and
+    // takes subscriptions_customer_idx, which reads every subscription of
+    // the tenant, until autovacuum's first ANALYZE, about a minute in; each
+    // pgbench run connects anew and plans with the rows then present. That
+    // was the 1-client rounds slowing down (225, 159, 121 orders/s).
+    client.batch_execute("ANALYZE").await?;
 
     let mut rows = Vec::new();
     let per_round = orders.div_ceil(rounds.max(1));

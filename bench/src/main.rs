@@ -50,8 +50,9 @@ struct Args {
     provision_orders: usize,
     #[arg(long, value_delimiter = ',', default_values_t = [3, 16])]
     worker_concurrency: Vec<usize>,
-    /// Orders of one floor round.
-    #[arg(long, default_value_t = 150)]
+    /// Orders of one floor round (as many as mPanel's: the hosting server's
+    /// per-site costs grow with the sites a round leaves).
+    #[arg(long, default_value_t = 300)]
     floor_orders: usize,
     /// Interleaved rounds (floor, mPanel) per worker count.
     #[arg(long, default_value_t = 3)]

@@ -115,11 +115,17 @@ pub struct Plan {
 pub async fn measure(stack: &Stack, plan: &Plan) -> Result<Provisioning> {
     let floor = Floor::new(stack).await?;
     let floor_service = floor.service(30).await?;
+    // Every measurement starts from a hosting server without bench sites:
+    // each nginx reload reads every server block and each useradd rewrites
+    // /etc/passwd, so whoever ran second paid for the first one's sites
+    // (mPanel, after the floor, ran with 150 to 450 of them).
+    clean_remote(stack).await?;
     let mut levels = Vec::new();
     for &workers in &plan.levels {
         let mut rounds = Vec::new();
         for round in 0..plan.rounds {
             let floor_sample = floor.run(plan.floor_orders, workers, &format!("c{workers}r{round}")).await?;
+            clean_remote(stack).await?;
             let mpanel = burst(stack, workers, plan.burst_orders, &format!("c{workers}r{round}")).await?;
             println!(
                 "provision c={workers} round {round}: mPanel {:.2} orders/s ({:.1} jobs/s), floor {:.2} orders/s",

@@ -28,6 +28,10 @@ struct Args {
     /// `cargo lambda build --lambda-dir` output: `<function>/bootstrap`.
     #[arg(long)]
     lambda_dir: PathBuf,
+    /// The arm64 release build (what template.yaml deploys), for its sizes:
+    /// `<function>/bootstrap`. Sizes only: this machine cannot run it.
+    #[arg(long)]
+    arm64_dir: Option<PathBuf>,
     /// The repository's `events/` folder.
     #[arg(long)]
     events: PathBuf,
@@ -158,7 +162,16 @@ async fn main() -> Result<()> {
         println!("a partial run (--only): {} is left as it was", args.out.display());
         return Ok(());
     };
+    let sizes = ["auth", "products", "orders", "admin", "worker", "scheduler", "migrate"]
+        .iter()
+        .map(|f| report::SizeRow {
+            function: f.to_string(),
+            x86_64: stack::file_size(&args.lambda_dir.join(f).join("bootstrap")),
+            arm64: args.arm64_dir.as_ref().map(|d| stack::file_size(&d.join(f).join("bootstrap"))),
+        })
+        .collect();
     let report = report::Report {
+        sizes,
         intake,
         intake_orders: args.intake_orders,
         provision,

@@ -12,7 +12,15 @@ use crate::load::ms;
 use crate::login::LoginRow;
 use crate::provision::Provisioning;
 
+/// A function's release bootstrap, in bytes (0: not built).
+pub struct SizeRow {
+    pub function: String,
+    pub x86_64: u64,
+    pub arm64: Option<u64>,
+}
+
 pub struct Report {
+    pub sizes: Vec<SizeRow>,
     pub intake: Vec<IntakeRow>,
     pub intake_orders: usize,
     pub provision: Provisioning,
@@ -57,6 +65,28 @@ fn machine() -> String {
 }
 
 impl Report {
+    /// Every function's stripped release bootstrap in MB (10^6 bytes), for
+    /// the target of 8 MB on arm64, the architecture template.yaml deploys.
+    fn render_sizes(&self, md: &mut String) -> Result<()> {
+        let mb = |bytes: u64| match bytes {
+            0 => "not built".to_string(),
+            b => format!("{:.2}", b as f64 / 1e6),
+        };
+        writeln!(
+            md,
+            "\n**Sizes.** Each function's release `bootstrap` (stripped, fat LTO, `opt-level = \"s\"`, \
+             `panic = \"abort\"`), in MB of 10^6 bytes. arm64 is what template.yaml deploys \
+             (`scripts/release-build --arm64`); the cold starts above run the x86_64 build. Target: ≤ 8 MB.\n"
+        )?;
+        writeln!(md, "| function | x86_64 MB | arm64 MB |")?;
+        writeln!(md, "|---|---:|---:|")?;
+        for row in &self.sizes {
+            let arm64 = row.arm64.map(mb).unwrap_or_else(|| "not measured".into());
+            writeln!(md, "| {} | {} | {} |", row.function, mb(row.x86_64), arm64)?;
+        }
+        Ok(())
+    }
+
     pub fn render(&self) -> Result<String> {
         let mut md = String::new();
         let today = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
@@ -73,7 +103,7 @@ impl Report {
             md,
             "- Command: `./scripts/stack up && ./scripts/bench` (`scripts/release-build --reuse`, then with `--bench`: the \
              release `bootstrap` of every function, then of `hello-lambda`, `sweep-floor`, `mpanel` and \
-             `mpanel-bench`, built with \
+             `mpanel-bench`, then with `--arm64` the functions again for their sizes, built with \
              `cargo lambda build --release` or reused from `./scripts/test`'s build of the same build inputs; then \
              `mpanel-bench`, whose source is in `bench/`)."
         )?;
@@ -279,6 +309,7 @@ impl Report {
                 row.peak_rss_kib as f64 / 1024.0,
             )?;
         }
+        self.render_sizes(md)?;
         let first_response = |name: &str| self.cold.iter().find(|r| r.function == name).map(|r| r.to_first_response);
         if let (Some(scheduler), Some(floor)) = (first_response("scheduler"), first_response("sweep-floor")) {
             writeln!(

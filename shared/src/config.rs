@@ -594,25 +594,78 @@ async fn aws_sdk_config_with(env: &Env, ca_files: &[PathBuf]) -> Result<aws_conf
         .operation_attempt_timeout(std::time::Duration::from_secs(3))
         .operation_timeout(std::time::Duration::from_secs(7))
         .build();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.clone()))
-        .timeout_config(timeouts)
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2));
-    if let Some(endpoint) = env.get("AWS_ENDPOINT_URL") {
-        loader = loader.endpoint_url(endpoint.clone());
-    }
-    loader = loader.http_client(aws_http_client(ca_files)?);
-    if let (Some(id), Some(key)) = (env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")) {
-        let creds = aws_sdk_secretsmanager::config::Credentials::new(
+    let retries = aws_config::retry::RetryConfig::standard().with_max_attempts(2);
+    let credentials = match (env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(key)) => Some(aws_sdk_secretsmanager::config::Credentials::new(
             id.clone(),
             key.clone(),
             env.get("AWS_SESSION_TOKEN").cloned(),
             None,
             "mpanel-env",
-        );
-        loader = loader.credentials_provider(creds);
+        )),
+        _ => None,
+    };
+    let settings = AwsSettings {
+        region: aws_config::Region::new(region.clone()),
+        endpoint: env.get("AWS_ENDPOINT_URL").cloned(),
+        timeouts,
+        retries,
+        http: aws_http_client(ca_files)?,
+        credentials,
+    };
+    build_sdk_config(settings).await
+}
+
+struct AwsSettings {
+    region: aws_config::Region,
+    endpoint: Option<String>,
+    timeouts: aws_config::timeout::TimeoutConfig,
+    retries: aws_config::retry::RetryConfig,
+    http: aws_sdk_sqs::config::SharedHttpClient,
+    credentials: Option<aws_sdk_secretsmanager::config::Credentials>,
+}
+
+/// With the credential chain: the environment's keys when set, else the
+/// chain (a profile, SSO, web identity, instance metadata).
+#[cfg(feature = "aws-credential-chain")]
+async fn build_sdk_config(settings: AwsSettings) -> Result<aws_config::SdkConfig, ConfigError> {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(settings.region)
+        .timeout_config(settings.timeouts)
+        .retry_config(settings.retries)
+        .http_client(settings.http);
+    if let Some(endpoint) = settings.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(credentials) = settings.credentials {
+        loader = loader.credentials_provider(credentials);
     }
     Ok(loader.load().await)
+}
+
+/// Without it (a Lambda function): the environment's keys, which Lambda
+/// sets from the function's role. The SDK's clients fill in the rest
+/// (sleep, time source, identity cache) as they would for `load()`.
+#[cfg(not(feature = "aws-credential-chain"))]
+async fn build_sdk_config(settings: AwsSettings) -> Result<aws_config::SdkConfig, ConfigError> {
+    let credentials = settings.credentials.ok_or_else(|| {
+        ConfigError::new(
+            "AWS_ACCESS_KEY_ID",
+            "and AWS_SECRET_ACCESS_KEY are required: a Lambda function has its role's there \
+             (build with the aws-credential-chain feature for other sources)",
+        )
+    })?;
+    let mut builder = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(settings.region)
+        .timeout_config(settings.timeouts)
+        .retry_config(settings.retries)
+        .http_client(settings.http)
+        .credentials_provider(aws_sdk_secretsmanager::config::SharedCredentialsProvider::new(credentials));
+    if let Some(endpoint) = settings.endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    Ok(builder.build())
 }
 
 /// The SDK's HTTPS client, trusting the Amazon Trust Services roots (every
@@ -620,21 +673,16 @@ async fn aws_sdk_config_with(env: &Env, ca_files: &[PathBuf]) -> Result<aws_conf
 /// loading them (rustls-native-certs, a 200 kB PEM) was two thirds of the
 /// init of every function with an SQS or Secrets Manager client.
 fn aws_http_client(ca_files: &[PathBuf]) -> Result<aws_sdk_sqs::config::SharedHttpClient, ConfigError> {
-    use aws_smithy_http_client::tls;
-    let mut roots = tls::TrustStore::empty().with_native_roots(false);
-    roots.add_pem_certificate(crate::tls::AMAZON_TRUST_SERVICES_ROOTS);
-    for file in ca_files {
-        let pem = std::fs::read(file).map_err(|e| ConfigError::new("TLS_CA_FILE", format!("cannot read it: {e}")))?;
-        roots.add_pem_certificate(pem);
-    }
-    let context = tls::TlsContext::builder()
-        .with_trust_store(roots)
-        .build()
+    let roots = crate::tls::roots_of(
+        Some((crate::tls::AMAZON_TRUST_SERVICES_ROOTS, "the Amazon Trust Services roots")),
+        ca_files,
+    )
+    .and_then(crate::tls::client_config_trusting)
+    .map_err(|e| ConfigError::new("TLS_CA_FILE", e))?;
+    // As the SDK's connect timeout (aws_sdk_config_with): the client is built before the SDK hands it its settings.
+    let client = crate::outbound::client(roots, std::time::Duration::from_secs(2))
         .map_err(|e| ConfigError::new("TLS_CA_FILE", e.to_string()))?;
-    Ok(aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
-        .tls_context(context)
-        .build_https())
+    Ok(crate::outbound::for_aws_sdk(client))
 }
 
 enum SecretValue {

@@ -247,6 +247,12 @@ fn session_ended(err: &tokio_postgres::Error) -> bool {
         return db.code().code().starts_with("08")
             || [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN].contains(db.code());
     }
+    connection_lost(err)
+}
+
+/// The client's connection is gone (closed, or its socket failed): nothing
+/// more can run on it.
+fn connection_lost(err: &tokio_postgres::Error) -> bool {
     err.is_closed() || std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>())
 }
 
@@ -332,7 +338,7 @@ impl From<tokio_postgres::Error> for AppError {
             }
             return AppError::Internal(anyhow::Error::new(err).context("database error"));
         }
-        if err.is_closed() || std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>()) {
+        if connection_lost(&err) {
             return AppError::Unavailable(format!("database: {err}"));
         }
         AppError::Internal(anyhow::Error::new(err).context("database error"))

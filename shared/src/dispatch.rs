@@ -54,8 +54,25 @@ pub struct JobsMessage {
 #[derive(Clone)]
 pub struct Dispatcher {
     kv: Kv,
-    sqs: Option<(aws_sdk_sqs::Client, String)>,
+    sqs: Option<SqsQueue>,
     promote: Script,
+}
+
+/// The jobs queue, with its client built at the first send: building an SQS
+/// client (its endpoint rules and partition table) is most of what init
+/// costs beyond hello-world in orders, admin and the worker, and most of
+/// their invocations never send.
+#[derive(Clone)]
+struct SqsQueue {
+    aws: aws_config::SdkConfig,
+    url: String,
+    client: std::sync::Arc<std::sync::OnceLock<aws_sdk_sqs::Client>>,
+}
+
+impl SqsQueue {
+    fn client(&self) -> &aws_sdk_sqs::Client {
+        self.client.get_or_init(|| aws_sdk_sqs::Client::new(&self.aws))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -74,7 +91,7 @@ impl DispatchReport {
 impl Dispatcher {
     pub fn new(kv: Kv, aws: Option<&aws_config::SdkConfig>, queue_url: Option<String>) -> Dispatcher {
         let sqs = match (aws, queue_url) {
-            (Some(aws), Some(url)) => Some((aws_sdk_sqs::Client::new(aws), url)),
+            (Some(aws), Some(url)) => Some(SqsQueue { aws: aws.clone(), url, client: Default::default() }),
             _ => None,
         };
         Dispatcher { kv, sqs, promote: Script::new(PROMOTE_DUE) }
@@ -155,9 +172,10 @@ impl Dispatcher {
     }
 
     async fn send_sqs(&self, job_ids: &[Uuid], delay: Duration) -> anyhow::Result<()> {
-        let Some((client, url)) = &self.sqs else {
+        let Some(queue) = &self.sqs else {
             anyhow::bail!("no SQS queue configured");
         };
+        let (client, url) = (queue.client(), &queue.url);
         // Rounded up: a hint must not arrive before the job is due.
         let delay_secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
         let delay_secs = i32::try_from(delay_secs.min(MAX_SQS_DELAY_SECS)).unwrap_or(0);

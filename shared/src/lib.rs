@@ -25,6 +25,7 @@ pub mod lambda;
 pub mod login;
 pub mod openapi;
 pub mod orders;
+pub mod outbound;
 pub mod provision;
 pub mod ratelimit;
 pub mod sealing;

@@ -121,6 +121,31 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// A client configuration that trusts exactly `roots`, checking chain and
+/// name: AWS endpoints (the Amazon Trust Services roots and `TLS_CA_FILE`),
+/// or an ACME server.
+pub fn client_config_trusting(roots: RootCertStore) -> Result<ClientConfig, String> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The roots of PEM files, and of `pem` when given: the AWS endpoints' own
+/// (every one chains to an Amazon Trust Services root) or an ACME test CA.
+pub fn roots_of(pem: Option<(&[u8], &str)>, files: &[PathBuf]) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    if let Some((pem, what)) = pem {
+        add_pem(&mut roots, pem, what)?;
+    }
+    for file in files {
+        let text = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        add_pem(&mut roots, &text, &file.display().to_string())?;
+    }
+    Ok(roots)
+}
+
 /// A client configuration that checks the server as `mode` asks.
 pub fn client_config(mode: SslMode, extra_roots: &[PathBuf]) -> Result<ClientConfig, String> {
     let provider = provider();

@@ -46,6 +46,9 @@ pub struct TestApp {
 pub struct SiteCleanup {
     database_url: Option<String>,
     web_root: Option<std::path::PathBuf>,
+    /// The running stack's, from its env: not a path compiled into this
+    /// crate, which a build reused by another clone would point elsewhere.
+    nginx_sites: Option<std::path::PathBuf>,
 }
 
 impl SiteCleanup {
@@ -53,10 +56,11 @@ impl SiteCleanup {
         SiteCleanup {
             database_url: env.get("DATABASE_URL").cloned(),
             web_root: env.get("MPANEL_TEST_WEB_ROOT").map(std::path::PathBuf::from),
+            nginx_sites: env.get("MPANEL_TEST_NGINX_SITES").map(std::path::PathBuf::from),
         }
     }
 
-    fn run(url: &str, web_root: &std::path::Path) {
+    fn run(url: &str, web_root: &std::path::Path, nginx_sites: &std::path::Path) {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         let accounts: Vec<(Uuid, String)> = runtime.block_on(async {
             let Ok((client, connection)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await else {
@@ -73,7 +77,6 @@ impl SiteCleanup {
                 .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
                 .unwrap_or_default()
         });
-        let nginx_sites = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.stack/nginx/sites");
         for (account, domain) in accounts {
             let marker = web_root.join(".mpanel/sites").join(&domain);
             let ours = std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == account.simple().to_string());
@@ -92,8 +95,10 @@ impl SiteCleanup {
 
 impl Drop for SiteCleanup {
     fn drop(&mut self) {
-        if let (Some(url), Some(web_root)) = (self.database_url.take(), self.web_root.take()) {
-            let _ = std::thread::spawn(move || SiteCleanup::run(&url, &web_root)).join();
+        if let (Some(url), Some(web_root), Some(nginx_sites)) =
+            (self.database_url.take(), self.web_root.take(), self.nginx_sites.take())
+        {
+            let _ = std::thread::spawn(move || SiteCleanup::run(&url, &web_root, &nginx_sites)).join();
         }
     }
 }

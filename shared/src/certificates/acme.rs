@@ -63,11 +63,14 @@ impl AcmeError {
 /// An HTTP client for the ACME server: with `ACME_CA_FILE`, that CA alone
 /// (a test server's); otherwise the web's roots.
 fn builder(config: &AcmeConfig) -> Result<AccountBuilder, AcmeError> {
-    match &config.ca_file {
-        Some(path) => Account::builder_with_root(path),
-        None => Account::builder(),
-    }
-    .map_err(|e| AcmeError::from_acme("client", e))
+    let roots = match &config.ca_file {
+        Some(path) => crate::tls::roots_of(None, std::slice::from_ref(path)),
+        None => Ok(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }),
+    };
+    let tls = roots.and_then(crate::tls::client_config_trusting).map_err(AcmeError::permanent)?;
+    let client = crate::outbound::client(tls, std::time::Duration::from_secs(10))
+        .map_err(|e| AcmeError::permanent(format!("ACME client: {e}")))?;
+    Ok(Account::builder_with_http(crate::outbound::for_acme(client)))
 }
 
 fn sealing_context(tenant_id: Uuid, directory_url: &str) -> Vec<u8> {

@@ -193,7 +193,7 @@ pub async fn domain_page<T>(
     from_row: impl Fn(&tokio_postgres::Row) -> Result<T, AppError>,
 ) -> Result<axum::Json<super::pagination::Page<T>>, AppError> {
     let Listing { filters, page, mut problems } = listing;
-    let domain = problems.param("domain", filters.domain, crate::types::DomainName::parse);
+    let domain = problems.param("domain", filters.domain, crate::types::DomainName::lookup);
     problems.finish()?;
     let DomainList { select, tenant, domain: domain_column, key } = list;
     let filtered = format!("{select} WHERE {tenant} = $1 AND ($2::text IS NULL OR {domain_column} = $2)");

@@ -106,7 +106,7 @@ pub async fn find_target(db: &DbPool, job: &ClaimedJob) -> Result<Option<Target>
         tenant_id: job.tenant_id,
         subscription_id,
         domain_id: row.try_get(0)?,
-        domain: DomainName::parse(&name).map_err(|e| JobError::permanent(format!("stored domain {name:?} {e}")))?,
+        domain: DomainName::stored(&name).map_err(|e| JobError::permanent(format!("stored domain {name:?} {e}")))?,
         product_type: row.try_get(2)?,
         limits: row.try_get(3)?,
     }))

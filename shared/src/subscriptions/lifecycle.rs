@@ -198,7 +198,7 @@ pub async fn request_in(
         .transpose()?;
     let archive = domain
         .as_deref()
-        .and_then(|d| DomainName::parse(d).ok())
+        .and_then(|d| DomainName::stored(d).ok())
         .map(|d| crate::provision::lifecycle::archive_name(&d, chrono::Utc::now().date_naive()));
     let payload = json!({
         "domain": domain, "reason": reason, "suspendedFor": suspended_for,

@@ -142,18 +142,30 @@ pub fn process_env() -> Env {
 }
 
 impl Config {
-    /// Loads from the process environment.
-    pub async fn from_env(needs: Needs) -> Result<Config, ConfigError> {
-        Config::load(&process_env(), needs).await
+    /// A Lambda function's, from the process environment, where Lambda also
+    /// puts its role's credentials: the AWS SDK's credential chain is not
+    /// needed, and not linked into the functions (see [`AwsCredentials`]).
+    pub async fn from_lambda_env(needs: Needs) -> Result<Config, ConfigError> {
+        Config::load_with(&process_env(), needs, AwsCredentials::ENVIRONMENT).await
     }
 
-    /// Reads every section this process needs; each error names its variable.
+    /// Reads every section this process needs; each error names its
+    /// variable. AWS credentials: the environment's, else the SDK's chain.
     pub async fn load(env: &Env, needs: Needs) -> Result<Config, ConfigError> {
+        Config::load_with(env, needs, AwsCredentials::CHAIN).await
+    }
+
+    /// As [`Config::load`], in a Lambda function (see [`Config::from_lambda_env`]).
+    pub async fn load_in_lambda(env: &Env, needs: Needs) -> Result<Config, ConfigError> {
+        Config::load_with(env, needs, AwsCredentials::ENVIRONMENT).await
+    }
+
+    async fn load_with(env: &Env, needs: Needs, credentials: AwsCredentials) -> Result<Config, ConfigError> {
         // The AWS SDK is only set up when something needs it, so a process
         // that uses no AWS service never looks for credentials or a region.
         let uses_aws = needs.sqs || env.iter().any(|(k, v)| k.ends_with("_ARN") && !v.is_empty());
         let tls_ca_files = load_tls_ca_files(env)?;
-        let aws = if uses_aws { Some(aws_sdk_config_with(env, &tls_ca_files).await?) } else { None };
+        let aws = if uses_aws { Some(aws_sdk_config_with(env, &tls_ca_files, credentials).await?) } else { None };
         let secrets = SecretSource::new(env, aws.as_ref());
         // Every secret is fetched at once (a cold start waits for the slowest
         // GetSecretValue, not their sum); the results are then taken in the
@@ -577,11 +589,15 @@ fn load_jobs(env: &Env) -> Result<JobSettings, ConfigError> {
 /// The region is required (Lambda always sets it): looking it up from
 /// instance metadata would be slow and wrong outside AWS.
 pub async fn aws_sdk_config(env: &Env) -> Result<aws_config::SdkConfig, ConfigError> {
-    aws_sdk_config_with(env, &load_tls_ca_files(env)?).await
+    aws_sdk_config_with(env, &load_tls_ca_files(env)?, AwsCredentials::CHAIN).await
 }
 
 /// As [`aws_sdk_config`], with `TLS_CA_FILE` already read and checked.
-async fn aws_sdk_config_with(env: &Env, ca_files: &[PathBuf]) -> Result<aws_config::SdkConfig, ConfigError> {
+async fn aws_sdk_config_with(
+    env: &Env,
+    ca_files: &[PathBuf],
+    credentials_from: AwsCredentials,
+) -> Result<aws_config::SdkConfig, ConfigError> {
     let region = env
         .get("AWS_REGION")
         .or_else(|| env.get("AWS_DEFAULT_REGION"))
@@ -613,7 +629,26 @@ async fn aws_sdk_config_with(env: &Env, ca_files: &[PathBuf]) -> Result<aws_conf
         http: aws_http_client(ca_files)?,
         credentials,
     };
-    build_sdk_config(settings).await
+    (credentials_from.build)(settings).await
+}
+
+/// Where the AWS SDK's credentials come from, as the function that builds
+/// its config: a pointer, so a binary links the SDK's credential chain
+/// (profiles, SSO, web identity, container and instance metadata, with
+/// STS: about 0.3 MB) only when it names [`AwsCredentials::CHAIN`]. The
+/// Lambda functions name [`AwsCredentials::ENVIRONMENT`] only.
+#[derive(Clone, Copy)]
+pub struct AwsCredentials {
+    build: fn(AwsSettings) -> futures::future::BoxFuture<'static, Result<aws_config::SdkConfig, ConfigError>>,
+}
+
+impl AwsCredentials {
+    /// The environment's keys when set, else the SDK's chain: `mpanel` on
+    /// a server, the tests.
+    pub const CHAIN: AwsCredentials = AwsCredentials { build: |settings| Box::pin(with_credential_chain(settings)) };
+    /// The environment's keys only, which Lambda sets from the function's role.
+    pub const ENVIRONMENT: AwsCredentials =
+        AwsCredentials { build: |settings| Box::pin(with_environment_credentials(settings)) };
 }
 
 struct AwsSettings {
@@ -625,10 +660,7 @@ struct AwsSettings {
     credentials: Option<aws_sdk_secretsmanager::config::Credentials>,
 }
 
-/// With the credential chain: the environment's keys when set, else the
-/// chain (a profile, SSO, web identity, instance metadata).
-#[cfg(feature = "aws-credential-chain")]
-async fn build_sdk_config(settings: AwsSettings) -> Result<aws_config::SdkConfig, ConfigError> {
+async fn with_credential_chain(settings: AwsSettings) -> Result<aws_config::SdkConfig, ConfigError> {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(settings.region)
         .timeout_config(settings.timeouts)
@@ -643,16 +675,13 @@ async fn build_sdk_config(settings: AwsSettings) -> Result<aws_config::SdkConfig
     Ok(loader.load().await)
 }
 
-/// Without it (a Lambda function): the environment's keys, which Lambda
-/// sets from the function's role. The SDK's clients fill in the rest
-/// (sleep, time source, identity cache) as they would for `load()`.
-#[cfg(not(feature = "aws-credential-chain"))]
-async fn build_sdk_config(settings: AwsSettings) -> Result<aws_config::SdkConfig, ConfigError> {
+/// The SDK's clients fill in the rest (sleep, time source, identity cache)
+/// as they do after `aws_config::defaults(..).load()`.
+async fn with_environment_credentials(settings: AwsSettings) -> Result<aws_config::SdkConfig, ConfigError> {
     let credentials = settings.credentials.ok_or_else(|| {
         ConfigError::new(
             "AWS_ACCESS_KEY_ID",
-            "and AWS_SECRET_ACCESS_KEY are required: a Lambda function has its role's there \
-             (build with the aws-credential-chain feature for other sources)",
+            "and AWS_SECRET_ACCESS_KEY are required: Lambda sets them from the function's role",
         )
     })?;
     let mut builder = aws_config::SdkConfig::builder()
@@ -968,6 +997,25 @@ mod tests {
         env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), "auth".into());
         let cfg = Config::load(&env, Needs::NONE).await.unwrap();
         assert_eq!(cfg.db_pool_size, 2);
+    }
+
+    #[tokio::test]
+    async fn a_lambda_function_takes_aws_credentials_from_its_environment_only() {
+        use aws_sdk_sqs::config::ProvideCredentials;
+        let mut env = base_env();
+        env.insert("SQS_QUEUE_URL".into(), "https://sqs.us-east-1.amazonaws.com/1/jobs".into());
+        let err = Config::load_in_lambda(&env, Needs { sqs: true, ..Needs::NONE }).await.unwrap_err();
+        assert_eq!(err.var, "AWS_ACCESS_KEY_ID");
+
+        env.insert("AWS_ACCESS_KEY_ID".into(), "AKIDEXAMPLE".into());
+        env.insert("AWS_SECRET_ACCESS_KEY".into(), "secret".into());
+        env.insert("AWS_SESSION_TOKEN".into(), "token".into());
+        let cfg = Config::load_in_lambda(&env, Needs { sqs: true, ..Needs::NONE }).await.unwrap();
+        let aws = cfg.aws.expect("an SDK config");
+        let credentials = aws.credentials_provider().expect("a provider").provide_credentials().await.unwrap();
+        assert_eq!(credentials.access_key_id(), "AKIDEXAMPLE");
+        assert_eq!(credentials.session_token(), Some("token"));
+        assert_eq!(aws.region().map(|r| r.as_ref()), Some("us-east-1"));
     }
 
     #[tokio::test]

@@ -183,7 +183,7 @@ pub async fn handle_migrations(
 
 /// Applies pending migrations; the names applied, comma separated.
 async fn migrate(env: &Env) -> anyhow::Result<HashMap<String, String>> {
-    let config = Config::load(env, Needs::NONE).await?;
+    let config = Config::load_in_lambda(env, Needs::NONE).await?;
     let report = crate::db::migrate(&config.database).await?;
     let applied: Vec<String> = report.applied_migrations().iter().map(|m| m.to_string()).collect();
     tracing::info!(applied = ?applied, "migrations applied");

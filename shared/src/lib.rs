@@ -51,7 +51,7 @@ pub use state::AppState;
 /// with one line naming what is wrong (the runtime logs it as an init error).
 pub async fn init_function(needs: Needs) -> AppState {
     telemetry::init();
-    let built = match Config::from_env(needs).await {
+    let built = match Config::from_lambda_env(needs).await {
         Ok(config) => AppState::new(config),
         Err(e) => Err(e.into()),
     };

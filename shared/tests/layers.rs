@@ -15,6 +15,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "secrets",
             "sealing",
             "tls",
+            "outbound",
             "ssh_identity",
             "ssh_masters",
             "config",

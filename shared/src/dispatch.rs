@@ -54,7 +54,7 @@ pub struct JobsMessage {
 #[derive(Clone)]
 pub struct Dispatcher {
     kv: Kv,
-    sqs: Option<SqsQueue>,
+    sqs: Option<std::sync::Arc<SqsQueue>>,
     promote: Script,
 }
 
@@ -62,11 +62,10 @@ pub struct Dispatcher {
 /// client (its endpoint rules and partition table) is most of what init
 /// costs beyond hello-world in orders, admin and the worker, and most of
 /// their invocations never send.
-#[derive(Clone)]
 struct SqsQueue {
     aws: aws_config::SdkConfig,
     url: String,
-    client: std::sync::Arc<std::sync::OnceLock<aws_sdk_sqs::Client>>,
+    client: std::sync::OnceLock<aws_sdk_sqs::Client>,
 }
 
 impl SqsQueue {
@@ -91,7 +90,9 @@ impl DispatchReport {
 impl Dispatcher {
     pub fn new(kv: Kv, aws: Option<&aws_config::SdkConfig>, queue_url: Option<String>) -> Dispatcher {
         let sqs = match (aws, queue_url) {
-            (Some(aws), Some(url)) => Some(SqsQueue { aws: aws.clone(), url, client: Default::default() }),
+            (Some(aws), Some(url)) => {
+                Some(std::sync::Arc::new(SqsQueue { aws: aws.clone(), url, client: Default::default() }))
+            }
             _ => None,
         };
         Dispatcher { kv, sqs, promote: Script::new(PROMOTE_DUE) }

@@ -37,13 +37,19 @@ pub enum SslMode {
 }
 
 /// The roots every client trusts, plus `extra` PEM files.
+/// [`RDS_CA_BUNDLE`]'s trust anchors, made by build.rs.
+static RDS_TRUST_ANCHORS: &[rustls::pki_types::TrustAnchor<'static>] = {
+    use rustls::pki_types::{Der, TrustAnchor};
+    include!(concat!(env!("OUT_DIR"), "/rds_trust_anchors.rs"))
+};
+
 pub fn root_store(extra: &[PathBuf]) -> Result<RootCertStore, String> {
     // The built-in roots are parsed once per process, not once per client.
     static BUILT_IN: std::sync::OnceLock<Result<RootCertStore, String>> = std::sync::OnceLock::new();
     let mut roots = BUILT_IN
         .get_or_init(|| {
             let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            add_pem(&mut roots, RDS_CA_BUNDLE, "the RDS CA bundle")?;
+            roots.roots.extend_from_slice(RDS_TRUST_ANCHORS);
             Ok(roots)
         })
         .clone()?;
@@ -221,6 +227,15 @@ mod tests {
     fn the_shipped_bundle_and_webpki_roots_load() {
         let roots = root_store(&[]).expect("roots");
         assert!(roots.len() > webpki_roots::TLS_SERVER_ROOTS.len() + 100, "{}", roots.len());
+    }
+
+    /// build.rs's anchors are the bundle's, parsed here at run time.
+    #[test]
+    fn the_built_rds_anchors_are_the_shipped_bundle() {
+        let mut parsed = RootCertStore::empty();
+        add_pem(&mut parsed, RDS_CA_BUNDLE, "the RDS CA bundle").unwrap();
+        assert!(parsed.roots.len() > 100, "{}", parsed.roots.len());
+        assert_eq!(RDS_TRUST_ANCHORS, parsed.roots.as_slice());
     }
 
     /// The fast decoder reads what rustls' own PEM reader reads, across

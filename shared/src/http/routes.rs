@@ -9,7 +9,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, on};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use utoipa::ToSchema;
 use utoipa::openapi::{RefOr, Schema};
 
@@ -169,9 +169,14 @@ impl Doc {
     }
 }
 
+/// Routes and their descriptions, collected; the axum router is built once
+/// in [`ApiRoutes::into_router`]. Merging axum routers re-inserts every
+/// route of the merged one, so a function's router built by merging its
+/// groups inserted each route about three times (admin: 0.5 M of its
+/// 2.5 M instructions of init).
 #[derive(Default)]
 pub struct ApiRoutes {
-    router: Router<AppState>,
+    routes: Vec<(&'static str, MethodRouter<AppState>)>,
     specs: Vec<RouteSpec>,
 }
 
@@ -199,13 +204,13 @@ impl ApiRoutes {
             on(filter, handler).route_layer(axum::middleware::from_fn(move |req: Request, next: Next| async move {
                 guard(permission, limited, req, next).await
             }));
-        self.router = self.router.route(path, method_router);
+        self.routes.push((path, method_router));
         self.specs.push(RouteSpec { method, path, permission, limited, doc });
         self
     }
 
     pub fn merge(mut self, other: ApiRoutes) -> ApiRoutes {
-        self.router = self.router.merge(other.router);
+        self.routes.extend(other.routes);
         self.specs.extend(other.specs);
         self
     }
@@ -214,8 +219,10 @@ impl ApiRoutes {
         &self.specs
     }
 
+    /// One insertion per route; a path's methods join as `Router::route`
+    /// joins them (and, like it, a method declared twice for a path panics).
     pub fn into_router(self) -> Router<AppState> {
-        self.router
+        self.routes.into_iter().fold(Router::new(), |router, (path, method_router)| router.route(path, method_router))
     }
 }
 

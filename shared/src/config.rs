@@ -592,6 +592,8 @@ pub async fn aws_sdk_config(env: &Env) -> Result<aws_config::SdkConfig, ConfigEr
     aws_sdk_config_with(env, &load_tls_ca_files(env)?, AwsCredentials::CHAIN).await
 }
 
+const AWS_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// As [`aws_sdk_config`], with `TLS_CA_FILE` already read and checked.
 async fn aws_sdk_config_with(
     env: &Env,
@@ -606,7 +608,7 @@ async fn aws_sdk_config_with(
     // Short timeouts and few retries: a dispatch must not hold a request for
     // long when SQS is unreachable (the sweep resends later anyway).
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(std::time::Duration::from_secs(2))
+        .connect_timeout(AWS_CONNECT_TIMEOUT)
         .operation_attempt_timeout(std::time::Duration::from_secs(3))
         .operation_timeout(std::time::Duration::from_secs(7))
         .build();
@@ -708,8 +710,9 @@ fn aws_http_client(ca_files: &[PathBuf]) -> Result<aws_sdk_sqs::config::SharedHt
     )
     .and_then(crate::tls::client_config_trusting)
     .map_err(|e| ConfigError::new("TLS_CA_FILE", e))?;
-    // As the SDK's connect timeout (aws_sdk_config_with): the client is built before the SDK hands it its settings.
-    let client = crate::outbound::client(roots, std::time::Duration::from_secs(2))
+    // The SDK's own timeouts bound each call; the connect timeout is set on
+    // the client, which is built before the SDK hands it its settings.
+    let client = crate::outbound::client(roots, AWS_CONNECT_TIMEOUT, None)
         .map_err(|e| ConfigError::new("TLS_CA_FILE", e.to_string()))?;
     Ok(crate::outbound::for_aws_sdk(client))
 }

@@ -18,9 +18,19 @@ use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-/// A reqwest client that trusts what `tls` trusts.
-pub fn client(tls: rustls::ClientConfig, connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder().use_preconfigured_tls(tls).connect_timeout(connect_timeout).build()
+/// A reqwest client that trusts what `tls` trusts; `timeout` bounds a whole
+/// request when its caller has no deadline of its own.
+pub fn client(
+    tls: rustls::ClientConfig,
+    connect_timeout: Duration,
+    timeout: Option<Duration>,
+) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder().use_preconfigured_tls(tls).connect_timeout(connect_timeout);
+    match timeout {
+        Some(timeout) => builder.timeout(timeout),
+        None => builder,
+    }
+    .build()
 }
 
 /// `client` as the AWS SDK's HTTP client. The SDK's own timeouts (connect,

@@ -56,16 +56,11 @@ impl AppState {
         let tokens = config.jwt_secret.as_ref().map(|s| Arc::new(TokenKeys::new(s)));
         let dispatcher = Dispatcher::new(kv.clone(), config.aws.as_ref(), config.sqs_queue_url.clone());
         let http = match config.pdns {
-            Some(_) => Some(
-                reqwest::Client::builder()
-                    .use_preconfigured_tls(
-                        crate::tls::client_config(SslMode::VerifyFull, &config.tls_ca_files)
-                            .map_err(anyhow::Error::msg)?,
-                    )
-                    .connect_timeout(std::time::Duration::from_secs(5))
-                    .timeout(std::time::Duration::from_secs(15))
-                    .build()?,
-            ),
+            Some(_) => Some(crate::outbound::client(
+                crate::tls::client_config(SslMode::VerifyFull, &config.tls_ca_files).map_err(anyhow::Error::msg)?,
+                std::time::Duration::from_secs(5),
+                Some(std::time::Duration::from_secs(15)),
+            )?),
             None => None,
         };
         let tenant_keys = config

@@ -36,27 +36,17 @@ pub enum SslMode {
     VerifyFull,
 }
 
-/// The roots every client trusts, plus `extra` PEM files.
 /// [`RDS_CA_BUNDLE`]'s trust anchors, made by build.rs.
 static RDS_TRUST_ANCHORS: &[rustls::pki_types::TrustAnchor<'static>] = {
     use rustls::pki_types::{Der, TrustAnchor};
     include!(concat!(env!("OUT_DIR"), "/rds_trust_anchors.rs"))
 };
 
+/// The roots every client trusts, plus `extra` PEM files. The built-in ones
+/// are static anchors (webpki-roots' and build.rs's): nothing to parse.
 pub fn root_store(extra: &[PathBuf]) -> Result<RootCertStore, String> {
-    // The built-in roots are parsed once per process, not once per client.
-    static BUILT_IN: std::sync::OnceLock<Result<RootCertStore, String>> = std::sync::OnceLock::new();
-    let mut roots = BUILT_IN
-        .get_or_init(|| {
-            let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            roots.roots.extend_from_slice(RDS_TRUST_ANCHORS);
-            Ok(roots)
-        })
-        .clone()?;
-    for file in extra {
-        let pem = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        add_pem(&mut roots, &pem, &file.display().to_string())?;
-    }
+    let mut roots = RootCertStore { roots: [webpki_roots::TLS_SERVER_ROOTS, RDS_TRUST_ANCHORS].concat() };
+    add_files(&mut roots, extra)?;
     Ok(roots)
 }
 
@@ -145,11 +135,16 @@ pub fn roots_of(pem: Option<(&[u8], &str)>, files: &[PathBuf]) -> Result<RootCer
     if let Some((pem, what)) = pem {
         add_pem(&mut roots, pem, what)?;
     }
-    for file in files {
-        let text = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        add_pem(&mut roots, &text, &file.display().to_string())?;
-    }
+    add_files(&mut roots, files)?;
     Ok(roots)
+}
+
+fn add_files(roots: &mut RootCertStore, files: &[PathBuf]) -> Result<(), String> {
+    for file in files {
+        let pem = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        add_pem(roots, &pem, &file.display().to_string())?;
+    }
+    Ok(())
 }
 
 /// A client configuration that checks the server as `mode` asks.

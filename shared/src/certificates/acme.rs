@@ -68,7 +68,7 @@ fn builder(config: &AcmeConfig) -> Result<AccountBuilder, AcmeError> {
         None => Ok(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }),
     };
     let tls = roots.and_then(crate::tls::client_config_trusting).map_err(AcmeError::permanent)?;
-    let client = crate::outbound::client(tls, std::time::Duration::from_secs(10))
+    let client = crate::outbound::client(tls, std::time::Duration::from_secs(10), None)
         .map_err(|e| AcmeError::permanent(format!("ACME client: {e}")))?;
     Ok(Account::builder_with_http(crate::outbound::for_acme(client)))
 }

@@ -88,6 +88,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    mpanel::tls::install_default_provider();
     let args = Args::parse();
     std::fs::create_dir_all(&args.work_dir)?;
     let base_env: stack::Env = std::env::vars().collect();

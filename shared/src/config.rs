@@ -704,12 +704,9 @@ async fn with_environment_credentials(settings: AwsSettings) -> Result<aws_confi
 /// loading them (rustls-native-certs, a 200 kB PEM) was two thirds of the
 /// init of every function with an SQS or Secrets Manager client.
 fn aws_http_client(ca_files: &[PathBuf]) -> Result<aws_sdk_sqs::config::SharedHttpClient, ConfigError> {
-    let roots = crate::tls::roots_of(
-        Some((crate::tls::AMAZON_TRUST_SERVICES_ROOTS, "the Amazon Trust Services roots")),
-        ca_files,
-    )
-    .and_then(crate::tls::client_config_trusting)
-    .map_err(|e| ConfigError::new("TLS_CA_FILE", e))?;
+    let roots = crate::tls::roots_of(crate::tls::AMAZON_TRUST_ANCHORS, ca_files)
+        .and_then(crate::tls::client_config_trusting)
+        .map_err(|e| ConfigError::new("TLS_CA_FILE", e))?;
     // The SDK's own timeouts bound each call; the connect timeout is set on
     // the client, which is built before the SDK hands it its settings.
     let client = crate::outbound::client(roots, AWS_CONNECT_TIMEOUT, None)

@@ -55,8 +55,10 @@ pub struct JobsMessage {
 pub struct Dispatcher {
     kv: Kv,
     sqs: Option<std::sync::Arc<SqsQueue>>,
-    promote: Script,
 }
+
+// Hashed at first use: only the sweep and the local pool promote retries.
+static PROMOTE_DUE_SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(PROMOTE_DUE));
 
 /// The jobs queue, with its client built at the first send: building an SQS
 /// client (its endpoint rules and partition table) is most of what init
@@ -95,7 +97,7 @@ impl Dispatcher {
             }
             _ => None,
         };
-        Dispatcher { kv, sqs, promote: Script::new(PROMOTE_DUE) }
+        Dispatcher { kv, sqs }
     }
 
     /// The Redis list the local worker pool pops job ids from.
@@ -132,7 +134,7 @@ impl Dispatcher {
     pub async fn promote_due(&self) -> anyhow::Result<usize> {
         let keys = [self.redis_delayed_key(), self.redis_queue_key()];
         let args = [Utc::now().timestamp_millis().to_string(), PROMOTE_BATCH.to_string()];
-        let moved: usize = self.kv.invoke(&self.promote, &keys, &args).await?;
+        let moved: usize = self.kv.invoke(&PROMOTE_DUE_SCRIPT, &keys, &args).await?;
         Ok(moved)
     }
 

@@ -1,4 +1,4 @@
-//! Outbound TLS, one way for every client: rustls (aws-lc-rs), trusting the
+//! Outbound TLS, one way for every client: rustls (ring), trusting the
 //! webpki roots, the Amazon RDS CA bundle shipped in this crate
 //! (`certs/rds-ca-bundle.pem`, which also holds the Amazon Trust Services
 //! roots RDS Proxy and ElastiCache present), and the PEM files the
@@ -40,6 +40,12 @@ pub enum SslMode {
 static RDS_TRUST_ANCHORS: &[rustls::pki_types::TrustAnchor<'static>] = {
     use rustls::pki_types::{Der, TrustAnchor};
     include!(concat!(env!("OUT_DIR"), "/rds_trust_anchors.rs"))
+};
+
+/// [`AMAZON_TRUST_SERVICES_ROOTS`]' trust anchors, made by build.rs.
+pub static AMAZON_TRUST_ANCHORS: &[rustls::pki_types::TrustAnchor<'static>] = {
+    use rustls::pki_types::{Der, TrustAnchor};
+    include!(concat!(env!("OUT_DIR"), "/amazon_trust_anchors.rs"))
 };
 
 /// The roots every client trusts, plus `extra` PEM files. The built-in ones
@@ -114,7 +120,14 @@ pub fn extra_roots_pem(extra: &[PathBuf]) -> Result<Vec<u8>, String> {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Makes ring the process's default provider, for clients built without a
+/// configuration of ours (reqwest's own TLS set-up panics without one).
+pub fn install_default_provider() {
+    // An error means a provider is installed already: the same one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A client configuration that trusts exactly `roots`, checking chain and
@@ -128,13 +141,13 @@ pub fn client_config_trusting(roots: RootCertStore) -> Result<ClientConfig, Stri
         .with_no_client_auth())
 }
 
-/// The roots of PEM files, and of `pem` when given: the AWS endpoints' own
-/// (every one chains to an Amazon Trust Services root) or an ACME test CA.
-pub fn roots_of(pem: Option<(&[u8], &str)>, files: &[PathBuf]) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    if let Some((pem, what)) = pem {
-        add_pem(&mut roots, pem, what)?;
-    }
+/// `anchors` and the roots of PEM files: the AWS endpoints' own (every one
+/// chains to an Amazon Trust Services root) or an ACME test CA.
+pub fn roots_of(
+    anchors: &[rustls::pki_types::TrustAnchor<'static>],
+    files: &[PathBuf],
+) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore { roots: anchors.to_vec() };
     add_files(&mut roots, files)?;
     Ok(roots)
 }
@@ -252,6 +265,15 @@ mod tests {
         assert_eq!(decoded, rustls_read(mixed.as_bytes()));
         assert!(pem_certificates(b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n").is_err());
         assert!(pem_certificates(b"-----BEGIN CERTIFICATE-----\nAAAA\n").is_err());
+    }
+
+    /// build.rs's anchors are the Amazon Trust Services roots, parsed here.
+    #[test]
+    fn the_built_amazon_anchors_are_the_shipped_roots() {
+        let mut parsed = RootCertStore::empty();
+        add_pem(&mut parsed, AMAZON_TRUST_SERVICES_ROOTS, "the Amazon Trust Services roots").unwrap();
+        assert_eq!(parsed.roots.len(), 5);
+        assert_eq!(AMAZON_TRUST_ANCHORS, parsed.roots.as_slice());
     }
 
     /// The SDK's roots are the bundle's Amazon Trust Services roots.

@@ -104,6 +104,17 @@ impl Drop for SiteCleanup {
 }
 
 /// The stack's environment, or a clear panic telling how to get it.
+/// A reqwest client for the tests' own calls (reqwest's TLS set-up needs
+/// the process's default provider; the code under test brings its own).
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().expect("a reqwest client")
+}
+
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    mpanel::tls::install_default_provider();
+    reqwest::Client::builder()
+}
+
 pub fn stack_env() -> Env {
     let env: Env = std::env::vars().collect();
     assert!(
@@ -584,7 +595,7 @@ pub async fn spawn_serve(env: &Env, extra_args: &[&str]) -> Serve {
         .spawn()
         .expect("mpanel serve starts");
     let base_url = format!("http://{addr}");
-    let http = reqwest::Client::new();
+    let http = http_client();
     for _ in 0..200 {
         if http.get(format!("{base_url}/api/health")).send().await.is_ok_and(|r| r.status().is_success()) {
             return Serve { process, base_url, log };

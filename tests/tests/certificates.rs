@@ -112,7 +112,7 @@ async fn a_new_site_gets_a_certificate_served_over_https_and_http_redirects() {
 
     // Plain HTTP now only redirects.
     let port: u16 = h.app.env["MPANEL_TEST_HTTP_PORT"].parse().expect("port");
-    let client = reqwest::Client::builder()
+    let client = mpanel_tests::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .resolve(&domain, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .build()
@@ -195,7 +195,7 @@ async fn a_domain_not_delegated_to_us_fails_clearly_once_and_waits_hours() {
     let (subscription, domain, job) = live_with_certificate_job(&h).await;
     // The world's DNS says someone else serves the domain.
     let env = &h.app.env;
-    let changed = reqwest::Client::new()
+    let changed = mpanel_tests::http_client()
         .patch(format!("{}/servers/{}/zones/{domain}.", env["PDNS_API_URL"], env["PDNS_SERVER_ID"]))
         .header("X-API-Key", &env["PDNS_API_KEY"])
         .json(&json!({ "rrsets": [{ "name": format!("{domain}."), "type": "NS", "ttl": 3600, "changetype": "REPLACE",

@@ -67,7 +67,7 @@ async fn every_event_runs_through_its_function() {
                 "migrate" => {
                     let raw = mpanel_tests::events::fill(&raw, &tokens, &app.env);
                     let event = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{label}: {e}"));
-                    let http = reqwest::Client::new();
+                    let http = mpanel_tests::http_client();
                     let outcome = mpanel::lambda::handle_migrations(
                         &app.env,
                         &http,

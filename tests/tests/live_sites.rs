@@ -25,7 +25,7 @@ async fn live(h: &Hosting) -> (Uuid, String) {
 /// `curl --resolve host:port:127.0.0.1 http://host:port/path`.
 async fn fetch(env: &mpanel::config::Env, host: &str, path: &str) -> (StatusCode, String) {
     let port: u16 = env["MPANEL_TEST_HTTP_PORT"].parse().expect("port");
-    let client = reqwest::Client::builder()
+    let client = mpanel_tests::http_client_builder()
         .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .build()
         .expect("client");

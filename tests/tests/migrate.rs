@@ -54,7 +54,7 @@ use std::str::FromStr;
 #[tokio::test]
 async fn create_and_update_migrate_delete_keeps_the_schema_and_cloudformation_hears_each() {
     let (url, answers) = response_url().await;
-    let http = reqwest::Client::new();
+    let http = mpanel_tests::http_client();
     let mut env = stack_env();
     let db = empty_database(&env).await;
     env.insert("DATABASE_URL".into(), database_url(&env, &db));
@@ -91,7 +91,7 @@ async fn create_and_update_migrate_delete_keeps_the_schema_and_cloudformation_he
 #[tokio::test]
 async fn a_failed_migration_answers_failed_with_the_reason() {
     let (url, answers) = response_url().await;
-    let http = reqwest::Client::new();
+    let http = mpanel_tests::http_client();
     let mut env = stack_env();
     env.insert("DATABASE_URL".into(), database_url(&env, "mpanel_no_such_database"));
     let outcome = mpanel::lambda::handle_migrations(&env, &http, event("update", &url)).await.expect("answered");
@@ -111,7 +111,7 @@ async fn a_failed_migration_answers_failed_with_the_reason() {
 
 #[tokio::test]
 async fn an_unreachable_response_url_fails_the_invocation() {
-    let http = reqwest::Client::new();
+    let http = mpanel_tests::http_client();
     let mut env = stack_env();
     env.remove("DATABASE_URL");
     let result = mpanel::lambda::handle_migrations(&env, &http, event("delete", "http://127.0.0.1:1/cfn")).await;

@@ -20,7 +20,7 @@ struct Pdns {
 impl Pdns {
     fn of(env: &mpanel::config::Env) -> Pdns {
         Pdns {
-            http: reqwest::Client::new(),
+            http: mpanel_tests::http_client(),
             zones: format!("{}/servers/{}/zones", env["PDNS_API_URL"], env["PDNS_SERVER_ID"]),
             key: env["PDNS_API_KEY"].clone(),
         }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 /// `/api/ready` of a running `mpanel serve`: 200 before `rotate`, then the
 /// statuses of five calls after it; and everything the process logged.
 async fn readiness_across(serve: Serve, rotate: impl std::future::Future<Output = ()>) -> (Vec<u16>, String) {
-    let http = reqwest::Client::new();
+    let http = mpanel_tests::http_client();
     let ready = || async { http.get(format!("{}/api/ready", serve.base_url)).send().await.expect("answer").status() };
     assert_eq!(ready().await, 200);
     rotate.await;

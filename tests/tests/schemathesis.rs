@@ -41,7 +41,7 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
 
     let serve = spawn_serve(&app.env, &["--no-worker"]).await;
     let base = serve.base_url.clone();
-    let http = reqwest::Client::new();
+    let http = mpanel_tests::http_client();
 
     let mut args: Vec<String> = Vec::new();
     for id in SESSION_ENDING {

@@ -16,7 +16,7 @@ async fn serve_without_sqs_provisions_an_order_through_redis() {
     env.remove("SQS_QUEUE_URL");
     let serve = spawn_serve(&env, &[]).await;
     let base = serve.base_url.clone();
-    let http = reqwest::Client::new();
+    let http = mpanel_tests::http_client();
 
     let domain = unique_domain();
     let body = serde_json::to_vec(&json!({

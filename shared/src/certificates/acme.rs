@@ -64,7 +64,7 @@ impl AcmeError {
 /// (a test server's); otherwise the web's roots.
 fn builder(config: &AcmeConfig) -> Result<AccountBuilder, AcmeError> {
     let roots = match &config.ca_file {
-        Some(path) => crate::tls::roots_of(None, std::slice::from_ref(path)),
+        Some(path) => crate::tls::roots_of(&[], std::slice::from_ref(path)),
         None => Ok(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }),
     };
     let tls = roots.and_then(crate::tls::client_config_trusting).map_err(AcmeError::permanent)?;

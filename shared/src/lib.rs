@@ -51,7 +51,6 @@ pub use state::AppState;
 /// with one line naming what is wrong (the runtime logs it as an init error).
 pub async fn init_function(needs: Needs) -> AppState {
     telemetry::init();
-    tls::install_default_provider();
     let built = match Config::from_lambda_env(needs).await {
         Ok(config) => AppState::new(config),
         Err(e) => Err(e.into()),

@@ -123,8 +123,15 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Makes ring the process's default provider, for clients built without a
-/// configuration of ours (reqwest's own TLS set-up panics without one).
+/// The web's roots alone: what public endpoints (Let's Encrypt,
+/// CloudFormation's presigned response URLs) chain to.
+pub fn web_roots() -> RootCertStore {
+    RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }
+}
+
+/// Makes ring the process's default provider, for reqwest clients built
+/// without a configuration of ours (the tests', the bench's): reqwest's own
+/// TLS set-up panics without one. mPanel's own clients bring theirs.
 pub fn install_default_provider() {
     // An error means a provider is installed already: the same one.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -65,7 +65,7 @@ impl AcmeError {
 fn builder(config: &AcmeConfig) -> Result<AccountBuilder, AcmeError> {
     let roots = match &config.ca_file {
         Some(path) => crate::tls::roots_of(&[], std::slice::from_ref(path)),
-        None => Ok(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }),
+        None => Ok(crate::tls::web_roots()),
     };
     let tls = roots.and_then(crate::tls::client_config_trusting).map_err(AcmeError::permanent)?;
     let client = crate::outbound::client(tls, std::time::Duration::from_secs(10), None)
